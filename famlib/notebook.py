@@ -1,0 +1,65 @@
+"""What every notebook calls first, and small display helpers, so notebooks stay thin."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from famlib.config import Params, load_params
+
+
+def offline_env() -> None:
+    """No hub calls on the offline scales: an accidental download fails at once instead of hanging."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def set_threads(n: int | None) -> int:
+    """Set torch's intra-op threads (one per core by default); return the number used."""
+    import torch
+
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) -> Params:
+    """Load and validate the parameters of ``scale``; validate ``family=`` / ``strategy=`` / ``language=``.
+
+    Prints the package versions (so an executed notebook records what it ran with). Raises ConfigError,
+    naming the file, key, value and what is allowed, for any bad parameter, injected ones included.
+    """
+    params = load_params(scale, overrides)
+    if params.data.source == "offline":
+        offline_env()
+    for key, value in checks.items():
+        if value is None:
+            continue
+        getattr(params, f"check_{key}")(value, key)
+    threads = set_threads(params.threads)
+    print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})")
+    return params
+
+
+def versions() -> str:
+    import importlib.metadata as md
+
+    pkgs = ["famlib", "torch", "transformers", "datasets", "accelerate", "lm_eval", "tokenizers"]
+    found = []
+    for p in pkgs:
+        try:
+            found.append(f"{p} {md.version(p)}")
+        except md.PackageNotFoundError:
+            pass
+    return f"python {platform.python_version()} | " + " | ".join(found)
+
+
+def figure_dir(params: Params):
+    """``figures/<scale>/`` (created): where a scale's figures land as PNG and PDF."""
+    from famlib.paths import figures_root
+
+    path = figures_root() / params.scale
+    path.mkdir(parents=True, exist_ok=True)
+    return path

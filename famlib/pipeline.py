@@ -1,0 +1,188 @@
+"""The notebook graph of a scale, executed by papermill.
+
+Each :class:`Step` is one notebook execution with its parameters and the steps it needs. ``run`` executes
+them in dependency order (``jobs`` at a time), writes each executed copy to
+``runs/<scale>/notebooks/<step>.ipynb`` and a stamp beside it; a step whose notebook, parameters, famlib
+code and upstream stamps are unchanged is skipped. A failure stops the run naming the notebook, the cell
+and the error; the next run starts again at that step. ``plan`` is the same graph as lines a cluster
+scheduler can consume.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from famlib.config import REPO_ROOT, Params
+from famlib.errors import ConfigError, FamlibError, near
+from famlib.io import atomic_write_json, sha256_file, sha256_json
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str  # unique and file-name safe: "01_data_prep", "03_train_expert.romance.freeze"
+    notebook: str  # file name under notebooks/
+    parameters: dict[str, Any] = field(hash=False)
+    deps: tuple[str, ...] = ()
+
+    def command(self, scale: str) -> str:
+        return f"famlib run --scale {scale} --step {self.id}"
+
+
+class StepFailed(FamlibError):
+    pass
+
+
+def plan(params: Params) -> list[Step]:
+    """The steps of a scale in a valid execution order (each after its dependencies)."""
+    s = params.scale
+    steps = [Step("01_data_prep", "01_data_prep.ipynb", {"scale": s})]
+    return [st for st in steps if (NOTEBOOKS / st.notebook).exists()]
+
+
+def runs_dir(params: Params) -> Path:
+    from famlib.paths import run_dir
+
+    return run_dir(params.scale)
+
+
+def _code_hash() -> str:
+    """Hash of famlib's source: a code change re-runs the steps (their heavy work is cached by content)."""
+    pkg = Path(__file__).resolve().parent
+    return sha256_json({str(p.relative_to(pkg)): sha256_file(p) for p in sorted(pkg.rglob("*.py"))})
+
+
+def check_parameters(step: Step) -> None:
+    """Refuse parameters the notebook does not declare (papermill itself only warns and carries on)."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(NOTEBOOKS / step.notebook))
+    for key, value in step.parameters.items():
+        if key not in declared:
+            raise ConfigError(f"notebooks/{step.notebook}", key, value,
+                              f"parameters declared in its tagged cell: {', '.join(declared)}",
+                              near(key, declared) or "This notebook has no such parameter.")
+
+
+def _step_key(step: Step, params: Params, dep_keys: list[str], code: str) -> str:
+    return sha256_json({"notebook": sha256_file(NOTEBOOKS / step.notebook), "parameters": step.parameters,
+                        "params": params.fingerprint(), "deps": dep_keys, "code": code})
+
+
+def _execute(step: Step, out: Path) -> None:
+    import papermill as pm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.running.ipynb")
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / step.notebook), str(tmp), parameters=step.parameters,
+                            cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3")
+    except pm.PapermillExecutionError as exc:
+        tmp.replace(out.with_name(f"{out.stem}.failed.ipynb"))
+        raise StepFailed(f"step {step.id}: notebook notebooks/{step.notebook} failed in cell {exc.exec_count} "
+                         f"({exc.ename}: {exc.evalue}); executed copy: {out.with_name(out.stem + '.failed.ipynb')}") from None
+    tmp.replace(out)
+
+
+def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: bool = False,
+        log=print) -> dict[str, str]:
+    """Execute the graph; return ``{step id: "ran" | "skipped"}``. Raises StepFailed on the first failure."""
+    steps = plan(params)
+    by_id = {st.id: st for st in steps}
+    if only:
+        unknown = [s for s in only if s not in by_id]
+        if unknown:
+            raise ConfigError("famlib run", "step", unknown[0], "a step id of `famlib plan`: " + ", ".join(by_id),
+                              near(unknown[0], by_id))
+        steps = [st for st in steps if st.id in only]
+    for st in steps:
+        check_parameters(st)
+    code = _code_hash()
+    nb_dir = runs_dir(params) / "notebooks"
+    keys: dict[str, str] = {}
+    status: dict[str, str] = {}
+    pending = list(steps)
+    running: dict[Future, Step] = {}
+    t0 = time.time()
+    total = len(steps)
+
+    def stamp_of(st: Step) -> Path:
+        return nb_dir / f"{st.id}.stamp.json"
+
+    def key_of(st: Step) -> str:
+        dep_keys = [keys.get(d) or _read_key(stamp_of(by_id[d])) for d in st.deps]
+        return _step_key(st, params, dep_keys, code)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            ready = [st for st in pending if all(d in status or d not in {p.id for p in steps} for d in st.deps)]
+            for st in ready:
+                if len(running) >= max(1, jobs):
+                    break
+                pending.remove(st)
+                key = key_of(st)
+                out = nb_dir / f"{st.id}.ipynb"
+                if not force and out.exists() and _read_key(stamp_of(st)) == key:
+                    keys[st.id], status[st.id] = key, "skipped"
+                    log(f"[{len(status)}/{total}] {st.id}: unchanged, skipped")
+                    continue
+                log(f"[{len(status) + len(running) + 1}/{total}] {st.id}: running notebooks/{st.notebook} {st.parameters}")
+                fut = pool.submit(_execute, st, out)
+                running[fut] = st
+                keys[st.id] = key
+            if not running:
+                if pending and not ready:  # internal: plan() orders steps after their dependencies
+                    raise AssertionError(f"unsatisfiable dependencies: {[p.id for p in pending]}")
+                continue
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                st = running.pop(fut)
+                fut.result()  # re-raises StepFailed; the stamp is not written, so the next run redoes it
+                atomic_write_json(stamp_of(st), {"key": keys[st.id], "step": st.id, "parameters": st.parameters,
+                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                status[st.id] = "ran"
+                log(f"[{len(status)}/{total}] {st.id}: done ({time.time() - t0:.0f} s since start)")
+    return status
+
+
+def _read_key(stamp: Path) -> Optional[str]:
+    try:
+        return json.loads(stamp.read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def plan_lines(params: Params, fmt: str = "tsv") -> list[str]:
+    """One line per notebook execution: index, step id, dependencies, parameters, command."""
+    steps = plan(params)
+    index = {st.id: i for i, st in enumerate(steps, start=1)}
+    lines = []
+    for st in steps:
+        if fmt == "json":
+            lines.append(json.dumps({"index": index[st.id], "id": st.id, "notebook": st.notebook,
+                                     "parameters": st.parameters, "after": list(st.deps),
+                                     "after_index": [index[d] for d in st.deps],
+                                     "command": st.command(params.scale)}))
+        else:
+            lines.append("\t".join([str(index[st.id]), st.id, ",".join(st.deps) or "-",
+                                    json.dumps(st.parameters, sort_keys=True), st.command(params.scale)]))
+    return lines
+
+
+def main_run(params: Params, jobs: int, only, force: bool) -> int:
+    try:
+        status = run(params, jobs=jobs, only=only, force=force)
+    except StepFailed as exc:
+        print(f"famlib: {exc}\nFix the cause and run the same command again: finished steps are skipped.",
+              file=sys.stderr)
+        return 1
+    ran = sum(v == "ran" for v in status.values())
+    print(f"famlib: {len(status)} steps, {ran} ran, {len(status) - ran} unchanged. Outputs in {runs_dir(params)}")
+    return 0

@@ -1,0 +1,44 @@
+"""Figures. Each function takes tidy data, returns a matplotlib Figure, and can save PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: papermill and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save(fig, path_stem: Path) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.pdf``; return both paths."""
+    from famlib.io import atomic_path
+
+    path_stem = Path(path_stem)
+    out = []
+    for ext in ("png", "pdf"):
+        target = path_stem.with_suffix(f".{ext}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        out.append(target)
+    return out
+
+
+def corpus_figure(stats, title: str = ""):
+    """Stacked bars of MB per language and split, languages grouped by family and role."""
+    import pandas as pd
+
+    df = stats.groupby(["family", "role", "language", "split"], as_index=False)["bytes"].sum()
+    table = df.pivot_table(index=["family", "role", "language"], columns="split", values="bytes", fill_value=0)
+    table = table.reindex(columns=[c for c in ("train", "validation", "evaluation") if c in table.columns])
+    role_order = {"base": 0, "held_in": 1, "held_out": 2}
+    table = table.sort_index(key=lambda idx: idx.map(role_order) if idx.name == "role" else idx)
+    fig, ax = plt.subplots(figsize=(max(6, 0.38 * len(table)), 4))
+    (table / 1e6).plot.bar(stacked=True, ax=ax, color=["#4C72B0", "#DD8452", "#55A868"], width=0.8)
+    ax.set_xticklabels([f"{lang}\n{'*' if role == 'held_out' else ''}" for fam, role, lang in table.index], rotation=0)
+    ax.set_xlabel("language (* = held out); groups left to right: " + ", ".join(pd.unique(table.index.get_level_values(0))))
+    ax.set_ylabel("text (MB, UTF-8)")
+    ax.set_title(title or "Offline corpus per language and split")
+    ax.legend(title="split")
+    fig.tight_layout()
+    return fig

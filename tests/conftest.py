@@ -1,0 +1,35 @@
+"""Shared fixtures: the smoke-scale parameters, corpus and tokenizer, built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # an accidental hub call fails at once
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)  # one per core: oversubscription made runs 8x slower on these machines
+
+
+@pytest.fixture(scope="session")
+def smoke_params():
+    from famlib.config import load_params
+
+    return load_params("smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_corpus(smoke_params):
+    from famlib.data import build_corpus
+
+    return build_corpus(smoke_params)  # shared cache (data/cache): downloaded once per machine
+
+
+@pytest.fixture(scope="session")
+def smoke_tokenizer(smoke_params, smoke_corpus, tmp_path_factory):
+    from famlib.tokenizer import train_tokenizer
+
+    return train_tokenizer(smoke_params, smoke_corpus, tmp_path_factory.mktemp("tokenizer"))

@@ -1,0 +1,54 @@
+"""Every notebook that exists runs under papermill at smoke scale, through famlib's own runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from famlib import pipeline
+from famlib.config import load_params
+
+
+@pytest.fixture()
+def smoke_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figures"))
+    return tmp_path
+
+
+def _outputs_text(nb_path) -> str:
+    nb = json.loads(nb_path.read_text())
+    return "\n".join("".join(o.get("text", "")) + json.dumps(o.get("data", {}))
+                     for c in nb["cells"] for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_notebook_01_data_prep_at_smoke_scale(smoke_outputs, smoke_corpus):
+    params = load_params("smoke")
+    status = pipeline.run(params, only=["01_data_prep"], log=lambda *_: None)
+    assert status == {"01_data_prep": "ran"}
+    executed = smoke_outputs / "runs" / "smoke" / "notebooks" / "01_data_prep.ipynb"
+    text = _outputs_text(executed)
+    assert "OK:" in text and "every group sits in one split" in text
+    assert (smoke_outputs / "figures" / "smoke" / "corpus.png").stat().st_size > 10_000
+    assert (smoke_outputs / "figures" / "smoke" / "corpus.pdf").exists()
+    # unchanged inputs: skipped on the second run
+    assert pipeline.run(params, only=["01_data_prep"], log=lambda *_: None) == {"01_data_prep": "skipped"}
+
+
+def test_plan_lists_every_step_with_a_command():
+    lines = pipeline.plan_lines(load_params("smoke"))
+    assert lines and all(len(line.split("\t")) == 5 for line in lines)
+    assert lines[0].split("\t")[1] == "01_data_prep"
+    assert lines[0].endswith("famlib run --scale smoke --step 01_data_prep")
+
+
+def test_committed_notebooks_have_no_outputs_and_a_parameters_cell():
+    for path in sorted(pipeline.NOTEBOOKS.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        assert not any(c.get("outputs") or c.get("execution_count") for c in nb["cells"]), path
+        tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path}: needs exactly one cell tagged 'parameters'"
+        code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        assert "\ndef " not in "\n" + code and "\nclass " not in "\n" + code, f"{path}: logic belongs in famlib"
