@@ -1,4 +1,4 @@
-"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``data``."""
+"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``data``, ``base``, ``revert``, ``soup``, ``interpolate``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from famlib.errors import FamlibError
 
 
 def _params(args):
+    return load_params(args.scale, _overrides(args))
+
+
+def _overrides(args) -> dict:
     overrides = {}
     for item in getattr(args, "set", None) or []:
         key, sep, raw = item.partition("=")
@@ -18,7 +22,7 @@ def _params(args):
         import yaml
 
         overrides[key] = yaml.safe_load(raw)
-    return load_params(args.scale, overrides)
+    return overrides
 
 
 def cmd_paper(args) -> int:
@@ -36,8 +40,11 @@ def cmd_run(args) -> int:
 def cmd_plan(args) -> int:
     from famlib.pipeline import plan_lines
 
-    for line in plan_lines(_params(args), args.format):
-        print(line)
+    try:
+        for line in plan_lines(_params(args), args.format):
+            print(line, flush=True)
+    except BrokenPipeError:  # `famlib plan | head` is fine
+        sys.stderr.close()
     return 0
 
 
@@ -57,6 +64,19 @@ def cmd_data(args) -> int:
                               aggfunc="sum", fill_value=0)
     print((table / 1e6).round(2).to_string())
     print(f"corpus ready in {time.time() - t:.1f} s ({corpus.cache_dir})")
+    return 0
+
+
+def cmd_base(args) -> int:
+    import time
+
+    from famlib.base import ensure_base
+    from famlib.notebook import setup
+
+    params = setup(args.scale, _overrides(args))
+    t = time.time()
+    path = ensure_base(params)
+    print(f"base model ready in {time.time() - t:.0f} s: {path}")
     return 0
 
 
@@ -87,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = scaled("data", "build the corpus of a scale and print its size per language and split")
     p.set_defaults(func=cmd_data)
+
+    p = scaled("base", "build or load the base model of a scale into runs/<scale>/models/base")
+    p.set_defaults(func=cmd_base)
+    from famlib.surgery.cli import add_subcommands as add_surgery_subcommands
+
+    add_surgery_subcommands(sub)  # famlib revert | soup | interpolate
     return ap
 
 

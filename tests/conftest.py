@@ -33,3 +33,24 @@ def smoke_tokenizer(smoke_params, smoke_corpus, tmp_path_factory):
     from famlib.tokenizer import train_tokenizer
 
     return train_tokenizer(smoke_params, smoke_corpus, tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """A private runs/ folder for the session, so tests never touch the repository's runs/."""
+    path = tmp_path_factory.mktemp("runs")
+    old = os.environ.get("FAMLIB_RUNS")
+    os.environ["FAMLIB_RUNS"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("FAMLIB_RUNS", None)
+    else:
+        os.environ["FAMLIB_RUNS"] = old
+
+
+@pytest.fixture(scope="session")
+def smoke_base(smoke_params, smoke_corpus, smoke_runs):
+    """The smoke base model, pretrained once per session (about 15 s)."""
+    from famlib.base import ensure_base
+
+    return ensure_base(smoke_params, smoke_corpus, progress=False)

@@ -52,3 +52,18 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell():
         assert len(tagged) == 1, f"{path}: needs exactly one cell tagged 'parameters'"
         code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
         assert "\ndef " not in "\n" + code and "\nclass " not in "\n" + code, f"{path}: logic belongs in famlib"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy, family", [("dense", None), ("expert", "romance"), ("freeze", "romance"),
+                                              ("l2sp", "romance")])
+def test_notebook_03_train_expert_for_every_strategy(smoke_base, smoke_runs, strategy, family, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figures"))
+    params = load_params("smoke")
+    step = f"03_train_expert.{strategy}" + (f".{family}" if family else "")
+    assert pipeline.run(params, only=[step], log=lambda *_: None) == {step: "ran"}
+    executed = smoke_runs / "smoke" / "notebooks" / f"{step}.ipynb"
+    assert executed.exists()
+    mid = strategy if family is None else f"{strategy}.{family}"
+    assert (smoke_runs / "smoke" / "models" / mid / "model.safetensors").exists()
+    assert (tmp_path / "figures" / "smoke" / f"drift_{mid}.png").stat().st_size > 5_000

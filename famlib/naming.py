@@ -1,0 +1,82 @@
+"""Model ids and where each model lives: ``runs/<scale>/models/<model_id>/``.
+
+Single models are named by their strategy (``base``, ``dense``, ``dense_reverted``, ``soup``,
+``freeze_soup``); per-family models by ``<strategy>.<family>`` (``expert.slavic``, ``freeze.romance``,
+``l2sp.indic``, ``expert_reverted.germanic``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES, Params
+from famlib.errors import near, one_of
+from famlib.errors import FamlibError
+
+class ModelIdError(FamlibError, ValueError):
+    """A model id, strategy or family that does not name a model of the scale."""
+
+
+_FAMILY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def model_id(strategy: str, family: Optional[str] = None) -> str:
+    """``model_id('expert', 'slavic')`` -> ``'expert.slavic'``; ``model_id('dense')`` -> ``'dense'``.
+
+    Raises:
+        ModelIdError: unknown strategy, a per-family strategy without a family, a family given to a
+            single-model strategy, or a family name that is not a plain word.
+    """
+    if strategy not in STRATEGIES:
+        raise ModelIdError(f"strategy {strategy!r}: {one_of(STRATEGIES)}. {near(strategy, STRATEGIES)}".rstrip())
+    if strategy in PER_FAMILY_STRATEGIES:
+        if not family:
+            raise ModelIdError(f"strategy {strategy!r} has one model per family: pass the family")
+        if not _FAMILY_RE.match(family):
+            raise ModelIdError(f"family {family!r}: letters, digits, '_' and '-' only (it becomes a directory name)")
+        return f"{strategy}.{family}"
+    if family is not None:
+        raise ModelIdError(f"strategy {strategy!r} is a single model for every family; got family={family!r}")
+    return strategy
+
+
+def parse_model_id(mid: str) -> tuple[str, Optional[str]]:
+    """``'expert.slavic'`` -> ``('expert', 'slavic')``; ``'soup'`` -> ``('soup', None)``. Raises ModelIdError."""
+    strategy, _, family = str(mid).partition(".")
+    model_id(strategy, family or None)  # validates
+    return strategy, family or None
+
+
+def models_dir(params: Params) -> Path:
+    """``runs/<scale>/models`` (``$FAMLIB_RUNS`` moves ``runs``)."""
+    from famlib.paths import run_dir
+
+    return run_dir(params.scale) / "models"
+
+
+def model_path(params: Params, mid: str) -> Path:
+    """``runs/<scale>/models/<model_id>``; a per-family id must name a family of ``params``.
+
+    Raises:
+        ModelIdError: a malformed id, or a family that is not in the params file.
+    """
+    _, family = parse_model_id(mid)
+    if family is not None and family not in params.families:
+        raise ModelIdError(f"model id {mid!r}: family {family!r} is not in {params.origin}; "
+                           f"{one_of(params.families)}. {near(family, params.families)}".rstrip())
+    from famlib.paths import model_dir
+
+    return model_dir(params.scale, mid)
+
+
+def all_model_ids(params: Params) -> list[str]:
+    """Every model id of a scale, in the order of ``famlib.config.STRATEGIES``, families in params order."""
+    out = []
+    for s in STRATEGIES:
+        if s in PER_FAMILY_STRATEGIES:
+            out.extend(model_id(s, f) for f in params.families)
+        else:
+            out.append(model_id(s))
+    return out
