@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from famlib.config import Params
 from famlib.io import sha256_json
@@ -19,6 +20,9 @@ from famlib.naming import models_dir
 from famlib.paths import run_dir
 
 BASE_FORMAT = 1
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def base_dir(params: Params) -> Path:
@@ -127,3 +131,61 @@ def remove_base(params: Params) -> None:
     """Delete the base directory and its pretraining run (to start from nothing)."""
     for p in (base_dir(params), run_dir(params.scale) / "train" / "base"):
         shutil.rmtree(p, ignore_errors=True)
+
+
+@dataclass
+class BaseSummary:
+    """What notebook 02 shows: facts about the base, its pretraining metrics, and per-language knowledge."""
+
+    facts: "pd.DataFrame"
+    metrics: Optional["pd.DataFrame"]  # one row per optimiser step (from-scratch scales), else None
+    languages: "pd.DataFrame"  # language, role, family, bits_per_byte, perplexity, unigram_bpb, ...
+
+
+def base_summary(params: Params, corpus=None) -> BaseSummary:
+    """Evaluate the base's perplexity axis (through famlib.evaluate, cached) next to a unigram baseline."""
+    import pandas as pd
+
+    from famlib.baselines import unigram_table
+    from famlib.evaluate import evaluate_model
+    from famlib.tokenizer import load_tokenizer
+
+    if corpus is None:
+        from famlib.data import build_corpus
+
+        corpus = build_corpus(params)
+    path = ensure_base(params, corpus)
+    prov = _provenance(path)
+    report = evaluate_model(params, "base", corpus=corpus, axes=["perplexity"], log=lambda *_: None)
+    ppl = report.rows[report.rows["task"] == "perplexity"].pivot_table(index="language", columns="metric",
+                                                                       values="value", aggfunc="first")
+    uni = unigram_table(params, corpus, load_tokenizer(path)).set_index("language")
+    langs = uni[["role", "unigram_bpb", "unigram_ppl"]].join(ppl, how="outer")
+    langs.insert(0, "family", [params.family_of(lang) or "probe" for lang in langs.index])
+    if "bits_per_byte" in langs:
+        langs["bpb_vs_unigram"] = (langs["bits_per_byte"] / langs["unigram_bpb"]).round(3)
+    order = {lang: i for i, lang in enumerate(params.languages)}
+    langs = langs.sort_index(key=lambda idx: idx.map(order))
+
+    metrics = None
+    run = run_dir(params.scale) / "train" / "base" / "metrics.jsonl"
+    if params.model.kind == "scratch" and run.exists():
+        metrics = pd.read_json(run, lines=True)
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(path))
+    train = prov.get("train", {})
+    facts = pd.DataFrame.from_dict({
+        "model": params.model.id or params.model.package or "from scratch (Gemma3ForCausalLM)",
+        "decoder layers": cfg.num_hidden_layers,
+        "layer split (first / middle / last)": f"{params.layers.first} / "
+                                               f"{cfg.num_hidden_layers - params.layers.first - params.layers.last} / "
+                                               f"{params.layers.last}",
+        "hidden size": cfg.hidden_size,
+        "vocabulary": cfg.vocab_size,
+        "pretraining tokens": train.get("tokens", "-"),
+        "pretraining steps": train.get("steps", "-"),
+        "best validation loss": train.get("best_val_loss", "-"),
+        "pretraining wall time (s)": round(train["seconds"]) if "seconds" in train else "-",
+    }, orient="index", columns=["value"])
+    return BaseSummary(facts, metrics, langs)

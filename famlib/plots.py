@@ -67,3 +67,21 @@ def loss_curve(metrics, title: str = "", smooth: int = 20):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def base_knowledge(languages, title: str = ""):
+    """Bits per byte of the base vs a unigram model, per language (held-out languages marked *)."""
+    import numpy as np
+
+    df = languages.dropna(subset=["bits_per_byte"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(df)), 4))
+    x = np.arange(len(df))
+    ax.bar(x - 0.2, df["unigram_bpb"], 0.4, label="unigram (same language's training text)", color="#BBBBBB")
+    ax.bar(x + 0.2, df["bits_per_byte"], 0.4, label="base model", color="#4C72B0")
+    ax.set_xticks(x, [f"{lang}{'*' if role == 'held_out' else ''}" for lang, role in zip(df.index, df["role"])])
+    ax.set_ylabel("bits per byte (evaluation split)")
+    ax.set_title(title or "Base model vs unigram")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
