@@ -142,15 +142,9 @@ PROVENANCE = "famlib_provenance.json"
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from famlib.io import package_versions
 
-    out = {}
-    for pkg in ("transformers", "torch", "gguf", "safetensors"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    return package_versions(("famlib", "transformers", "torch", "gguf", "safetensors"))
 
 
 def _check_replaceable(out_dir: Path) -> None:

@@ -44,16 +44,10 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) ->
 
 
 def versions() -> str:
-    import importlib.metadata as md
+    from famlib.io import package_versions
 
-    pkgs = ["famlib", "torch", "transformers", "datasets", "accelerate", "lm_eval", "tokenizers"]
-    found = []
-    for p in pkgs:
-        try:
-            found.append(f"{p} {md.version(p)}")
-        except md.PackageNotFoundError:
-            pass
-    return f"python {platform.python_version()} | " + " | ".join(found)
+    found = package_versions(("famlib", "torch", "transformers", "datasets", "accelerate", "lm_eval", "tokenizers"))
+    return f"python {platform.python_version()} | " + " | ".join(f"{k} {v}" for k, v in found.items())
 
 
 def figure_dir(params: Params):

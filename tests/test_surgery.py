@@ -17,7 +17,7 @@ from famlib import surgery
 from famlib.io import sha256_file
 from famlib.layers import group_of
 from famlib.surgery import SurgeryError
-from famlib.surgery.cli import build_parser, main as cli_main
+from famlib.cli import build_parser, main as cli_main
 
 LAYERS, FIRST, LAST = 6, 2, 1  # groups: first 0-1, middle 2-4, last 5
 SPLIT = dict(first=FIRST, last=LAST)

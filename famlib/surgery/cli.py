@@ -121,22 +121,3 @@ def add_subcommands(subparsers) -> None:
     _common(p)
     _split_args(p)
     p.set_defaults(func=cmd_interpolate)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="famlib", description="Weight surgery on Hugging Face model directories.")
-    add_subcommands(ap.add_subparsers(dest="command", required=True))
-    return ap
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except FamlibError as exc:
-        print(f"famlib: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,14 +12,13 @@ interpolate (the result is that model with some groups changed) and the first mo
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence
 
-from famlib.io import atomic_write_json, sha256_file, sha256_json
+from famlib.io import atomic_write_json, package_versions, sha256_file, sha256_json
 from famlib.layers import layer_groups
 from famlib.surgery import checks
 from famlib.surgery.base import SurgeryMethod
@@ -100,13 +99,7 @@ def apply_state_dicts(method: str, state_dicts: Sequence[Mapping[str, "torch.Ten
 
 
 def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("famlib", "torch", "safetensors", "transformers"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    return package_versions(("famlib", "torch", "safetensors", "transformers"))
 
 
 def _same_path(a: Path, b: Path) -> bool:
