@@ -81,7 +81,7 @@ def base_knowledge(languages, title: str = ""):
     ax.set_xticks(x, [f"{lang}{'*' if role == 'held_out' else ''}" for lang, role in zip(df.index, df["role"])])
     ax.set_ylabel("bits per byte (evaluation split)")
     ax.set_title(title or "Base model vs unigram")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -67,3 +67,14 @@ def test_notebook_03_train_expert_for_every_strategy(smoke_base, smoke_runs, str
     mid = strategy if family is None else f"{strategy}.{family}"
     assert (smoke_runs / "smoke" / "models" / mid / "model.safetensors").exists()
     assert (tmp_path / "figures" / "smoke" / f"drift_{mid}.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_notebook_02_base_model_at_smoke_scale(smoke_base, smoke_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figures"))
+    params = load_params("smoke")
+    assert pipeline.run(params, only=["02_base_model"], log=lambda *_: None) == {"02_base_model": "ran"}
+    text = _outputs_text(smoke_runs / "smoke" / "notebooks" / "02_base_model.ipynb")
+    assert "unigram_bpb" in text and "bits_per_byte" in text
+    for name in ("base_loss", "base_bpb"):
+        assert (tmp_path / "figures" / "smoke" / f"{name}.png").stat().st_size > 5_000

@@ -1,0 +1,153 @@
+"""The results table: one row per measurement, written atomically, and the evaluation cache behind it.
+
+Every evaluation of one model on one harness task is a *part file*,
+``runs/<scale>/results/parts/<model>/<harness task>.json`` = ``{"key", "rows", "examples"}``, where ``key``
+hashes the model's weights (sha256 of its safetensors), the task's config hash (its YAML and data files)
+and the evaluation settings. An evaluation whose part file carries the same key is not redone.
+``runs/<scale>/results/results.csv`` is the union of all part files, rewritten whole under a lock and
+swapped in by a rename, so a reader never sees half a table and two writers never lose each other's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from famlib.io import atomic_path, atomic_write_json, sha256_file
+
+# design.md's schema first, then what helps to read a row on its own.
+COLUMNS = [
+    "model", "strategy", "expert_family", "language", "language_family", "split", "task", "direction",
+    "metric", "value", "n",
+    "task_name",  # what the task really measures (verse_cloze_4way, belebele, ...)
+    "primary",  # True for the headline metric of the task (acc, chrf, bits_per_byte)
+    "stderr",  # binomial standard error of an accuracy; empty otherwise
+    "chance",  # accuracy of a uniform guess (multiple choice)
+    "empty_baseline", "copy_baseline",  # chrF of an empty output and of copying the source (translation)
+    "constant_baseline",  # chrF of one fixed target-language sentence for every item: fluent but source-blind
+    "limit",  # the sample limit the run used; empty for a complete run (never report limited rows as complete)
+    "scale", "harness_task", "model_sha256", "task_config_hash", "cache_key", "lm_eval", "evaluated_at",
+]
+
+
+def results_dir(scale: str) -> Path:
+    from famlib.paths import run_dir
+
+    return run_dir(scale) / "results"
+
+
+def results_path(scale: str) -> Path:
+    return results_dir(scale) / "results.csv"
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created) for the block; a no-op where fcntl is missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process at a time is the user's business there
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model content hash
+# ----------------------------------------------------------------------------------------------------
+def model_sha256(model_dir: Path, cache_file: Optional[Path] = None) -> str:
+    """sha256 over the sorted (file name, file sha256) of a model directory's ``*.safetensors``.
+
+    File hashes are remembered in ``cache_file`` by (path, size, mtime), so an unchanged multi-GB model
+    is hashed once. Raises FileNotFoundError naming the directory when it holds no safetensors.
+    """
+    model_dir = Path(model_dir)
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors files; is it a save_pretrained() directory?")
+    memo: dict = {}
+    if cache_file is not None and Path(cache_file).exists():
+        try:
+            memo = json.loads(Path(cache_file).read_text())
+        except ValueError:
+            memo = {}
+    parts, changed = [], False
+    for f in files:
+        st = f.stat()
+        stamp = f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if stamp not in memo:
+            memo[stamp] = sha256_file(f)
+            changed = True
+        parts.append(f"{f.name}:{memo[stamp]}")
+    if cache_file is not None and changed:
+        with locked(Path(cache_file).with_suffix(".lock")):
+            atomic_write_json(Path(cache_file), memo)
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Part files and the merged table
+# ----------------------------------------------------------------------------------------------------
+def part_path(scale: str, model: str, harness_task: str) -> Path:
+    return results_dir(scale) / "parts" / model / f"{harness_task}.json"
+
+
+def read_part(scale: str, model: str, harness_task: str) -> Optional[dict]:
+    try:
+        return json.loads(part_path(scale, model, harness_task).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_part(scale: str, model: str, harness_task: str, key: str, rows: list[dict],
+               examples: Optional[list[dict]] = None) -> None:
+    atomic_write_json(part_path(scale, model, harness_task), {"key": key, "rows": rows, "examples": examples or []})
+
+
+def _all_rows(scale: str) -> Iterable[dict]:
+    root = results_dir(scale) / "parts"
+    for f in sorted(root.glob("*/*.json")):
+        try:
+            yield from json.loads(f.read_text())["rows"]
+        except (OSError, ValueError, KeyError):
+            continue  # a part being replaced right now; the next merge includes it
+
+
+def merge_results(scale: str) -> Path:
+    """Rewrite ``results.csv`` from every part file, atomically and under a lock; return its path."""
+    import pandas as pd
+
+    out = results_path(scale)
+    with locked(results_dir(scale) / ".results.lock"):
+        df = pd.DataFrame(list(_all_rows(scale)), columns=COLUMNS)
+        df = df.sort_values(["model", "task", "language", "direction", "metric"], kind="stable")
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+    return out
+
+
+def load_results(scale: str):
+    """``results.csv`` of a scale as a DataFrame (empty, with the schema's columns, if there is none)."""
+    import pandas as pd
+
+    path = results_path(scale)
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""],
+                       dtype={"direction": str, "expert_family": str, "language_family": str, "limit": "Float64"})
+
+
+def evaluated_at() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S")

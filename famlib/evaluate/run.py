@@ -1,0 +1,231 @@
+"""Evaluate one model: a thin wrapper over ``lm_eval.simple_evaluate`` with explicit seeds and a cache.
+
+``evaluate_model(params, "expert.slavic")`` finds the model directory, decides which languages it answers
+for (:mod:`famlib.evaluate.assign`), builds or reuses the task suite, skips every (task, language) whose
+result for these exact weights and this exact task config is already on disk, and runs the rest through
+lm-eval, one ``simple_evaluate`` per axis so that the harness batches requests across languages. Rows go
+to ``runs/<scale>/results/results.csv`` (:mod:`famlib.evaluate.results`).
+
+Two harness settings matter here:
+
+* Perplexity runs with ``add_bos_token=False`` and windows of ``data.seq_len`` tokens. lm-eval's rolling
+  log-likelihood already feeds ``<bos>`` as the first window's context; a tokenizer that also prepends
+  ``<bos>`` (Gemma's, famlib's) would make it score a spurious ``<bos>`` after ``<bos>``. Windows of the
+  training length measure the model where it was trained.
+* Per-token perplexity is not a harness metric: it is exp(-sum of log-likelihoods / tokens) over the
+  logged samples, with the tokens counted as the harness encodes them (no ``<bos>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from famlib.config import Params
+from famlib.errors import FamlibError, near
+from famlib.evaluate import results as res
+from famlib.evaluate.assign import evaluation_languages, model_identity
+from famlib.evaluate.suite import AXES, Suite, build_suite
+from famlib.io import sha256_json
+
+PRIMARY = {"perplexity": "bits_per_byte", "comprehension": "acc", "reasoning": "acc", "translation": "chrf"}
+EXAMPLES_KEPT = 20  # generations kept per translation task in its part file, to read what a model wrote
+
+
+@dataclass
+class EvalReport:
+    """What one ``evaluate_model`` call did: its rows, and per axis the tasks run or reused and the time."""
+
+    rows: "object"  # pandas DataFrame in results.COLUMNS
+    ran: dict[str, list[str]] = field(default_factory=dict)
+    cached: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def model_path(params: Params, model: str) -> Path:
+    """``runs/<scale>/models/<model>``; raises FamlibError listing the models present when it is missing."""
+    from famlib.naming import model_path as named_path
+
+    path = named_path(params, model)
+    if not (path / "config.json").exists():
+        root = path.parent
+        present = sorted(p.name for p in root.iterdir() if (p / "config.json").exists()) if root.exists() else []
+        raise FamlibError(f"no model directory {path} (with config.json). Models present: "
+                          f"{', '.join(present) or 'none'}. {near(model, present)}".strip())
+    return path
+
+
+def load_tokenizer(model_dir: Path):
+    """The tokenizer of a model directory, or of ``../tokenizer`` (the scale's shared one) when it has none."""
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    tok_dir = model_dir if (model_dir / "tokenizer_config.json").exists() else model_dir.parent / "tokenizer"
+    return AutoTokenizer.from_pretrained(str(tok_dir))
+
+
+def load_model(model_dir: Path, dtype: str = "float32", device: Optional[str] = None):
+    """Model (eval mode, on ``device``: CUDA when available) and tokenizer of a save_pretrained directory."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype)).to(device).eval()
+    return model, tokenizer
+
+
+def settings(params: Params, max_length: Optional[int], limit) -> dict:
+    """The evaluation settings a result depends on besides weights and task config (part of the cache key)."""
+    import lm_eval
+
+    e = params.evaluation
+    return {"shots": e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": params.data.seq_len,
+            "limit": limit, "lm_eval": lm_eval.__version__, "format": 1}
+
+
+def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], batch_size: int):
+    from lm_eval.models.huggingface import HFLM
+
+    if axis == "perplexity":
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=False,
+                    max_length=params.data.seq_len)
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+
+
+def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None) -> dict:
+    """``simple_evaluate`` on ``tasks`` of ``suite`` with the run's seeds and shots; returns its result dict."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    include_defaults = bool(suite.manifest.get("include_defaults"))
+    tm = TaskManager(include_path=str(suite.path), include_defaults=include_defaults)
+    seed = params.seed
+    return simple_evaluate(
+        model=lm, tasks=tasks, task_manager=tm, num_fewshot=params.evaluation.shots, limit=limit,
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        bootstrap_iters=0,  # no bootstrap: chrF's would cost minutes; accuracies get a binomial stderr below
+        log_samples=True, fewshot_as_multiturn=False,
+    )
+
+
+def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict) -> tuple[list[dict], list[dict]]:
+    """Result rows (and a few translation examples) of one harness task from simple_evaluate's output."""
+    metrics = {}
+    for k, v in out["results"][task].items():
+        if "," in k and "_stderr" not in k and isinstance(v, (int, float)):
+            metrics[k.split(",")[0]] = float(v)
+    samples = out.get("samples", {}).get(task, [])
+    n = out.get("n-samples", {}).get(task, {}).get("effective", len(samples))
+    examples = []
+    if entry["axis"] == "perplexity" and samples:
+        ll = sum(float(s["filtered_resps"][0]) for s in samples)
+        n_tok = sum(len(tokenizer(s["target"], add_special_tokens=False)["input_ids"]) for s in samples)
+        metrics["token_perplexity"] = math.exp(-ll / max(1, n_tok))
+    if entry["axis"] == "translation":
+        examples = [{"id": s["doc"].get("id"), "query": s["doc"].get("query"), "output": s["filtered_resps"][0],
+                     "reference": s["target"]} for s in samples[:EXAMPLES_KEPT]]
+    rows = []
+    for metric, value in metrics.items():
+        acc = metric.startswith("acc")
+        rows.append({**base, "metric": metric, "value": value, "n": n,
+                     "primary": metric == PRIMARY[entry["axis"]],
+                     "stderr": math.sqrt(value * (1 - value) / n) if acc and n else None})
+    return rows, examples
+
+
+def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_dir: Optional[Path] = None,
+                   strategy: Optional[str] = None, family: Optional[str] = None, axes=None, languages=None,
+                   limit=None, max_length: Optional[int] = None, batch_size: Optional[int] = None,
+                   force: bool = False, log: Callable[[str], None] = print) -> EvalReport:
+    """Evaluate one model on every task and language it answers for; update results.csv; return its rows.
+
+    Args:
+        params: the scale's parameters.
+        model: a model id under ``runs/<scale>/models/`` (``base``, ``dense``, ``expert.slavic``, ...).
+        corpus: the built corpus (built here when None).
+        model_dir: evaluate this directory instead of ``runs/<scale>/models/<model>``.
+        strategy, family: the model's identity when its id and provenance do not say.
+        axes: a subset of ``perplexity, comprehension, reasoning, translation`` (all by default).
+        languages: restrict to these of the model's languages.
+        limit: lm-eval's sample limit, for quick looks only; rows record it and must not be reported as complete.
+        max_length: context length for the task prompts (default: the model config's).
+        batch_size: default ``evaluation.batch_size``.
+        force: re-run even where a cached result matches.
+
+    Raises:
+        FamlibError / ConfigError: a missing model directory, an unknown strategy, family, axis or language.
+    """
+    import lm_eval
+    import pandas as pd
+
+    t_start = time.time()
+    model_dir = Path(model_dir) if model_dir is not None else model_path(params, model)
+    strategy, family = model_identity(params, model, model_dir, strategy, family)
+    langs = evaluation_languages(params, strategy, family)
+    if languages is not None:
+        for lang in languages:
+            if lang not in langs:
+                raise FamlibError(f"language {lang!r} is not one that model {model!r} ({strategy}) answers for; "
+                                  f"its languages: {', '.join(langs)}")
+        langs = [lang for lang in langs if lang in languages]
+    if corpus is None:
+        from famlib.data import build_corpus
+
+        corpus = build_corpus(params)
+    # The perplexity cap counts tokens; every model of a scale shares the base's tokenizer.
+    tokenizer = load_tokenizer(model_dir) if params.evaluation.perplexity_max_tokens else None
+    suite = build_suite(params, corpus, tokenizer=tokenizer)
+    selected = suite.select(langs, axes)
+    sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
+    setting = settings(params, max_length, limit)
+    report = EvalReport(rows=None)
+    todo: dict[str, list[str]] = {}
+    keys = {}
+    for task in selected:
+        entry = suite.tasks[task]
+        keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
+        part = None if force else res.read_part(params.scale, model, task)
+        if part is not None and part.get("key") == keys[task]:
+            report.cached.setdefault(entry["axis"], []).append(task)
+        else:
+            todo.setdefault(entry["axis"], []).append(task)
+    if todo:
+        model_obj, tok = load_model(model_dir, params.model.dtype)
+        bs = batch_size or params.evaluation.batch_size
+        logging.getLogger("lm_eval").setLevel(logging.WARNING)  # the harness logs every task at INFO
+        for axis in AXES:
+            tasks = todo.get(axis)
+            if not tasks:
+                continue
+            t0 = time.time()
+            log(f"{model}: {axis}, {len(tasks)} tasks ({', '.join(suite.tasks[t]['language'] for t in tasks)})")
+            out = run_harness(_lm(model_obj, tok, params, axis, max_length, bs), tasks, suite, params, limit)
+            stamp = res.evaluated_at()
+            for task in tasks:
+                entry = suite.tasks[task]
+                lang = entry["language"]
+                base = {"model": model, "strategy": strategy, "expert_family": family or "all", "language": lang,
+                        "language_family": params.family_of(lang) or "probe", "split": params.split_of(lang),
+                        "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
+                        "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
+                        "copy_baseline": entry.get("copy_baseline"),
+                        "constant_baseline": entry.get("constant_baseline"), "limit": limit, "scale": params.scale,
+                        "harness_task": task, "model_sha256": sha, "task_config_hash": entry["config_hash"],
+                        "cache_key": keys[task], "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
+                rows, examples = _rows_of(task, entry, out, tok, base)
+                res.write_part(params.scale, model, task, keys[task], rows, examples)
+            report.seconds[axis] = time.time() - t0
+            report.ran[axis] = tasks
+            log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s")
+        del model_obj
+    res.merge_results(params.scale)
+    rows = [r for task in selected for r in (res.read_part(params.scale, model, task) or {}).get("rows", [])]
+    report.rows = pd.DataFrame(rows, columns=res.COLUMNS)
+    report.seconds["total"] = time.time() - t_start
+    return report

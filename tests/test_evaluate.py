@@ -1,0 +1,381 @@
+"""famlib.evaluate: items, generated lm-eval tasks, the truncation rule, caching, results, paper-scale names.
+
+Everything runs at smoke scale on a tiny random Gemma 3 saved as a Hugging Face directory; the scoring
+path of translation is checked with fake lm-eval models that return the reference, nothing, or the source.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from famlib.config import load_params
+from famlib.errors import ConfigError, FamlibError
+
+# Perplexity on all of the smoke corpus's evaluation text takes minutes on a random model; a cap keeps it
+# to seconds and exercises the capped path (documents taken whole, in hash order).
+OVERRIDES = {"evaluation.perplexity_max_tokens": 1500}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("eval_runs")
+        mp.setenv("FAMLIB_RUNS", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def params(runs):
+    return load_params("smoke", OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def base_dir(runs, params, smoke_tokenizer):
+    """A tiny random Gemma3ForCausalLM with the smoke tokenizer, saved as runs/smoke/models/base."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(vocab_size=len(smoke_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
+                           sliding_window=64, pad_token_id=smoke_tokenizer.pad_token_id,
+                           bos_token_id=smoke_tokenizer.bos_token_id, eos_token_id=smoke_tokenizer.eos_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Gemma3ForCausalLM(cfg)
+    out = runs / "smoke" / "models" / "base"
+    model.save_pretrained(out)
+    smoke_tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def suite(params, smoke_corpus, smoke_tokenizer, runs):
+    from famlib.evaluate import build_suite
+
+    return build_suite(params, smoke_corpus, tokenizer=smoke_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def report(params, smoke_corpus, base_dir, suite):
+    from famlib.evaluate import evaluate_model
+
+    return evaluate_model(params, "base", corpus=smoke_corpus, batch_size=32, log=lambda *_: None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The paper's truncation rule
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, kept", [
+    ("  Hola mundo\nEnglish: next", "Hola mundo"),
+    ("\n\nHola", "Hola"),  # leading whitespace, newlines included, is stripped first
+    ("Hola\\nEnglish: x", "Hola"),  # the literal backslash-n of MADLAD-trained models
+    ("Hola \\n a\nb", "Hola "),  # whichever comes first
+    ("a\nb\\nc", "a"),
+    ("no stop at all ", "no stop at all "),
+    ("", ""),
+    ("   ", ""),
+])
+def test_truncation_rule(raw, kept):
+    from famlib.evaluate import truncate_generation
+
+    assert truncate_generation(raw) == kept
+
+
+def test_truncation_filter_applies_to_every_response():
+    from famlib.evaluate import PaperTruncation
+
+    assert PaperTruncation().apply([[" a\nb", "c\\nd"], ["\te"]], [{}, {}]) == [["a", "c"], ["e"]]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Items
+# ----------------------------------------------------------------------------------------------------
+def _all_item_sets(params, corpus):
+    from famlib.evaluate import items as it
+
+    for lang in params.languages:
+        for task in ("verse_cloze_4way", "word_order_2way"):
+            yield task, lang, it.multiple_choice_items(params, corpus, task, lang)
+        if lang != params.probe_language:
+            for direction in ("en-xx", "xx-en"):
+                yield "translation " + direction, lang, it.translation_items(params, corpus, lang, direction)
+
+
+def test_fewshot_examples_never_overlap_the_test_items(params, smoke_corpus):
+    from famlib.evaluate import items as it
+
+    checked = 0
+    for task, lang, s in _all_item_sets(params, smoke_corpus):
+        test_keys, shot_keys = {x["key"] for x in s.test}, {x["key"] for x in s.fewshot}
+        assert test_keys and shot_keys, (task, lang)
+        assert not test_keys & shot_keys, (task, lang)
+        # whole groups (book / sura / article) apart, so no passage crosses from one pool into the other
+        assert not {k.split(".")[0] for k in test_keys} & {k.split(".")[0] for k in shot_keys}, (task, lang)
+        answers = {x.get("target") or x["choices"][x["label"]] for x in s.test}
+        assert not any(x["query"] in {t["query"] for t in s.test} for x in s.fewshot), (task, lang)
+        assert answers, (task, lang)
+        checked += 1
+    assert checked == 8 * 2 + 7 * 2  # every language, both multiple-choice tasks, both directions
+    # UDHR-only Catalan has no validation split: few-shot examples come from reserved articles
+    pools = it.unit_pools(params, smoke_corpus, "ca")
+    assert pools.fewshot_from == "reserved evaluation groups" and pools.reserved_groups
+    assert not {u["group"] for u in pools.test} & set(pools.reserved_groups)
+
+
+def test_items_are_deterministic_capped_and_well_formed(params, smoke_corpus):
+    from famlib.evaluate import items as it
+
+    a, b = list(_all_item_sets(params, smoke_corpus)), list(_all_item_sets(params, smoke_corpus))
+    assert [s.test for *_, s in a] == [s.test for *_, s in b]
+    assert [s.fewshot for *_, s in a] == [s.fewshot for *_, s in b]
+    for task, lang, s in a:
+        assert 0 < len(s.test) <= params.evaluation.max_items, (task, lang)
+        for x in s.test:
+            if "choices" in x:
+                assert len(set(x["choices"])) == len(x["choices"]) == (4 if "4way" in task else 2)
+        text = {u["key"]: u["text"] for u in smoke_corpus.units(lang, "evaluation")}
+        if task == "word_order_2way":  # the corrupted half holds the same characters: no length cue
+            for x in s.test:
+                assert sorted(x["choices"][0]) == sorted(x["choices"][1])
+                assert " ".join(text[x["key"]].split()) == x["query"] + " " + x["choices"][x["label"]]
+        if task == "verse_cloze_4way":  # the right choice restores the verse; the others differ in one word
+            for x in s.test:
+                assert (x["query"] + " " + x["choices"][x["label"]]).endswith(" ".join(text[x["key"]].split()))
+                lengths = {len(c.split()) for c in x["choices"]}
+                assert len(lengths) == 1
+    # the same verses are asked in every Bible language (order by key, not by language)
+    es = it.multiple_choice_items(params, smoke_corpus, "word_order_2way", "es").test
+    fr = it.multiple_choice_items(params, smoke_corpus, "word_order_2way", "fr").test
+    assert len({x["key"] for x in es} & {x["key"] for x in fr}) >= len(es) // 2
+    assert {x["key"] for x in it.translation_items(params, smoke_corpus, "es", "en-xx").test} == \
+        {x["key"] for x in it.translation_items(params, smoke_corpus, "es", "xx-en").test}
+
+
+def test_perplexity_documents_are_the_training_documents_rule(smoke_corpus, smoke_tokenizer):
+    from famlib.data.tokens import documents
+    from famlib.evaluate import items as it
+
+    uncapped = load_params("smoke", {"evaluation.perplexity_max_tokens": None})
+    for lang in ("en", "ca"):
+        docs = it.perplexity_documents(uncapped, smoke_corpus, lang)
+        assert [d["text"] for d in docs] == documents(smoke_corpus, lang, "evaluation")
+    capped = load_params("smoke", {"evaluation.perplexity_max_tokens": 300})
+    docs = it.perplexity_documents(capped, smoke_corpus, "en", smoke_tokenizer)
+    sizes = [len(smoke_tokenizer(d["text"], add_special_tokens=False)["input_ids"]) for d in docs]
+    assert sum(sizes[:-1]) < 300 <= sum(sizes) or len(docs) == 1
+
+
+def test_word_swap_keeps_punctuation_in_place():
+    import random
+
+    from famlib.evaluate.items import split_halves, swap_two_words
+
+    out = swap_two_words("said the LORD, behold Israel.", random.Random(0))
+    assert out != "said the LORD, behold Israel." and out.endswith(".") and "," in out.split()[2]
+    assert swap_two_words("a b c", random.Random(0)) is None
+    assert split_halves("one two three four five six") == ("one two three", "four five six")
+    assert split_halves("too short here") is None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which model answers for which language
+# ----------------------------------------------------------------------------------------------------
+def test_evaluation_languages_follow_the_paper(params):
+    from famlib.config import PER_FAMILY_STRATEGIES
+    from famlib.evaluate import answering_model, evaluation_languages, model_identity
+
+    for strategy in PER_FAMILY_STRATEGIES:
+        assert evaluation_languages(params, strategy, "slavic") == ["en", "ru", "uk", "pl"]
+        assert answering_model(params, strategy, "it") == f"{strategy}.romance"
+        with pytest.raises(ConfigError, match="one model per family"):
+            evaluation_languages(params, strategy)
+    for strategy in ("base", "dense", "dense_reverted", "soup", "freeze_soup"):
+        assert evaluation_languages(params, strategy) == params.languages
+        assert answering_model(params, strategy, "it") == strategy
+    with pytest.raises(ConfigError, match="no family"):
+        evaluation_languages(params, "dense", "slavic")
+    with pytest.raises(ConfigError, match="Did you mean 'slavic'"):
+        evaluation_languages(params, "expert", "slavik")
+    assert model_identity(params, "expert.romance") == ("expert", "romance")
+    assert model_identity(params, "dense_reverted") == ("dense_reverted", None)
+    assert model_identity(params, "interp.middle.0.5", strategy="dense") == ("dense", None)
+    with pytest.raises(FamlibError, match="Did you mean 'expert'"):
+        model_identity(params, "exprt.romance")
+    with pytest.raises(FamlibError, match="one model per family"):
+        model_identity(params, "freeze")
+    with pytest.raises(ConfigError, match="Did you mean 'slavic'"):
+        model_identity(params, "freeze.slavik")
+
+
+# ----------------------------------------------------------------------------------------------------
+# End to end at smoke scale, results and cache
+# ----------------------------------------------------------------------------------------------------
+def test_every_task_runs_end_to_end(report, suite, params):
+    from famlib.evaluate import COLUMNS, load_results
+
+    rows = report.rows
+    assert set(report.ran) == {"perplexity", "comprehension", "reasoning", "translation"} and not report.cached
+    assert not suite.skipped  # every language has every axis at smoke scale
+    per_language = rows.groupby("language")["harness_task"].nunique().to_dict()
+    assert per_language == {lang: 3 if lang == "en" else 5 for lang in params.languages}
+    got = set(zip(rows["harness_task"], rows["metric"]))
+    for name, entry in suite.tasks.items():
+        from famlib.evaluate.suite import TASKS
+
+        for metric in TASKS[entry["task"]].metrics:
+            assert (name, metric) in got, (name, metric)
+    assert rows["value"].map(math.isfinite).all()
+    assert set(rows["split"]) == {"base", "held_in", "held_out"} and set(rows["expert_family"]) == {"all"}
+    assert rows.groupby(["harness_task"])["primary"].sum().eq(1).all()
+    ppl = rows[(rows.task == "perplexity") & (rows.metric == "token_perplexity")]
+    assert ppl["value"].between(0.5 * 1024, 2 * 1024).all()  # a random model: about the vocabulary size
+    table = load_results("smoke")
+    assert list(table.columns) == COLUMNS
+    assert len(table) == len(rows) and table["limit"].isna().all()
+
+
+def test_random_model_accuracies_sit_near_chance(smoke_corpus, base_dir, tmp_path, monkeypatch):
+    from famlib.evaluate import evaluate_model
+
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path))  # other items: its own suite and results, apart
+    # zero-shot: shorter prompts, a faster test; the few-shot path is covered end to end above
+    many = load_params("smoke", {**OVERRIDES, "evaluation.max_items": 40, "evaluation.shots": 0})
+    r = evaluate_model(many, "base", model_dir=base_dir, corpus=smoke_corpus, axes=["comprehension", "reasoning"],
+                       batch_size=32, log=lambda *_: None)
+    acc = r.rows[r.rows.metric == "acc"]
+    for task, g in acc.groupby("task"):
+        n = g["n"].sum()
+        mean = (g["value"] * g["n"]).sum() / n
+        chance = g["chance"].iloc[0]
+        assert n >= 280, task
+        assert abs(mean - chance) < 4 * math.sqrt(chance * (1 - chance) / n) + 0.03, (task, mean, chance)
+
+
+def test_cache_skips_done_work_and_notices_new_weights(report, params, smoke_corpus, base_dir, monkeypatch):
+    from famlib.evaluate import evaluate_model, load_results
+    from famlib.evaluate import run as run_mod
+
+    before = load_results("smoke")
+
+    def boom(*a, **k):
+        raise AssertionError("the harness ran although every result was cached")
+
+    monkeypatch.setattr(run_mod, "run_harness", boom)
+    again = evaluate_model(params, "base", corpus=smoke_corpus, log=lambda *_: None)
+    assert not again.ran and sum(map(len, again.cached.values())) == report.rows["harness_task"].nunique()
+    assert again.rows.equals(report.rows)
+    assert len(load_results("smoke")) >= len(before)
+    monkeypatch.undo()
+
+    # other weights under the same id: the cached results no longer apply
+    from transformers import AutoModelForCausalLM
+
+    changed = base_dir.parent / "dense"
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    with torch.no_grad():
+        model.model.norm.weight.add_(0.5)
+    model.save_pretrained(changed)
+    (changed / "famlib_provenance.json").write_text('{"strategy": "dense"}')
+    for f in base_dir.glob("tokenizer*"):
+        (changed / f.name).write_bytes(f.read_bytes())
+    r = evaluate_model(params, "dense", corpus=smoke_corpus, axes=["comprehension"], languages=["en"], log=lambda *_: None)
+    assert r.ran == {"comprehension": ["famlib_verse_cloze_4way_en"]}
+    assert r.rows["model_sha256"].iloc[0] != report.rows["model_sha256"].iloc[0]
+    assert set(load_results("smoke")["model"]) == {"base", "dense"}
+    with pytest.raises(FamlibError, match="Models present: base, dense"):
+        evaluate_model(params, "soup", corpus=smoke_corpus, log=lambda *_: None)
+    with pytest.raises(FamlibError, match="not one that model 'dense'"):
+        evaluate_model(params, "dense", corpus=smoke_corpus, languages=["xx"], log=lambda *_: None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Translation scoring with fake models
+# ----------------------------------------------------------------------------------------------------
+class _Scripted:
+    """An lm-eval LM that writes, for every translation document, what ``answer(doc)`` returns."""
+
+    def __new__(cls, answer):
+        from lm_eval.api.model import LM
+
+        class Scripted(LM):
+            def generate_until(self, requests, disable_tqdm=False):
+                return [answer(r.doc) for r in requests]
+
+            def loglikelihood(self, requests, disable_tqdm=False):
+                raise NotImplementedError
+
+            def loglikelihood_rolling(self, requests, disable_tqdm=False):
+                raise NotImplementedError
+
+        return Scripted()
+
+
+@pytest.mark.parametrize("answer, expect", [
+    (lambda d: " " + d["target"] + "\nEnglish: more", lambda chrf, e: chrf == pytest.approx(100.0)),
+    (lambda d: d["target"] + "\\nEnglish: more", lambda chrf, e: chrf == pytest.approx(100.0)),
+    (lambda d: "", lambda chrf, e: chrf < 1.0 and chrf == pytest.approx(e["empty_baseline"])),
+    (lambda d: "\\n" + d["target"], lambda chrf, e: chrf < 1.0),  # the rule cuts before the reference
+    (lambda d: d["source"], lambda chrf, e: chrf == pytest.approx(e["copy_baseline"])),
+])
+def test_translation_scoring_path(answer, expect, suite, params):
+    from famlib.evaluate.run import run_harness
+
+    tasks = ["famlib_translation_en-es", "famlib_translation_ru-en"]
+    out = run_harness(_Scripted(answer), tasks, suite, params)
+    for t in tasks:
+        chrf = out["results"][t]["chrf,paper_truncation"]
+        assert expect(chrf, suite.tasks[t]), (t, chrf)
+
+
+def test_results_merge_is_atomic_and_keeps_the_schema(runs):
+    from famlib.evaluate import COLUMNS, load_results, merge_results
+    from famlib.evaluate.results import write_part
+
+    write_part("other", "m", "t", "k", [{"model": "m", "task": "reasoning", "metric": "acc", "value": 0.5, "n": 4}])
+    path = merge_results("other")
+    assert not list(path.parent.glob(".results.csv.*"))  # no temporary file left behind
+    table = load_results("other")
+    assert list(table.columns) == COLUMNS and table["value"].tolist() == [0.5]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Paper scale: lm-eval's real task names
+# ----------------------------------------------------------------------------------------------------
+def test_paper_task_names_exist_in_the_harness_registry(tmp_path):
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._yaml_loader import load_yaml  # how the harness itself reads a task YAML
+    from lm_eval.utils import apply_template
+
+    from famlib.evaluate import paper
+
+    p = load_params("paper")
+    tasks, gaps = paper.paper_tasks(p)
+    paper.write_flores_tasks(p, tmp_path)
+    from famlib.evaluate.suite import HARNESS_MODULE
+
+    (tmp_path / "famlib_harness.py").write_text(HARNESS_MODULE)
+    manager = TaskManager(include_path=str(tmp_path))  # indexing needs no network
+    registry = set(manager.all_tasks)
+    missing = [t.harness_task for t in tasks if t.harness_task not in registry]
+    assert not missing
+    # the gaps are real: the paper's own, and the names the harness really lacks
+    assert {"reasoning/lv", "reasoning/or", "reasoning/ilo", "reasoning/mg", "comprehension/de"} <= set(gaps)
+    assert not any(t.language == "de" for t in tasks)
+    assert paper.belebele_task("fy") not in registry and paper.global_piqa_task("ceb") not in registry
+    assert all(paper.belebele_task(lang) not in registry for (axis, lang) in paper.HARNESS_GAPS if axis == "comprehension")
+    assert all(paper.global_piqa_task(lang) not in registry for (axis, lang) in paper.HARNESS_GAPS if axis == "reasoning")
+    every = {(t.axis, t.language, t.direction) for t in tasks}
+    for lang in p.languages:
+        if lang not in ("en", "de"):
+            assert ("translation", lang, "en-xx") in every and ("translation", lang, "xx-en") in every
+    # a FLORES config renders its prompt from a local stand-in document and names the truncation filter
+    cfg = load_yaml(manager.task_index[paper.flores_task("en", "pl")].yaml_path)
+    doc = paper.flores_row("en", "pl", "The cat sleeps.", "Kot śpi.")
+    assert apply_template("{{" + cfg["doc_to_text"] + "}}", doc) == "English: The cat sleeps.\nPolish:"
+    assert doc[cfg["doc_to_target"]] == "Kot śpi." and cfg["generation_kwargs"]["until"] == ["\n"]
+    assert cfg["fewshot_split"] == "dev" and cfg["test_split"] == "devtest"
+    truncation = cfg["filter_list"][0]["filter"][0]["function"]
+    assert truncation().apply([[" Kot śpi.\\nEnglish:"]], [doc]) == [["Kot śpi."]]
+    assert cfg["metadata"]["src_flores"] == "eng_Latn" and cfg["metadata"]["tgt_flores"] == "pol_Latn"
