@@ -7,7 +7,7 @@ axis: harness tasks, items (documents, questions or sentences), wall seconds and
 the tokens per second of the perplexity pass.
 
     .venv/bin/python benchmarks/bench_evaluate.py --scale tiny --model base
-    .venv/bin/python benchmarks/bench_evaluate.py --scale tiny --batch-sizes 1,16 --max-items 20 --axes comprehension
+    .venv/bin/python benchmarks/bench_evaluate.py --scale tiny --batch-sizes 1,16,64 --languages en,ru,hi --max-items 16
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--model", default="base", help="model id under runs/<scale>/models/")
     ap.add_argument("--batch-sizes", default=None, help="comma-separated; default: evaluation.batch_size")
     ap.add_argument("--axes", default=None, help="comma-separated subset of perplexity,comprehension,reasoning,translation")
+    ap.add_argument("--languages", default=None, help="comma-separated subset of the model's languages")
     ap.add_argument("--max-items", type=int, default=None, help="override evaluation.max_items")
     ap.add_argument("--ppl-tokens", type=int, default=None, help="override evaluation.perplexity_max_tokens")
     ap.add_argument("--threads", type=int, default=None, help="torch threads; default: the params file's")
@@ -75,7 +76,7 @@ def main() -> None:
               f"({len(suite.tasks)} harness tasks, {len(suite.skipped)} skipped)")
         for bs in sizes:
             r = evaluate_model(params, args.model, corpus=corpus, axes=axes, batch_size=bs, force=True,
-                               log=lambda *_: None)
+                               languages=args.languages.split(",") if args.languages else None, log=lambda *_: None)
             print(f"\nbatch size {bs}: total {r.seconds['total']:.1f} s")
             print(f"{'axis':<14}{'tasks':>6}{'items':>8}{'seconds':>10}{'items/s':>10}")
             run = {"batch_size": bs, "total_seconds": r.seconds["total"], "axes": {}}

@@ -184,7 +184,7 @@ def test_word_swap_keeps_punctuation_in_place():
 # ----------------------------------------------------------------------------------------------------
 def test_evaluation_languages_follow_the_paper(params):
     from famlib.config import PER_FAMILY_STRATEGIES
-    from famlib.evaluate import answering_model, evaluation_languages, model_identity
+    from famlib.evaluate import answering_model, evaluation_languages, model_identity, model_languages
 
     for strategy in PER_FAMILY_STRATEGIES:
         assert evaluation_languages(params, strategy, "slavic") == ["en", "ru", "uk", "pl"]
@@ -199,6 +199,8 @@ def test_evaluation_languages_follow_the_paper(params):
     with pytest.raises(ConfigError, match="Did you mean 'slavic'"):
         evaluation_languages(params, "expert", "slavik")
     assert model_identity(params, "expert.romance") == ("expert", "romance")
+    assert model_languages(params, "l2sp.romance") == ["en", "es", "fr", "it", "ca"]
+    assert model_languages(params, "soup") == params.languages
     assert model_identity(params, "dense_reverted") == ("dense_reverted", None)
     assert model_identity(params, "interp.middle.0.5", strategy="dense") == ("dense", None)
     with pytest.raises(FamlibError, match="Did you mean 'expert'"):

@@ -9,7 +9,7 @@
 * :mod:`~famlib.evaluate.report`: a model against the base, as a table and a figure.
 """
 
-from famlib.evaluate.assign import answering_model, evaluation_languages, model_identity
+from famlib.evaluate.assign import answering_model, evaluation_languages, model_identity, model_languages
 from famlib.evaluate.results import COLUMNS, load_results, merge_results, results_path
 from famlib.evaluate.run import EvalReport, evaluate_model
 from famlib.evaluate.suite import AXES, AXIS_TASK, TASKS, Suite, build_suite
@@ -18,5 +18,5 @@ from famlib.evaluate.truncation import PaperTruncation, truncate_generation
 __all__ = [
     "AXES", "AXIS_TASK", "COLUMNS", "TASKS", "EvalReport", "PaperTruncation", "Suite", "answering_model",
     "build_suite", "evaluate_model", "evaluation_languages", "load_results", "merge_results", "model_identity",
-    "results_path", "truncate_generation",
+    "model_languages", "results_path", "truncate_generation",
 ]

@@ -80,3 +80,8 @@ def model_identity(params: Params, model: str, model_dir: Optional[Path] = None,
     if family is not None:
         params.check_family(family)
     return strategy, family
+
+
+def model_languages(params: Params, model: str, model_dir: Optional[Path] = None) -> list[str]:
+    """The languages the model with id ``model`` is evaluated on (probe first); see :func:`model_identity`."""
+    return evaluation_languages(params, *model_identity(params, model, model_dir))
