@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Optional
 
 from famlib.config import Params
+from famlib.evaluate.truncation import scoring_yaml
 from famlib.errors import FamlibError
 from famlib.io import atomic_write_text, sha256_json
 from famlib.languages import language
-from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER, translation_query
+from famlib.prompts import translation_query
 
 FLORES_PATH = "openlanguagedata/flores_plus"  # hub id or a local directory with the same layout
 PAPER_TASKS_FORMAT = 1
@@ -117,23 +118,7 @@ test_split: devtest
 fewshot_split: dev
 doc_to_text: query
 doc_to_target: target
-target_delimiter: {json.dumps(TARGET_DELIMITER)}
-fewshot_delimiter: {json.dumps(FEWSHOT_DELIMITER)}
-generation_kwargs:
-  until: [{json.dumps(chr(10))}]
-  do_sample: false
-  temperature: 0.0
-  max_gen_toks: {params.evaluation.max_gen_tokens}
-filter_list:
-  - name: paper_truncation
-    filter:
-      - function: !function famlib_harness.PaperTruncation
-      - function: take_first
-metric_list:
-  - metric: chrf
-    aggregation: chrf
-    higher_is_better: true
-"""
+{scoring_yaml(params.evaluation.max_gen_tokens)}"""
 
 
 def write_flores_tasks(params: Params, out: Path, flores_path: str = FLORES_PATH) -> dict[str, str]:

@@ -27,6 +27,7 @@ from typing import Optional
 from famlib.config import Params
 from famlib.errors import DataError, FamlibError, one_of
 from famlib.evaluate import items as it
+from famlib.evaluate.truncation import scoring_yaml
 from famlib.io import atomic_write_json, atomic_write_text, sha256_file, sha256_json
 from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER
 
@@ -120,23 +121,7 @@ test_split: test
 fewshot_split: fewshot
 doc_to_text: query
 doc_to_target: target
-target_delimiter: {_q(TARGET_DELIMITER)}
-fewshot_delimiter: {_q(FEWSHOT_DELIMITER)}
-generation_kwargs:
-  until: [{_q(chr(10))}]
-  do_sample: false
-  temperature: 0.0
-  max_gen_toks: {params.evaluation.max_gen_tokens}
-filter_list:
-  - name: paper_truncation
-    filter:
-      - function: !function famlib_harness.PaperTruncation
-      - function: take_first
-metric_list:
-  - metric: chrf
-    aggregation: chrf
-    higher_is_better: true
-metadata:
+{scoring_yaml(params.evaluation.max_gen_tokens)}metadata:
   version: {SUITE_FORMAT}
 """,
     }

@@ -35,3 +35,29 @@ class PaperTruncation(Filter):
 
     def apply(self, resps, docs):
         return [[truncate_generation(r) for r in inst] for inst in resps]
+
+
+def scoring_yaml(max_gen_tokens: int) -> str:
+    """The task-YAML block shared by the offline translation task and the paper's FLORES tasks: delimiters,
+    greedy generation until a newline, the paper's truncation filter, corpus chrF."""
+    import json
+
+    from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER
+
+    return f"""target_delimiter: {json.dumps(TARGET_DELIMITER)}
+fewshot_delimiter: {json.dumps(FEWSHOT_DELIMITER)}
+generation_kwargs:
+  until: [{json.dumps(chr(10))}]
+  do_sample: false
+  temperature: 0.0
+  max_gen_toks: {max_gen_tokens}
+filter_list:
+  - name: paper_truncation
+    filter:
+      - function: !function famlib_harness.PaperTruncation
+      - function: take_first
+metric_list:
+  - metric: chrf
+    aggregation: chrf
+    higher_is_better: true
+"""
