@@ -62,8 +62,8 @@ def against_base_figure(table, model: str):
         for col, style, color, name in (("chance", "--", "#C44E52", "chance"),
                                         ("copy_baseline", "--", "#C44E52", "copy the source"),
                                         ("constant_baseline", ":", "#8172B2", "one fixed sentence")):
-            if g[col].notna().any():
-                ax.plot(x, g[col], style, color=color, label=name)
+            if g[col].notna().any():  # one short line over each language's pair of bars
+                ax.hlines(g[col], x - 0.45, x + 0.45, linestyles=style, colors=color, label=name)
         ax.set_xticks(x)
         ax.set_xticklabels([f"{lang}{'*' if split == 'held_out' else ''}" for lang, split in zip(g["language"], g["split"])])
         metric = g["metric"].iloc[0]

@@ -187,12 +187,28 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     report = EvalReport(rows=None)
     todo: dict[str, list[str]] = {}
     keys = {}
+
+    def context(task: str) -> dict:
+        """A row's description: who answered, for which language and task, and the reference levels."""
+        entry, lang = suite.tasks[task], suite.tasks[task]["language"]
+        return {"model": model, "strategy": strategy, "expert_family": family or "all", "language": lang,
+                "language_family": params.family_of(lang) or "probe", "split": params.split_of(lang),
+                "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
+                "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
+                "copy_baseline": entry.get("copy_baseline"), "constant_baseline": entry.get("constant_baseline"),
+                "scale": params.scale, "harness_task": task, "task_config_hash": entry["config_hash"]}
+
     for task in selected:
         entry = suite.tasks[task]
         keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
         part = None if force else res.read_part(params.scale, model, task)
         if part is not None and part.get("key") == keys[task]:
             report.cached.setdefault(entry["axis"], []).append(task)
+            # The measurement stands; its description follows the current params and suite (a renamed
+            # family, a reference level added since) without re-running the model.
+            fresh = [{**r, **context(task)} for r in part["rows"]]
+            if fresh != part["rows"]:
+                res.write_part(params.scale, model, task, part["key"], fresh, part.get("examples"))
         else:
             todo.setdefault(entry["axis"], []).append(task)
     if todo:
@@ -208,17 +224,9 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
             out = run_harness(_lm(model_obj, tok, params, axis, max_length, bs), tasks, suite, params, limit)
             stamp = res.evaluated_at()
             for task in tasks:
-                entry = suite.tasks[task]
-                lang = entry["language"]
-                base = {"model": model, "strategy": strategy, "expert_family": family or "all", "language": lang,
-                        "language_family": params.family_of(lang) or "probe", "split": params.split_of(lang),
-                        "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
-                        "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
-                        "copy_baseline": entry.get("copy_baseline"),
-                        "constant_baseline": entry.get("constant_baseline"), "limit": limit, "scale": params.scale,
-                        "harness_task": task, "model_sha256": sha, "task_config_hash": entry["config_hash"],
-                        "cache_key": keys[task], "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
-                rows, examples = _rows_of(task, entry, out, tok, base)
+                base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
+                        "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
+                rows, examples = _rows_of(task, suite.tasks[task], out, tok, base)
                 res.write_part(params.scale, model, task, keys[task], rows, examples)
             report.seconds[axis] = time.time() - t0
             report.ran[axis] = tasks
