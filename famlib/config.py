@@ -167,6 +167,9 @@ class EvalConfig:
     batch_size: int = 8
     max_gen_tokens: int = 64
     perplexity_max_tokens: Optional[int] = None  # per language; None = all held-out text
+    # Weights' dtype while evaluating; None = model.dtype. bfloat16 halves CPU evaluation time at the tiny
+    # scale (measured 1.75x on comprehension); scores move within the items' noise.
+    dtype: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -511,6 +514,8 @@ def _validate(p: Params) -> None:
             fail(f"evaluation.{k}", getattr(e, k), "a positive integer")
     if e.max_items is not None and e.max_items < 1:
         fail("evaluation.max_items", e.max_items, "a positive integer or null (all items)")
+    if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):
+        fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
 
     for i, a in enumerate(p.interpolation.alphas):
         if not 0.0 <= a <= 1.0:

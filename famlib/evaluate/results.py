@@ -6,6 +6,10 @@ hashes the model's weights (sha256 of its safetensors), the task's config hash (
 and the evaluation settings. An evaluation whose part file carries the same key is not redone.
 ``runs/<scale>/results/results.csv`` is the union of all part files, rewritten whole under a lock and
 swapped in by a rename, so a reader never sees half a table and two writers never lose each other's rows.
+
+A second *collection*, ``interpolation``, holds the layer-interpolation analysis (notebook 06) apart from
+the strategies' table: its part files live in ``results/interpolation_parts/`` and merge into
+``results/interpolation.csv``, whose rows carry two more columns, ``group`` and ``alpha``.
 """
 
 from __future__ import annotations
@@ -32,14 +36,33 @@ COLUMNS = [
 ]
 
 
+# collection -> (part folder under results/, merged CSV, extra columns)
+COLLECTIONS = {
+    "results": ("parts", "results.csv", []),
+    "interpolation": ("interpolation_parts", "interpolation.csv", ["group", "alpha"]),
+}
+
+
+def _collection(name: str) -> tuple[str, str, list[str]]:
+    try:
+        return COLLECTIONS[name]
+    except KeyError:
+        raise ValueError(f"results collection {name!r}: allowed {', '.join(COLLECTIONS)}") from None
+
+
+def columns(collection: str = "results") -> list[str]:
+    """The columns of a collection's merged CSV."""
+    return COLUMNS + _collection(collection)[2]
+
+
 def results_dir(scale: str) -> Path:
     from famlib.paths import run_dir
 
     return run_dir(scale) / "results"
 
 
-def results_path(scale: str) -> Path:
-    return results_dir(scale) / "results.csv"
+def results_path(scale: str, collection: str = "results") -> Path:
+    return results_dir(scale) / _collection(collection)[1]
 
 
 @contextmanager
@@ -98,24 +121,25 @@ def model_sha256(model_dir: Path, cache_file: Optional[Path] = None) -> str:
 # ----------------------------------------------------------------------------------------------------
 # Part files and the merged table
 # ----------------------------------------------------------------------------------------------------
-def part_path(scale: str, model: str, harness_task: str) -> Path:
-    return results_dir(scale) / "parts" / model / f"{harness_task}.json"
+def part_path(scale: str, model: str, harness_task: str, collection: str = "results") -> Path:
+    return results_dir(scale) / _collection(collection)[0] / model / f"{harness_task}.json"
 
 
-def read_part(scale: str, model: str, harness_task: str) -> Optional[dict]:
+def read_part(scale: str, model: str, harness_task: str, collection: str = "results") -> Optional[dict]:
     try:
-        return json.loads(part_path(scale, model, harness_task).read_text())
+        return json.loads(part_path(scale, model, harness_task, collection).read_text())
     except (OSError, ValueError):
         return None
 
 
 def write_part(scale: str, model: str, harness_task: str, key: str, rows: list[dict],
-               examples: Optional[list[dict]] = None) -> None:
-    atomic_write_json(part_path(scale, model, harness_task), {"key": key, "rows": rows, "examples": examples or []})
+               examples: Optional[list[dict]] = None, collection: str = "results") -> None:
+    atomic_write_json(part_path(scale, model, harness_task, collection),
+                      {"key": key, "rows": rows, "examples": examples or []})
 
 
-def _all_rows(scale: str) -> Iterable[dict]:
-    root = results_dir(scale) / "parts"
+def _all_rows(scale: str, collection: str = "results") -> Iterable[dict]:
+    root = results_dir(scale) / _collection(collection)[0]
     for f in sorted(root.glob("*/*.json")):
         try:
             yield from json.loads(f.read_text())["rows"]
@@ -123,26 +147,27 @@ def _all_rows(scale: str) -> Iterable[dict]:
             continue  # a part being replaced right now; the next merge includes it
 
 
-def merge_results(scale: str) -> Path:
-    """Rewrite ``results.csv`` from every part file, atomically and under a lock; return its path."""
+def merge_results(scale: str, collection: str = "results") -> Path:
+    """Rewrite ``results.csv`` (or another collection's CSV) from its part files, atomically and under a lock."""
     import pandas as pd
 
-    out = results_path(scale)
-    with locked(results_dir(scale) / ".results.lock"):
-        df = pd.DataFrame(list(_all_rows(scale)), columns=COLUMNS)
+    out = results_path(scale, collection)
+    with locked(results_dir(scale) / f".{collection}.lock"):
+        df = pd.DataFrame(list(_all_rows(scale, collection)), columns=columns(collection))
         df = df.sort_values(["model", "task", "language", "direction", "metric"], kind="stable")
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
     return out
 
 
-def load_results(scale: str):
-    """``results.csv`` of a scale as a DataFrame (empty, with the schema's columns, if there is none)."""
+def load_results(scale: str, collection: str = "results"):
+    """``results.csv`` (or ``interpolation.csv``) of a scale as a DataFrame (empty, with the schema's
+    columns, if there is none)."""
     import pandas as pd
 
-    path = results_path(scale)
+    path = results_path(scale, collection)
     if not path.exists():
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=columns(collection))
     return pd.read_csv(path, keep_default_na=False, na_values=[""],
                        dtype={"direction": str, "expert_family": str, "language_family": str, "limit": "Float64"})
 

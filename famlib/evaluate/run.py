@@ -86,7 +86,12 @@ def settings(params: Params, max_length: Optional[int], limit) -> dict:
 
     e = params.evaluation
     return {"shots": e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": params.data.seq_len,
-            "limit": limit, "lm_eval": lm_eval.__version__, "format": 1}
+            "limit": limit, "lm_eval": lm_eval.__version__, "format": 1, "dtype": eval_dtype(params)}
+
+
+def eval_dtype(params: Params) -> str:
+    """The dtype the weights are evaluated in: ``evaluation.dtype``, else ``model.dtype``."""
+    return params.evaluation.dtype or params.model.dtype
 
 
 def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], batch_size: int):
@@ -142,7 +147,8 @@ def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict) -> tuple[
 def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_dir: Optional[Path] = None,
                    strategy: Optional[str] = None, family: Optional[str] = None, axes=None, languages=None,
                    limit=None, max_length: Optional[int] = None, batch_size: Optional[int] = None,
-                   force: bool = False, log: Callable[[str], None] = print) -> EvalReport:
+                   force: bool = False, collection: str = "results", extra: Optional[dict] = None,
+                   reuse: Optional[tuple[str, str]] = None, log: Callable[[str], None] = print) -> EvalReport:
     """Evaluate one model on every task and language it answers for; update results.csv; return its rows.
 
     Args:
@@ -157,6 +163,10 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
         max_length: context length for the task prompts (default: the model config's).
         batch_size: default ``evaluation.batch_size``.
         force: re-run even where a cached result matches.
+        collection: ``results`` (results.csv) or ``interpolation`` (interpolation.csv, notebook 06).
+        extra: more columns for every row (``{"group": "middle", "alpha": 0.5}`` for the interpolation).
+        reuse: ``(collection, model)`` whose cached parts count too when their key matches (same weights,
+            task and settings): the interpolation's alpha = 1 point reuses Dense's own evaluation.
 
     Raises:
         FamlibError / ConfigError: a missing model directory, an unknown strategy, family, axis or language.
@@ -196,23 +206,28 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
                 "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
                 "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
                 "copy_baseline": entry.get("copy_baseline"), "constant_baseline": entry.get("constant_baseline"),
-                "scale": params.scale, "harness_task": task, "task_config_hash": entry["config_hash"]}
+                "scale": params.scale, "harness_task": task, "task_config_hash": entry["config_hash"], **(extra or {})}
 
     for task in selected:
         entry = suite.tasks[task]
         keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
-        part = None if force else res.read_part(params.scale, model, task)
+        part = None if force else res.read_part(params.scale, model, task, collection)
+        if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
+            other = res.read_part(params.scale, reuse[1], task, reuse[0])
+            if other is not None and other.get("key") == keys[task]:
+                part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
+                res.write_part(params.scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
         if part is not None and part.get("key") == keys[task]:
             report.cached.setdefault(entry["axis"], []).append(task)
             # The measurement stands; its description follows the current params and suite (a renamed
             # family, a reference level added since) without re-running the model.
             fresh = [{**r, **context(task)} for r in part["rows"]]
             if fresh != part["rows"]:
-                res.write_part(params.scale, model, task, part["key"], fresh, part.get("examples"))
+                res.write_part(params.scale, model, task, part["key"], fresh, part.get("examples"), collection)
         else:
             todo.setdefault(entry["axis"], []).append(task)
     if todo:
-        model_obj, tok = load_model(model_dir, params.model.dtype)
+        model_obj, tok = load_model(model_dir, eval_dtype(params))
         bs = batch_size or params.evaluation.batch_size
         logging.getLogger("lm_eval").setLevel(logging.WARNING)  # the harness logs every task at INFO
         for axis in AXES:
@@ -227,13 +242,13 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
                 base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
                         "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
                 rows, examples = _rows_of(task, suite.tasks[task], out, tok, base)
-                res.write_part(params.scale, model, task, keys[task], rows, examples)
+                res.write_part(params.scale, model, task, keys[task], rows, examples, collection)
             report.seconds[axis] = time.time() - t0
             report.ran[axis] = tasks
             log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s")
         del model_obj
-    res.merge_results(params.scale)
-    rows = [r for task in selected for r in (res.read_part(params.scale, model, task) or {}).get("rows", [])]
-    report.rows = pd.DataFrame(rows, columns=res.COLUMNS)
+    res.merge_results(params.scale, collection)
+    rows = [r for task in selected for r in (res.read_part(params.scale, model, task, collection) or {}).get("rows", [])]
+    report.rows = pd.DataFrame(rows, columns=res.columns(collection))
     report.seconds["total"] = time.time() - t_start
     return report

@@ -9,8 +9,8 @@ to embeddings, final norm and a tied head, is asked from :mod:`famlib.layers`. T
 """
 
 from famlib.surgery.driver import SurgeryResult, apply, apply_state_dicts, interpolate, revert, soup
-from famlib.surgery.distance import (group_distances, layer_distance_figure, layer_distances, posthoc_distances,
-                                     verify_reverted)
+from famlib.surgery.distance import (distance_csv, group_distances, layer_distance_figure, layer_distances,
+                                     posthoc_distances, verify_reverted, write_distances)
 from famlib.surgery.errors import SurgeryError
 from famlib.surgery.interpolate import interpolate_tensor
 from famlib.surgery.io import RECORD_NAME, ModelDir
@@ -23,8 +23,8 @@ from famlib.surgery.soup import soup_tensors
 
 __all__ = [
     "METHODS", "RECORD_NAME", "MissingModels", "ModelDir", "PosthocResult", "SurgeryError", "SurgeryResult",
-    "all_model_ids", "apply", "apply_state_dicts", "build_posthoc_models", "get_method", "group_distances",
+    "all_model_ids", "apply", "apply_state_dicts", "build_posthoc_models", "distance_csv", "get_method", "group_distances",
     "interpolate", "interpolate_tensor", "layer_distance_figure", "layer_distances", "missing_inputs",
     "model_id", "model_path", "models_dir", "parse_model_id", "posthoc_distances", "posthoc_jobs",
-    "posthoc_table", "revert", "revert_state_dict", "soup", "soup_tensors", "verify_reverted",
+    "posthoc_table", "revert", "revert_state_dict", "soup", "soup_tensors", "verify_reverted", "write_distances",
 ]

@@ -99,6 +99,24 @@ def posthoc_distances(params: Params, model_ids: Optional[Sequence[str]] = None)
     return df
 
 
+def distance_csv(params: Params) -> Path:
+    """``runs/<scale>/results/layer_distance.csv``: the per-layer drift table that notebook 07 plots."""
+    from famlib.paths import run_dir
+
+    return run_dir(params.scale) / "results" / "layer_distance.csv"
+
+
+def write_distances(params: Params, df) -> Path:
+    """Write ``df`` (from :func:`posthoc_distances`) to :func:`distance_csv`, atomically; return the path."""
+    from famlib.io import atomic_path
+
+    out = distance_csv(params)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False)
+    return out
+
+
 def group_distances(df):
     """Relative distance per model and group (``first``, ``middle``, ``last``, ``outside``), as a wide table."""
     g = df.groupby(["model", "group"], sort=False)[["delta_sq", "base_sq"]].sum()
@@ -142,10 +160,7 @@ def verify_reverted(df, tol: float = 0.0) -> list[str]:
 def layer_distance_figure(df, params: Params):
     """One panel per strategy: relative distance to base per layer (one line per family), the layer
     groups shaded, the outside parameters as a separate point at the left."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from famlib.plots import plt  # headless outside a notebook, inline inside one
 
     strategies = list(dict.fromkeys(df["strategy"]))
     n = max(1, len(strategies))
