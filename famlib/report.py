@@ -1,0 +1,241 @@
+"""``runs/<scale>/report.md``: what ran, the claims C1-C11 beside the paper, the tables and the figures.
+
+The report is regenerated whole from the results files (atomic write). Figures are linked by their path
+relative to the report, computed from where ``$FAMLIB_RUNS`` and ``$FAMLIB_FIGURES`` put them, so the
+links hold wherever the two trees live. Nothing is filled in: an input that is missing is said to be
+missing, and a claim that cannot be checked is "not measured".
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from famlib.claims import HOLDS, NOT_MEASURED, check_claims
+from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
+from famlib.tables import AVG, INTERP_GROUPS, LABELS, MISSING, build_tables, load_inputs
+
+FIGURE_CAPTIONS = {
+    "figure2": "Figure 2: held-out comprehension accuracy and translation chrF, each strategy minus the base, "
+               "averaged over families.",
+    "figure3": "Figure 3: interpolating one layer group between the base and Dense CPT (others at Dense): held-in "
+               "comprehension (a) and chrF per direction (b).",
+    "figure4": "Figure 4: held-in comprehension under layer interpolation, per family.",
+    "figure5": "Figure 5: held-in chrF (directions averaged) under layer interpolation, per family.",
+    "frontier": "Acquisition (bits-per-byte gain on training languages) against retention (comprehension vs base on "
+                "English and held-out relatives), one point per strategy and family.",
+    "drift": "Relative per-layer drift from the base, mean over each strategy's family models; groups shaded.",
+}
+
+# The paper's averages quoted in the text (paper/facts.md): strategy -> value, and the table of this run
+# each is set beside (name, decimals).
+PAPER_AVERAGES = {
+    "Table 2 ppl": ({"dense": 7.20, "expert": 7.30}, "table2_token_perplexity", 2),
+    "Table 3 Belebele acc": ({"freeze": 0.716, "soup": 0.711}, "table3", 3),
+    "Table 5 chrF": ({"base": 33.4, "dense_reverted": 54.0, "dense": 53.8, "soup": 47.4, "l2sp": 45.1, "freeze": 44.7,
+                      "expert_reverted": 44.5, "expert": 44.1}, "table5", 1),
+}
+
+
+def report_path(scale: str) -> Path:
+    from famlib.paths import run_dir
+
+    return run_dir(scale) / "report.md"
+
+
+def _cell(text) -> str:
+    """A Markdown table cell: pipes escaped, newlines flattened."""
+    return str(text).replace("|", r"\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def relative_link(target: Path, start: Path) -> str:
+    """``target`` relative to the directory ``start``, with forward slashes (a Markdown link)."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+
+
+def _what_ran(params, results, interpolation, distances) -> str:
+    out = ["## What ran\n"]
+    if results is None or len(results) == 0:
+        out.append(f"No evaluation results yet (`{_results_name(params)}` is missing or empty).\n")
+    else:
+        models = list(dict.fromkeys(results["model"].astype(str)))
+        by_strategy = []
+        for s in STRATEGIES:
+            ms = [m for m in models if m == s or m.startswith(f"{s}.")]
+            if ms:
+                by_strategy.append(f"{LABELS.get(s, s)} ({', '.join(ms)})")
+        out.append(f"- **Models evaluated ({len(models)}):** {'; '.join(by_strategy)}.")
+        absent = [LABELS.get(s, s) for s in STRATEGIES if not any(m == s or m.startswith(f"{s}.") for m in models)]
+        if absent:
+            out.append(f"- **Not evaluated:** {', '.join(absent)}.")
+        out.append(f"- **Probe language:** {params.probe_language} (evaluated by every model; per-family strategies "
+                   f"report the mean over their family models in the English rows).")
+        out.append("")
+        out.append(_md_table(["family", "training (held-in)", "held-out"],
+                             [(f, ", ".join(v.train), ", ".join(v.held_out)) for f, v in params.families.items()]))
+        prim = results[results["primary"].map(lambda v: str(v).lower() in ("true", "1", "1.0"))]
+        rows = []
+        for (task, name, metric), g in prim.groupby(["task", "task_name", "metric"], sort=False):
+            n = sorted({int(x) for x in g["n"].dropna()})
+            rows.append((task, name, metric, g["language"].nunique(),
+                         (f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}") if n else MISSING))
+        out.append(_md_table(["task", "what it measures", "metric", "languages", "items per language"], rows))
+        if "limit" in results.columns and results["limit"].notna().any():
+            out.append(f"**Sample limit in use** (limit = {int(results['limit'].max())}): these rows are not complete "
+                       f"evaluations.\n")
+    if interpolation is not None and len(interpolation):
+        groups = ", ".join(g for g in dict.fromkeys(interpolation["group"].astype(str)) if g in INTERP_GROUPS)
+        alphas = ", ".join(f"{a:g}" for a in sorted(set(interpolation["alpha"].astype(float))))
+        out.append(f"- **Layer interpolation:** groups {groups}; α = {alphas} ({interpolation['model'].nunique()} models).")
+    else:
+        out.append("- **Layer interpolation:** not run yet (no `interpolation.csv`): C10 and C11 are not measured, "
+                   "Figures 3-5 absent.")
+    if distances is not None and len(distances):
+        out.append(f"- **Layer distances:** {distances['model'].nunique()} models (`layer_distance.csv`).")
+    else:
+        out.append("- **Layer distances:** not computed yet (no `layer_distance.csv`).")
+    return "\n".join(out) + "\n"
+
+
+def _results_name(params) -> str:
+    return f"runs/{params.scale}/results/results.csv"
+
+
+def _claims_section(claims) -> str:
+    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, "does not hold", NOT_MEASURED)}
+    rows = [(c.id, c.text, c.paper, c.evidence, f"**{c.verdict}**" if c.verdict == HOLDS else c.verdict)
+            for c in claims]
+    rules = "\n".join(f"- {c.id}: {c.rule}" for c in claims)
+    return ("## Claims C1-C11\n\n"
+            f"{counts[HOLDS]} hold, {counts['does not hold']} do not hold, {counts[NOT_MEASURED]} not measured. "
+            "Each verdict follows a fixed rule (below; `famlib/claims.py`); \"within noise\" marks a deciding margin "
+            "smaller than one standard error.\n\n"
+            + _md_table(["", "claim", "paper", "this run", "verdict"], rows)
+            + f"\n<details><summary>Decision rules</summary>\n\n{rules}\n\n</details>\n")
+
+
+def _paper_averages(params, tables) -> str:
+    header = ["strategy"]
+    for key, (_, name, _) in PAPER_AVERAGES.items():
+        header += [f"{key}: paper", "this run"]
+    header.append("bits per byte, this run")
+    rows = []
+    present = set().union(*(set(t.frame.columns) for t in tables.values()))
+    for s in [s for s in STRATEGIES if s in present or any(s in p for p, _, _ in PAPER_AVERAGES.values())]:
+        row = [LABELS.get(s, s)]
+        for paper, name, digits in PAPER_AVERAGES.values():
+            frame = tables[name].frame
+            mine = frame.at[AVG, s] if AVG in frame.index and s in frame.columns else float("nan")
+            row += [f"{paper[s]:.{digits}f}" if s in paper else MISSING, f"{mine:.{digits}f}" if mine == mine else MISSING]
+        frame = tables["table2"].frame
+        bpb = frame.at[AVG, s] if AVG in frame.index and s in frame.columns else float("nan")
+        row.append(f"{bpb:.3f}" if bpb == bpb else MISSING)
+        rows.append(row)
+    offline = getattr(getattr(params, "data", None), "source", "") == "offline"
+    note = (" This run's perplexity is per token of a byte-level tokenizer (bits per byte in the last column)."
+            if offline else "")
+    return ("## The paper's quoted averages beside this run's\n\n"
+            "Averages over families (the tables' Avg. rows). Below the paper scale the absolute values are not "
+            f"comparable (other models, data and tasks): compare directions and rankings.{note} "
+            f"\"{MISSING}\" = not quoted in the paper's text, or not measured here.\n\n"
+            + _md_table(header, rows))
+
+
+ALIGNMENT = ("freeze", "l2sp", "dense_reverted", "expert_reverted", "soup")
+
+
+def _forgetting_section(params, tables) -> str:
+    """The headline: does CPT forget the base language here, and does alignment forget less? Decided on
+    bits per byte (precise even with few documents), English from Table 2's probe row and held-out
+    languages from Table 9's Avg. row. Rules: forgetting is measurable when Dense's English bits per byte
+    rise by more than 0.05 bits; an alignment strategy forgets clearly less when its rise is at most half
+    of Dense's."""
+    t2, t9 = tables.get("table2"), tables.get("table9")
+    probe = getattr(params, "probe_language", None)
+    probe = probe if t2 is not None and probe in t2.frame.index else None
+    if t2 is None or probe is None or "base" not in t2.frame.columns or "dense" not in t2.frame.columns:
+        return "## Forgetting at this scale\n\nNot measured yet (needs the base's and Dense's English perplexity).\n"
+    en = t2.frame.loc[probe]
+    base = en["base"]
+    rise = {s: en[s] - base for s in t2.frame.columns if s != "base" and en[s] == en[s]}
+    lines = ["## Forgetting at this scale\n",
+             "Bits per byte on English, the base language no family trains (Table 2's probe row), and on the "
+             "held-out relatives (Table 9's Avg. row); a rise is forgetting. Rule: forgetting is measurable when "
+             "Dense's English bits per byte rise by more than 0.05; an alignment strategy forgets clearly less "
+             "when its rise is at most half of Dense's.\n"]
+    header = ["", "Base"] + [LABELS.get(s, s) for s in rise]
+    rows = [["English bpb", f"{base:.3f}"] + [f"{en[s]:.3f} ({rise[s]:+.3f})" for s in rise]]
+    if t9 is not None and AVG in t9.frame.index and "base" in t9.frame.columns:
+        ho = t9.frame.loc[AVG]
+        rows.append(["held-out bpb (avg)", f"{ho['base']:.3f}"]
+                    + [f"{ho[s]:.3f} ({ho[s] - ho['base']:+.3f})" if s in ho.index and ho[s] == ho[s] else MISSING
+                       for s in rise])
+    lines.append(_md_table(header, rows) + "\n")
+    d = rise.get("dense", float("nan"))
+    measurable = d == d and d > 0.05
+    less = [s for s in ALIGNMENT if s in rise and measurable and rise[s] <= d / 2]
+    lines.append(f"* Dense CPT {'forgets measurably' if measurable else 'does not forget measurably'}: English "
+                 f"{base:.3f} → {en['dense']:.3f} bits per byte ({d:+.3f}).")
+    if measurable:
+        lines.append("* Alignment strategies that forget clearly less (rise at most half of Dense's): "
+                     + (", ".join(f"{LABELS.get(s, s)} {rise[s]:+.3f}" for s in less) or "none") + ".")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(params, figures: Optional[Sequence[Path]] = None, results=None, interpolation=None,
+                 distances=None) -> Path:
+    """Write ``runs/<scale>/report.md`` and return its path.
+
+    Args:
+        params: the scale's parameters.
+        figures: saved figure files (``write_figures``'s return); None = make and save them now.
+        results, interpolation, distances: the tidy inputs; None = read from ``runs/<scale>/results``.
+    """
+    from famlib.io import atomic_write_text
+
+    loaded = load_inputs(params) if results is None or interpolation is None or distances is None else None
+    results = loaded[0] if results is None else results
+    interpolation = loaded[1] if interpolation is None else interpolation
+    distances = loaded[2] if distances is None else distances
+    if figures is None:
+        from famlib.figures import write_figures
+
+        figures = write_figures(params, results, interpolation, distances)
+    tables = build_tables(params, results)
+    claims = check_claims(params, results, interpolation, distances)
+    path = report_path(params.scale)
+    today = datetime.date.today().isoformat()
+    parts = [f"# Reproduction report: scale `{params.scale}` ({today})\n",
+             f"{params.description.strip()}\n" if getattr(params, "description", "") else "",
+             "Reproduces *Parameter Alignment Mitigates Catastrophic Forgetting in Multilingual Expert Language "
+             "Models*. Below the paper scale, compare directions and rankings with the paper, not absolute values. "
+             f"Per-family strategies ({', '.join(LABELS[s] for s in PER_FAMILY_STRATEGIES)}) are answered by the "
+             "model of the language's family; the others are single models.\n",
+             _what_ran(params, results, interpolation, distances),
+             _forgetting_section(params, tables),
+             _claims_section(claims),
+             _paper_averages(params, tables),
+             "## Tables\n\nAlso under `tables/` as Markdown and LaTeX.\n"]
+    for table in tables.values():
+        parts.append(table.markdown())
+    parts.append("## Figures\n")
+    pngs = [Path(f) for f in figures if str(f).endswith(".png")]
+    if not pngs:
+        parts.append("No figures with data yet.\n")
+    for png in pngs:
+        stem = png.stem
+        cap = FIGURE_CAPTIONS.get(stem, stem)
+        parts.append(f"**{cap}**\n\n![{stem}]({relative_link(png, path.parent)})\n")
+    missing = [s for s in FIGURE_CAPTIONS if s not in {p.stem for p in pngs}]
+    if missing:
+        parts.append(f"Not drawn (no data yet): {', '.join(missing)}.\n")
+    atomic_write_text(path, "\n".join(p for p in parts if p))
+    return path

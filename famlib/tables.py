@@ -1,0 +1,632 @@
+"""The paper's Tables 2, 3, 4, 5 and 9, built from the tidy results table and rendered as Markdown and LaTeX.
+
+Rules (the paper's, section 3.1 and the table captions, adapted where the offline scales differ):
+
+* **Headline metric.** Rows with ``primary == True``: perplexity -> ``bits_per_byte`` (lower is better),
+  comprehension and reasoning -> ``acc``, translation -> ``chrf``. The token-perplexity variants of
+  Tables 2 and 9 use the ``token_perplexity`` rows instead.
+* **Which model answers for a language.** Per-family strategies (``expert``, ``freeze``, ``l2sp``,
+  ``expert_reverted``): the model trained on that language's family (rows with
+  ``expert_family == language_family``). Single models (``base``, ``dense``, ``dense_reverted``, ``soup``,
+  ``freeze_soup``): the one model. The probe language (English) is evaluated by every model; for a
+  per-family strategy its English value is the **mean over that strategy's family models**.
+* **Averaging.** A family cell is the unweighted mean over the family's languages (translation: first the
+  mean of the two directions per language, then over languages). The ``avg`` row is the unweighted mean of
+  the family rows and is left empty ("–") for a strategy that misses any family the table shows, so an
+  average never mixes different family sets. A cell averaged over fewer languages than the fullest cell of
+  its row is marked with a dagger (†). Missing cells are "–"; nothing is filled in.
+* **Marks.** Per row, over the strategies present, compared at the displayed precision: **bold** = best
+  (every tie is bold), underline = within the table's threshold of the best. Thresholds: the paper's 0.2
+  (token perplexity), 0.5 pp (accuracy) and 1 chrF point; for bits per byte 0.01 bpb, which is what the
+  paper's 0.2 perplexity near a perplexity of 7 is (about 3 %, i.e. 0.04 bits per token, about 0.01 bits per
+  byte at some 4 bytes per token).
+* **Held-out languages at the paper scale.** German is left out of the Germanic held-out results, as in the
+  paper (``famlib.evaluate.paper.PAPER_GAPS``).
+
+Perplexity at the offline scales: one byte-level tokenizer makes per-token perplexity incomparable across
+languages, so Tables 2 and 9 report bits per byte; the token-perplexity variant compares strategies within a
+row only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, NamedTuple, Optional, Sequence
+
+from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
+
+MISSING = "–"  # an en dash: a cell that was not measured
+PARTIAL = "†"  # a cell averaged over fewer languages than the fullest cell of its row
+
+LABELS = {
+    "base": "Base", "dense": "Dense", "expert": "Expert", "freeze": "Freeze", "l2sp": "L2-SP",
+    "dense_reverted": "D.-Rev.", "expert_reverted": "E.-Rev.", "soup": "Soup", "freeze_soup": "Freeze soup",
+}
+PRIMARY_METRIC = {"perplexity": "bits_per_byte", "comprehension": "acc", "reasoning": "acc", "translation": "chrf"}
+LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "word_perplexity", "byte_perplexity"}
+AVG = "avg"
+
+INTERP_GROUPS = ("first", "middle", "last")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------
+def _read_tidy(path: Path):
+    import pandas as pd
+
+    from famlib.evaluate.results import COLUMNS
+
+    if not Path(path).exists():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""],
+                       dtype={"direction": str, "expert_family": str, "language_family": str, "group": str,
+                              "limit": "Float64"})
+
+
+def load_interpolation(scale: str):
+    """``runs/<scale>/results/interpolation.csv`` (an empty frame if it does not exist yet)."""
+    from famlib.evaluate.results import results_dir
+
+    df = _read_tidy(results_dir(scale) / "interpolation.csv")
+    for col in ("group", "alpha"):
+        if col not in df.columns:
+            df[col] = []
+    return df
+
+
+def load_layer_distance(scale: str):
+    """``runs/<scale>/results/layer_distance.csv`` (an empty frame if it does not exist yet)."""
+    import pandas as pd
+
+    from famlib.evaluate.results import results_dir
+
+    path = results_dir(scale) / "layer_distance.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=["model", "layer", "group", "distance", "delta_sq", "base_sq"])
+    return pd.read_csv(path)
+
+
+def load_inputs(params):
+    """``(results, interpolation, distances)`` of a scale; missing files give empty frames."""
+    from famlib.evaluate.results import load_results
+
+    return load_results(params.scale), load_interpolation(params.scale), load_layer_distance(params.scale)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Selecting rows: the headline metric and the model that answers for each language
+# ----------------------------------------------------------------------------------------------------
+def _truthy(series):
+    return series.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+
+
+def _stderr(rows):
+    """Standard error per row: the ``stderr`` column, else the binomial one for accuracies, else NaN."""
+    import numpy as np
+
+    p = rows["value"].astype(float)
+    n = rows["n"].astype(float) if "n" in rows.columns else p * np.nan
+    is_acc = rows["metric"].astype(str).eq("acc") & p.between(0, 1) & (n > 0)
+    binom = pd_sqrt((p * (1 - p) / n).where(is_acc))
+    if "stderr" not in rows.columns:
+        return binom
+    return rows["stderr"].astype(float).fillna(binom)
+
+
+def _mean_with_se(df, keys, se_col: str, **extra):
+    """Group ``df`` by ``keys``: mean ``value`` and the standard error of that mean,
+    sqrt(sum se_i^2) / k, which is NaN if any se_i is unknown (so chrF never shows a zero error).
+    ``extra`` are further named aggregations. Returns the groups as columns plus ``value, stderr, k``."""
+    d = df.assign(_se2=df[se_col].astype(float) ** 2, _se_nan=df[se_col].isna())
+    out = d.groupby(keys, sort=False, dropna=False).agg(
+        value=("value", "mean"), _se2=("_se2", "sum"), _se_nan=("_se_nan", "max"), k=("value", "size"), **extra
+    ).reset_index()
+    out["stderr"] = pd_sqrt(out["_se2"].where(~out["_se_nan"].astype(bool))) / out["k"]
+    return out.drop(columns=["_se2", "_se_nan"])
+
+
+def pd_sqrt(series):
+    """Element-wise square root that leaves NaN alone (no warnings for the masked rows)."""
+    return series.map(lambda v: math.sqrt(v) if v == v and v >= 0 else float("nan"))
+
+
+def metric_rows(results, task: str, metric: Optional[str] = None, splits: Optional[Iterable[str]] = None):
+    """Rows of ``task`` with ``metric`` (default: the primary rows), restricted to ``splits``."""
+    if results is None or len(results) == 0:
+        return results.iloc[0:0] if results is not None else None
+    r = results[results["task"].astype(str) == task]
+    if metric is None:
+        r = r[_truthy(r["primary"])] if "primary" in r.columns else r[r["metric"] == PRIMARY_METRIC[task]]
+    else:
+        r = r[r["metric"].astype(str) == metric]
+    if splits is not None:
+        r = r[r["split"].astype(str).isin(list(splits))]
+    return r
+
+
+def answering_rows(results, task: str, *, metric: Optional[str] = None, splits: Optional[Iterable[str]] = None,
+                   probe: Optional[str] = None, exclude: Iterable[str] = ()):
+    """One value per (strategy, language, direction), from the model that answers for the language.
+
+    Per-family strategies keep the rows of the model trained on the language's family; single models keep
+    their one model's rows; the probe language (``probe``, or the rows whose split is ``base``) keeps every
+    model's row and averages a per-family strategy's family models. Languages in ``exclude`` are dropped.
+
+    Returns a DataFrame with columns ``strategy, language, language_family, split, direction, value,
+    stderr, n, limit, models`` (``models`` = how many models were averaged: >1 only for the probe).
+    """
+    import numpy as np
+    import pandas as pd
+
+    cols = ["strategy", "language", "language_family", "split", "direction", "value", "stderr", "n", "limit", "models"]
+    r = metric_rows(results, task, metric, None)
+    if r is None or len(r) == 0:
+        return pd.DataFrame(columns=cols)
+    r = r[r["strategy"].astype(str).isin(STRATEGIES) & ~r["language"].astype(str).isin(list(exclude))].copy()
+    r["stderr"] = _stderr(r)
+    is_probe = r["split"].astype(str).eq("base")
+    if probe is not None:
+        is_probe |= r["language"].astype(str).eq(probe)
+    per_family = r["strategy"].astype(str).isin(PER_FAMILY_STRATEGIES)
+    own = r["expert_family"].astype(str) == r["language_family"].astype(str)
+    r = r[is_probe | ~per_family | own]
+    if splits is not None:
+        r = r[r["split"].astype(str).isin(list(splits))]
+    if len(r) == 0:
+        return pd.DataFrame(columns=cols)
+    r = r.assign(direction=r["direction"].fillna("").astype(str),
+                 limit=r["limit"].astype(float) if "limit" in r.columns else np.nan)
+    keys = ["strategy", "language", "language_family", "split", "direction"]
+    out = _mean_with_se(r, keys, "stderr", n=("n", "min"), limit=("limit", "max"), models=("model", "nunique"))
+    return out[cols]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The table object: values, marks, rendering
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class Table:
+    """One results table: ``frame`` (rows x strategies, NaN = not measured) and how to read it."""
+
+    name: str  # file stem, e.g. "table3"
+    title: str  # e.g. "Table 3: held-in comprehension"
+    caption: str
+    frame: "object"  # pandas DataFrame: index = families, "avg", probe; columns = strategies
+    lower_is_better: bool
+    threshold: float
+    decimals: int
+    stderr: "object" = None  # DataFrame like ``frame`` (accuracies), else None
+    partial: "object" = None  # DataFrame of bool like ``frame``: averaged over fewer languages than the row's fullest
+    row_labels: dict = field(default_factory=dict)
+
+    def marks(self):
+        """``"bold"`` / ``"underline"`` / ``""`` per cell, from :func:`marks`."""
+        return marks(self.frame, lower_is_better=self.lower_is_better, threshold=self.threshold,
+                     decimals=self.decimals)
+
+    def _cells(self, bold, underline, missing):
+        m = self.marks()
+        out = {}
+        for row in self.frame.index:
+            cells = []
+            for col in self.frame.columns:
+                v = self.frame.at[row, col]
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    cells.append(missing)
+                    continue
+                text = f"{v:.{self.decimals}f}"
+                text = bold(text) if m.at[row, col] == "bold" else underline(text) if m.at[row, col] == "underline" else text
+                if self.partial is not None and bool(self.partial.at[row, col]):
+                    text += PARTIAL
+                cells.append(text)
+            out[row] = cells
+        return out
+
+    def _label(self, row) -> str:
+        return self.row_labels.get(row, str(row).capitalize() if row != AVG else "Avg.")
+
+    def markdown(self) -> str:
+        """Caption, then a GitHub Markdown table (bold ``**x**``, underline ``<u>x</u>``, missing "–")."""
+        cells = self._cells(lambda t: f"**{t}**", lambda t: f"<u>{t}</u>", MISSING)
+        head = "| | " + " | ".join(LABELS.get(c, c) for c in self.frame.columns) + " |"
+        rule = "|---|" + "---:|" * len(self.frame.columns)
+        body = [f"| {self._label(row)} | " + " | ".join(c) + " |" for row, c in cells.items()]
+        return f"**{self.title}.** {self.caption}\n\n" + "\n".join([head, rule, *body]) + "\n"
+
+    def latex(self) -> str:
+        """A booktabs ``table`` environment (``\\textbf``, ``\\underline``, missing "--")."""
+        cells = self._cells(lambda t: rf"\textbf{{{t}}}", lambda t: rf"\underline{{{t}}}", "--")
+        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{tex_escape(self.caption)}}}",
+                 rf"\label{{tab:famlib-{self.name}}}", r"\begin{tabular}{l" + "r" * len(self.frame.columns) + "}",
+                 r"\toprule", " & ".join([""] + [tex_escape(LABELS.get(c, c)) for c in self.frame.columns]) + r" \\",
+                 r"\midrule"]
+        for row, c in cells.items():
+            if row == AVG:
+                lines.append(r"\midrule")
+            lines.append(" & ".join([tex_escape(self._label(row))] + [t.replace(PARTIAL, r"$^\dagger$") for t in c]) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        return "\n".join(lines) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+        "→": r"$\to$", "–": "--", "±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "α": r"$\alpha$", "†": r"$^\dagger$",
+        "×": r"$\times$"}
+
+
+def tex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few symbols captions use (↑ ↓ → – ± † ...) to LaTeX."""
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def marks(frame, *, lower_is_better: bool, threshold: float, decimals: int):
+    """Per row: ``"bold"`` for the best value(s), ``"underline"`` within ``threshold`` of it, else ``""``.
+
+    Values are compared as displayed (rounded to ``decimals``), so cells that read the same are tied and
+    all bold; missing cells are never marked. A row with one value marks it bold.
+    """
+    import pandas as pd
+
+    out = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    eps = 1e-9
+    for row in frame.index:
+        vals = pd.to_numeric(frame.loc[row], errors="coerce").round(decimals).dropna()
+        if vals.empty:
+            continue
+        best = vals.min() if lower_is_better else vals.max()
+        for col, v in vals.items():
+            gap = abs(v - best)
+            if gap <= eps:
+                out.at[row, col] = "bold"
+            elif gap <= threshold + eps:
+                out.at[row, col] = "underline"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building family tables
+# ----------------------------------------------------------------------------------------------------
+def present_strategies(results) -> list[str]:
+    """Strategies with at least one row in ``results``, in the paper's order."""
+    if results is None or len(results) == 0:
+        return []
+    have = set(results["strategy"].astype(str))
+    return [s for s in STRATEGIES if s in have]
+
+
+class FamilyFrame(NamedTuple):
+    values: "object"  # DataFrame rows x strategies
+    stderr: "object"  # DataFrame like values (NaN where no standard error is known)
+    partial: "object"  # DataFrame of bool: averaged over fewer languages than the row's fullest cell
+    info: dict  # row -> {"languages": [...], "n": [item counts], "limit": max sample limit or NaN}
+    probe: Optional[str]  # the probe row's index label, or None
+
+
+def _per_language(answers):
+    """Mean over directions per (strategy, language): value, squared standard error, items, limit."""
+    lang = _mean_with_se(answers, ["strategy", "language", "language_family"], "stderr", n=("n", "min"),
+                         limit=("limit", "max"))
+    lang["se2"] = lang["stderr"] ** 2
+    return lang
+
+
+def _info(sub) -> dict:
+    return {"languages": list(dict.fromkeys(sub["language"].astype(str))),
+            "n": sorted({int(x) for x in sub["n"].dropna()}), "limit": sub["limit"].max()}
+
+
+def family_frame(answers, probe_answers=None, *, families: Optional[Sequence[str]] = None,
+                 strategies: Optional[Sequence[str]] = None) -> FamilyFrame:
+    """Family averages of :func:`answering_rows` (``answers``), plus ``avg`` and an optional probe row.
+
+    Rows: the families (in ``families`` order; those without any value dropped), ``avg`` (only over
+    strategies that have every family row), and the probe language of ``probe_answers`` if it has values.
+    """
+    import numpy as np
+    import pandas as pd
+
+    strategies = list(strategies) if strategies is not None else present_strategies(answers)
+    lang = _per_language(answers)
+    fam_order = list(families) if families is not None else list(dict.fromkeys(lang["language_family"].astype(str)))
+    values = pd.DataFrame(np.nan, index=fam_order, columns=strategies, dtype=float)
+    se = values.copy()
+    count = pd.DataFrame(0, index=fam_order, columns=strategies)
+    info = {}
+    for fam in fam_order:
+        sub = lang[lang["language_family"].astype(str) == fam]
+        info[fam] = _info(sub)
+        for s, g in sub.groupby("strategy"):
+            if s in values.columns:
+                values.at[fam, s] = g["value"].mean()
+                se.at[fam, s] = math.sqrt(g["se2"].sum()) / len(g) if g["se2"].notna().all() else np.nan
+                count.at[fam, s] = len(g)
+    keep = [f for f in fam_order if values.loc[f].notna().any()]
+    values, se, count = values.loc[keep], se.loc[keep], count.loc[keep]
+    partial = count.lt(count.max(axis=1), axis=0) & values.notna()
+    if keep:
+        complete = values.notna().all(axis=0)
+        values.loc[AVG] = values.loc[keep].mean(axis=0).where(complete)
+        se_ok = se.loc[keep].notna().all(axis=0)
+        se.loc[AVG] = (np.sqrt((se.loc[keep] ** 2).sum(axis=0)) / len(keep)).where(complete & se_ok)
+        partial.loc[AVG] = partial.loc[keep].any(axis=0) & complete
+    probe = None
+    if probe_answers is not None and len(probe_answers):
+        plang = _per_language(probe_answers)
+        probe = str(plang["language"].iloc[0])
+        plang = plang[plang["language"].astype(str) == probe]
+        info[probe] = _info(plang)
+        values.loc[probe] = np.nan
+        se.loc[probe] = np.nan
+        partial.loc[probe] = False
+        for _, row in plang.iterrows():
+            if row["strategy"] in values.columns:
+                values.at[probe, row["strategy"]] = row["value"]
+                se.at[probe, row["strategy"]] = math.sqrt(row["se2"]) if not _isnan(row["se2"]) else np.nan
+    return FamilyFrame(values, se, partial.astype(bool), info, probe)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The paper's tables
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    task: str
+    split: str
+    metric: str
+    threshold: float
+    decimals: int
+    what: str  # what the values are
+    over: str  # what the family rows average over
+    probe_row: bool
+
+
+SPECS = {
+    "table2": Spec("table2", "Table 2: training-language perplexity (bits per byte)", "perplexity", "held_in",
+                   "bits_per_byte", 0.01, 3, "Bits per byte ↓ on each language's held-out evaluation text",
+                   "the family's training (held-in) languages", True),  # the English row: what every model forgot of the base language
+    "table2_token_perplexity": Spec("table2_token_perplexity", "Table 2 (token perplexity): training languages",
+                                    "perplexity", "held_in", "token_perplexity", 0.2, 2,
+                                    "Per-token perplexity ↓ on each language's held-out evaluation text",
+                                    "the family's training (held-in) languages", True),
+    "table3": Spec("table3", "Table 3: held-in comprehension", "comprehension", "held_in", "acc", 0.005, 3,
+                   "Comprehension accuracy ↑ (the paper's Belebele axis)", "the family's training (held-in) languages", True),
+    "table4": Spec("table4", "Table 4: reasoning", "reasoning", "held_in", "acc", 0.005, 3,
+                   "Reasoning accuracy ↑ (the paper's Global-PIQA axis)", "the family's training (held-in) languages", True),
+    "table5": Spec("table5", "Table 5: held-in translation", "translation", "held_in", "chrf", 1.0, 1,
+                   "chrF ↑, en→xx and xx→en averaged (the paper's FLORES-200 axis)", "the family's training (held-in) languages",
+                   True),
+    "table9": Spec("table9", "Table 9: held-out-language perplexity (bits per byte)", "perplexity", "held_out",
+                   "bits_per_byte", 0.01, 3, "Bits per byte ↓ on held-out (never trained on) languages",
+                   "the family's held-out relatives", False),
+    "table9_token_perplexity": Spec("table9_token_perplexity", "Table 9 (token perplexity): held-out languages",
+                                    "perplexity", "held_out", "token_perplexity", 0.2, 2,
+                                    "Per-token perplexity ↓ on held-out (never trained on) languages",
+                                    "the family's held-out relatives", False),
+    "table9b": Spec("table9b", "Table 9b: held-out comprehension", "comprehension", "held_out", "acc", 0.005, 3,
+                    "Comprehension accuracy ↑ on held-out languages", "the family's held-out relatives", False),
+    "table9c": Spec("table9c", "Table 9c: held-out translation", "translation", "held_out", "chrf", 1.0, 1,
+                    "chrF ↑ on held-out languages, en→xx and xx→en averaged", "the family's held-out relatives", False),
+}
+TABLE_ORDER = tuple(SPECS)
+
+
+def _threshold_text(spec: Spec) -> str:
+    if spec.metric == "bits_per_byte":
+        return ("within 0.01 bpb of best (the paper's 0.2 perplexity near perplexity 7 is about 3 %, "
+                "i.e. about 0.01 bits per byte)")
+    if spec.metric == "acc":
+        return "within 0.5 pp of best"
+    if spec.metric == "chrf":
+        return "within 1 chrF point of best"
+    return f"within {spec.threshold:g} of best"
+
+
+def _counts_text(info: dict, rows, probe: Optional[str], unit: str) -> str:
+    parts = []
+    for row in rows:
+        if row == AVG or row not in info:
+            continue
+        d = info[row]
+        n = d["n"]
+        nt = "" if not n else (f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}")
+        label = "English probe" if row == probe else str(row).capitalize()
+        parts.append(f"{label}: {', '.join(d['languages'])}" + (f" ({nt} {unit} each)" if nt else ""))
+    return "; ".join(parts)
+
+
+def build_table(results, name: str, *, families: Optional[Sequence[str]] = None, probe: Optional[str] = None,
+                strategies: Optional[Sequence[str]] = None, exclude: Iterable[str] = ()) -> Table:
+    """Table ``name`` (a key of :data:`SPECS`) from the tidy results.
+
+    Args:
+        results: the tidy results frame (``load_results``).
+        families: row order (default: order of appearance); families without any value are dropped.
+        probe: the probe language code (default: the rows whose split is ``base``).
+        strategies: the columns (default: every strategy present in ``results``, in the paper's order).
+        exclude: languages left out (the paper drops German from the Germanic held-out results).
+    """
+    spec = SPECS[name]
+    strategies = list(strategies) if strategies is not None else present_strategies(results)
+    answers = answering_rows(results, spec.task, metric=spec.metric, splits=[spec.split], exclude=exclude)
+    probe_answers = None  # the probe row; at the paper scale English is also a Germanic training language
+    if spec.probe_row:
+        probe_answers = answering_rows(results, spec.task, metric=spec.metric, probe=probe)
+        keep = probe_answers["split"].astype(str).eq("base") if probe is None else probe_answers["language"].astype(str).eq(probe)
+        probe_answers = probe_answers[keep]
+    ff = family_frame(answers, probe_answers, families=families, strategies=strategies)
+    values, se, partial, info, probe_code = ff
+    unit = "documents" if spec.task == "perplexity" else "items per direction" if spec.task == "translation" else "items"
+    lower = spec.metric in LOWER_IS_BETTER
+    fam_rows = [r for r in values.index if r not in (AVG, probe_code)]
+    names = metric_rows(results, spec.task, spec.metric, None) if results is not None and len(results) else None
+    names = sorted(set(names["task_name"].dropna().astype(str))) if names is not None and "task_name" in names else []
+    task_text = f", task {', '.join(names)}" if names else ""
+    caption = (f"{spec.what}{task_text}. Each family row averages {spec.over} (unweighted); "
+               f"{'lower' if lower else 'higher'} is better. Per-family strategies (Expert, Freeze, L2-SP, E.-Rev.) "
+               f"report the model trained on that row's family; the others are single models. "
+               f"Avg. = unweighted mean of the {len(fam_rows)} family rows (\"{MISSING}\" if a strategy misses a family).")
+    if probe_code is not None:
+        caption += (f" The English row is the probe language every model is evaluated on; for a per-family strategy it is "
+                    f"the mean over its family models.")
+    caption += f" Bold = best per row; underline = {_threshold_text(spec)}; \"{MISSING}\" = not measured."
+    if partial.to_numpy().any():
+        caption += f" {PARTIAL} = averaged over fewer languages than the row's fullest cell."
+    counts = _counts_text(info, values.index, probe_code, unit)
+    if counts:
+        caption += f" Languages: {counts}."
+    if spec.split == "held_out" and "de" in set(exclude):
+        caption += " German (de) excluded from Germanic, as in the paper."
+    limits = [d["limit"] for d in info.values() if d["limit"] is not None and not _isnan(d["limit"])]
+    if limits:
+        caption += f" Evaluated with a sample limit of {int(max(limits))} items: not a complete run."
+    if spec.metric == "token_perplexity":
+        caption += (" Per-token perplexity depends on how finely the tokenizer cuts each language (byte-level at the "
+                    "offline scales), so compare strategies within a row; the bits-per-byte table compares across rows.")
+    labels = {probe_code: f"English ({probe_code}, probe)"} if probe_code else {}
+    stderr = se if spec.metric == "acc" else None
+    return Table(name, spec.title, caption, values, lower, spec.threshold, spec.decimals, stderr, partial, labels)
+
+
+def _isnan(x) -> bool:
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return x is None
+
+
+def table_kwargs(params) -> dict:
+    """The keyword arguments :func:`build_table` takes from a scale's params."""
+    exclude = ()
+    if params.scale == "paper":
+        from famlib.evaluate.paper import PAPER_GAPS
+
+        exclude = tuple(lang for (axis, lang) in PAPER_GAPS if axis == "*")
+    return {"families": list(params.families), "probe": params.probe_language, "exclude": exclude}
+
+
+def build_tables(params, results) -> dict[str, Table]:
+    """Every table of :data:`SPECS` for ``params``'s scale: ``{name: Table}``.
+
+    ``exclude`` (German at the paper scale) applies to the held-out tables only.
+    """
+    kw = table_kwargs(params)
+    out = {}
+    for name, spec in SPECS.items():
+        exclude = kw["exclude"] if spec.split == "held_out" else ()
+        out[name] = build_table(results, name, families=kw["families"], probe=kw["probe"], exclude=exclude)
+    return out
+
+
+def table2(results, **kw) -> Table:
+    return build_table(results, "table2", **kw)
+
+
+def table3(results, **kw) -> Table:
+    return build_table(results, "table3", **kw)
+
+
+def table4(results, **kw) -> Table:
+    return build_table(results, "table4", **kw)
+
+
+def table5(results, **kw) -> Table:
+    return build_table(results, "table5", **kw)
+
+
+def table9(results, **kw) -> Table:
+    return build_table(results, "table9", **kw)
+
+
+def tables_dir(scale: str) -> Path:
+    from famlib.paths import run_dir
+
+    return run_dir(scale) / "tables"
+
+
+def write_tables(params, results=None) -> list[Path]:
+    """Write every table as ``runs/<scale>/tables/<name>.md`` and ``.tex`` (atomically); return the paths."""
+    from famlib.evaluate.results import load_results
+    from famlib.io import atomic_write_text
+
+    results = load_results(params.scale) if results is None else results
+    out = []
+    for name, table in build_tables(params, results).items():
+        for ext, text in (("md", table.markdown()), ("tex", table.latex())):
+            path = tables_dir(params.scale) / f"{name}.{ext}"
+            atomic_write_text(path, text)
+            out.append(path)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Interpolation curves (section 4.1): shared by the figures and the claims
+# ----------------------------------------------------------------------------------------------------
+def interpolation_curves(interpolation, task: str, *, results=None, by_family: bool = False,
+                         by_direction: bool = False):
+    """Held-in ``task`` score per (group, alpha) from ``interpolation.csv``'s tidy rows.
+
+    Per language first (translation: the two directions averaged unless ``by_direction``), then the
+    unweighted mean over the held-in languages (per family if ``by_family``). alpha = 1 is Dense itself:
+    the shared Dense point (``group == "all"``, as ``famlib.interpolation`` writes it) is copied to every
+    group; where a group still has no alpha = 1 row, Dense's held-in rows from ``results`` stand in.
+
+    Returns columns ``group, alpha, [language_family], [direction], value, stderr, languages`` sorted by
+    group (first, middle, last) and alpha; ``stderr`` combines the per-language standard errors
+    (NaN for chrF). Empty when nothing was measured.
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys = ["group", "alpha"] + (["language_family"] if by_family else []) + (["direction"] if by_direction else [])
+    cols = keys + ["value", "stderr", "languages"]
+    if interpolation is None or len(interpolation) == 0 or "group" not in interpolation.columns:
+        return pd.DataFrame(columns=cols)
+    r = metric_rows(interpolation, task, None, ["held_in"]).copy()
+    r["alpha"] = r["alpha"].astype(float)
+    # the Dense point (alpha 1) is evaluated once, with group "all" (famlib.interpolation): one copy per group
+    shared = r[~r["group"].astype(str).isin(INTERP_GROUPS) & np.isclose(r["alpha"], 1.0)]
+    r = r[r["group"].astype(str).isin(INTERP_GROUPS)]
+    if len(r) == 0:
+        return pd.DataFrame(columns=cols)
+    if len(shared):
+        r = pd.concat([r] + [shared.assign(group=g) for g in dict.fromkeys(r["group"].astype(str))
+                             if not np.isclose(r.loc[r["group"] == g, "alpha"], 1.0).any()], ignore_index=True)
+    if results is not None and len(results):
+        dense = metric_rows(results, task, None, ["held_in"])
+        dense = dense[dense["strategy"].astype(str) == "dense"]
+        extra = []
+        for g in dict.fromkeys(r["group"].astype(str)):
+            if not (np.isclose(r.loc[r["group"] == g, "alpha"], 1.0)).any() and len(dense):
+                extra.append(dense.assign(group=g, alpha=1.0))
+        if extra:
+            r = pd.concat([r, *extra], ignore_index=True)
+    r["stderr"] = _stderr(r)
+    r["direction"] = r["direction"].fillna("").astype(str)
+    lang_keys = list(dict.fromkeys(keys + ["language"] + ([] if by_family else ["language_family"])))
+    per_lang = _mean_with_se(r, lang_keys, "stderr")
+    out = _mean_with_se(per_lang, keys, "stderr", languages=("language", "nunique"))
+    out["group"] = pd.Categorical(out["group"].astype(str), categories=list(INTERP_GROUPS), ordered=True)
+    out = out.sort_values(keys).reset_index(drop=True)
+    out["group"] = out["group"].astype(str)
+    return out[cols]
+
+
+def base_mean(results, task: str, split: str = "held_in", *, by_family: bool = False, by_direction: bool = False):
+    """The base model's mean ``task`` score over ``split`` languages (a float, or a Series per family /
+    direction); NaN / empty when the base was not evaluated."""
+    import pandas as pd
+
+    r = metric_rows(results, task, None, [split]) if results is not None and len(results) else None
+    if r is None or len(r) == 0:
+        return float("nan") if not (by_family or by_direction) else pd.Series(dtype=float)
+    r = r[r["strategy"].astype(str) == "base"].assign(direction=lambda d: d["direction"].fillna("").astype(str))
+    keys = (["language_family"] if by_family else []) + (["direction"] if by_direction else [])
+    per_lang = r.groupby(keys + ["language"], sort=False)["value"].mean().reset_index()
+    if not keys:
+        return float(per_lang["value"].mean()) if len(per_lang) else float("nan")
+    return per_lang.groupby(keys, sort=False)["value"].mean()

@@ -1,0 +1,335 @@
+"""Tables, figures, claims and report (notebook 07) on small synthetic results frames.
+
+The synthetic frames follow the evaluation contract (``famlib.evaluate.assign``): single models on every
+language, per-family models on their family's languages, every model on the English probe. Their default
+values tell the paper's story, so every claim holds; each test changes one thing and checks the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from famlib import claims as C
+from famlib import figures as F
+from famlib import tables as T
+from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES, load_params
+
+FAMS = {"slavic": (["ru", "uk"], ["pl"]), "romance": (["es", "fr"], ["it", "ca"])}  # = params/smoke.yaml
+
+# Per strategy: held-in bpb, held-out bpb, comprehension acc, translation chrF (the paper's story).
+STORY = {
+    "base": (2.00, 2.50, 0.60, 20.0),
+    "dense": (1.60, 2.80, 0.50, 40.0),
+    "expert": (1.62, 2.90, 0.55, 30.0),
+    "freeze": (1.70, 2.55, 0.62, 31.0),
+    "l2sp": (1.75, 2.45, 0.58, 32.0),
+    "dense_reverted": (1.80, 2.60, 0.57, 41.0),
+    "expert_reverted": (1.85, 2.60, 0.56, 30.0),
+    "soup": (1.90, 2.52, 0.61, 35.0),
+    "freeze_soup": (1.92, 2.51, 0.60, 33.0),
+}
+N = 100
+
+
+def _row(model, strategy, ef, lang, lf, split, task, direction, metric, value, primary=True):
+    acc = metric == "acc"
+    return {"model": model, "strategy": strategy, "expert_family": ef, "language": lang, "language_family": lf,
+            "split": split, "task": task, "direction": direction, "metric": metric, "value": float(value), "n": N,
+            "task_name": task, "primary": primary,
+            "stderr": math.sqrt(value * (1 - value) / N) if acc else np.nan, "chance": 0.25 if acc else np.nan,
+            "limit": np.nan, "scale": "smoke"}
+
+
+def synth(story=None, strategies=STRATEGIES, override=None):
+    """Tidy results for ``strategies``; ``override(row) -> value | None`` may change (or drop, None) a row."""
+    story = story or STORY
+    rows = []
+    for s in strategies:
+        ppl_in, ppl_out, acc, chrf = story[s]
+        models = [(f"{s}.{f}", f) for f in FAMS] if s in PER_FAMILY_STRATEGIES else [(s, "all")]
+        for mid, ef in models:
+            langs = [("en", "probe", "base")]
+            for f, (train, held_out) in FAMS.items():
+                if ef in ("all", f):
+                    langs += [(lang, f, "held_in") for lang in train] + [(lang, f, "held_out") for lang in held_out]
+            for lang, lf, split in langs:
+                ppl = ppl_in if split != "held_out" else ppl_out
+                items = [("perplexity", np.nan, "bits_per_byte", ppl, True),
+                         ("perplexity", np.nan, "token_perplexity", 2 ** (4 * ppl), False),
+                         ("comprehension", np.nan, "acc", acc, True), ("reasoning", np.nan, "acc", acc, True)]
+                if lang != "en":
+                    items += [("translation", d, "chrf", chrf, True) for d in ("en-xx", "xx-en")]
+                for task, d, metric, v, primary in items:
+                    r = _row(mid, s, ef, lang, lf, split, task, d, metric, v, primary)
+                    if override is not None:
+                        new = override(r)
+                        if new is None:
+                            continue
+                        r["value"] = float(new)
+                    rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def interp(slopes=(0.03, 0.08, 0.005), chrf_k=(1.0, 1.0, 8.0), bump=None):
+    """interpolation.csv rows: acc = 0.5 + slope*(1 - alpha) per group, chrF = 40 - k*(1 - alpha): every group
+    meets Dense (acc 0.5, chrF 40, as in STORY) at alpha 1."""
+    rows = []
+    for g, slope, k in zip(("first", "middle", "last"), slopes, chrf_k):
+        for a in (0.0, 0.25, 0.5, 0.75, 1.0):
+            for f, (train, _) in FAMS.items():
+                for lang in train:
+                    acc = 0.5 + slope * (1 - a) + (bump.get((g, a), 0.0) if bump else 0.0)
+                    for task, d, metric, v in (("comprehension", np.nan, "acc", acc),
+                                               ("translation", "en-xx", "chrf", 40 - k * (1 - a)),
+                                               ("translation", "xx-en", "chrf", 40 - k * (1 - a))):
+                        r = _row(f"interp.{g}.{a}", "dense", "all", lang, f, "held_in", task, d, metric, v)
+                        r.update(group=g, alpha=a)
+                        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def distances():
+    rows = []
+    for mid in ("dense", "expert.slavic", "expert.romance", "freeze.slavic", "dense_reverted"):
+        for layer, group in [(-1, "outside"), (0, "first"), (1, "middle"), (2, "middle"), (3, "middle"), (4, "last")]:
+            frozen = group == "middle" and (mid.startswith("freeze") or mid == "dense_reverted")
+            dist = 0.0 if frozen else 0.1 + 0.01 * layer
+            rows.append({"model": mid, "layer": layer, "group": group, "distance": dist,
+                         "delta_sq": dist ** 2 * 20, "base_sq": 20.0})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params("smoke")
+
+
+def verdicts(params, results, interpolation=None, dist=None) -> dict:
+    return {c.id: c for c in C.check_claims(params, results, interpolation, dist)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Marks and rendering
+# ----------------------------------------------------------------------------------------------------
+def test_marks_lower_is_better_with_ties_threshold_and_missing():
+    frame = pd.DataFrame([[1.000, 1.004, 1.0004, 1.020, np.nan]], columns=list("abcde"))
+    m = T.marks(frame, lower_is_better=True, threshold=0.01, decimals=3)
+    assert list(m.iloc[0]) == ["bold", "underline", "bold", "", ""]  # 1.0004 reads 1.000: a tie, both bold
+
+
+def test_marks_higher_is_better_threshold_edge_and_display_rounding():
+    frame = pd.DataFrame([[0.7261, 0.7259, 0.721, 0.720, 0.5]], columns=list("abcde"))
+    m = T.marks(frame, lower_is_better=False, threshold=0.005, decimals=3)
+    # 0.726 and 0.726 tie; 0.721 is exactly 0.5 pp below (underlined), 0.720 is beyond
+    assert list(m.iloc[0]) == ["bold", "bold", "underline", "", ""]
+    empty = T.marks(pd.DataFrame([[np.nan, np.nan]], columns=["a", "b"]), lower_is_better=True, threshold=1, decimals=1)
+    assert list(empty.iloc[0]) == ["", ""]
+
+
+def test_markdown_and_latex_render_marks_and_missing_cells():
+    frame = pd.DataFrame({"base": [2.0, 2.0], "dense": [1.6, np.nan], "expert": [1.605, 1.7]}, index=["slavic", "avg"])
+    t = T.Table("tableX", "Table X", "caption ↓ 0.5 %", frame, True, 0.01, 3)
+    md = t.markdown()
+    assert "| Slavic | 2.000 | **1.600** | <u>1.605</u> |" in md
+    assert "| Avg. | 2.000 | – | **1.700** |" in md
+    tex = t.latex()
+    assert r"\textbf{1.600}" in tex and r"\underline{1.605}" in tex and " & -- & " in tex
+    assert r"$\downarrow$" in tex and r"0.5 \%" in tex
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which model answers, averaging, missing data
+# ----------------------------------------------------------------------------------------------------
+def test_answering_rule_family_model_answers_and_english_is_the_family_mean(params):
+    res = synth()
+    # a stray evaluation of the Romance expert on Russian must not count for Slavic
+    stray = res[(res["model"] == "expert.slavic") & (res["language"] == "ru")].copy()
+    stray["model"], stray["expert_family"], stray["value"] = "expert.romance", "romance", 9.9
+    # English: the two expert models disagree; the table reports their mean
+    res = pd.concat([res, stray], ignore_index=True)
+    en = (res["strategy"] == "expert") & (res["language"] == "en") & (res["task"] == "comprehension")
+    res.loc[en & (res["expert_family"] == "slavic"), "value"] = 0.40
+    res.loc[en & (res["expert_family"] == "romance"), "value"] = 0.70
+    kw = T.table_kwargs(params)
+    t2 = T.build_table(res, "table2", **kw)
+    assert t2.frame.at["slavic", "expert"] == pytest.approx(1.62)
+    t3 = T.build_table(res, "table3", **kw)
+    assert t3.frame.at["en", "expert"] == pytest.approx(0.55)
+    assert t3.frame.at["en", "dense"] == pytest.approx(0.50)
+    assert list(t3.frame.index) == ["slavic", "romance", "avg", "en"]
+    assert list(t3.frame.columns) == list(STRATEGIES)
+    assert "English (en, probe)" in t3.markdown()
+    # translation averages both directions per language
+    res.loc[(res["strategy"] == "dense") & (res["direction"] == "en-xx"), "value"] = 30.0
+    assert T.build_table(res, "table5", **kw).frame.at["slavic", "dense"] == pytest.approx(35.0)
+
+
+def test_missing_family_gives_dash_in_avg_and_partial_cells_are_flagged(params):
+    res = synth(override=lambda r: None if r["model"] == "expert.romance" else r["value"])
+    res = res[~((res["model"] == "freeze.slavic") & (res["language"] == "uk"))]
+    res = res[res["strategy"] != "soup"]
+    t = T.build_table(res, "table3", **T.table_kwargs(params))
+    assert math.isnan(t.frame.at["romance", "expert"]) and math.isnan(t.frame.at["avg", "expert"])
+    assert "soup" not in t.frame.columns  # a strategy never evaluated is no column
+    assert t.partial.at["slavic", "freeze"] and not t.partial.at["slavic", "dense"]
+    md = t.markdown()
+    slavic = next(line for line in md.splitlines() if line.startswith("| Slavic"))
+    assert "**0.620**" + T.PARTIAL in slavic
+    avg = next(line for line in md.splitlines() if line.startswith("| Avg."))
+    assert avg.split(" | ")[3] == T.MISSING  # columns: label, base, dense, expert
+    assert "ru, uk" in t.caption and "items" in t.caption and "0.5 pp" in t.caption
+
+
+def test_empty_results_give_empty_tables_not_errors(params):
+    empty = synth().iloc[0:0]
+    for name in T.SPECS:
+        t = T.build_table(empty, name, **T.table_kwargs(params))
+        assert t.frame.empty and "|" in t.markdown()
+
+
+def test_write_tables_writes_markdown_and_latex(params, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path))
+    paths = T.write_tables(params, synth())
+    names = {p.name for p in paths}
+    for stem in ("table2", "table2_token_perplexity", "table3", "table4", "table5", "table9", "table9b", "table9c"):
+        assert {f"{stem}.md", f"{stem}.tex"} <= names
+    assert all(p.parent == tmp_path / "smoke" / "tables" and p.stat().st_size > 0 for p in paths)
+    assert "0.01 bpb" in (tmp_path / "smoke" / "tables" / "table2.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Claims: all hold on the paper's story; each flips when its data flips
+# ----------------------------------------------------------------------------------------------------
+def test_every_claim_holds_on_the_papers_story(params):
+    v = verdicts(params, synth(), interp(), distances())
+    assert [c for c in v] == [f"C{i}" for i in range(1, 12)]
+    assert {k: c.verdict for k, c in v.items() if c.verdict != C.HOLDS} == {}
+    assert "l2sp" not in v["C9"].evidence and "2.500→2.450" in v["C9"].evidence
+    assert "s.e." in v["C3"].evidence and "s.e." in v["C10"].evidence
+    assert "drift" in v["C10"].evidence  # the Dense per-group drift from layer_distance.csv
+
+
+def _set(strategy, task, split=None, family=None, value=None, direction=None):
+    def override(r):
+        if (r["strategy"] == strategy and r["task"] == task and (split is None or r["split"] == split)
+                and (family is None or r["language_family"] == family) and (direction is None or r["direction"] == direction)
+                and r["metric"] != "token_perplexity"):
+            return value
+        return r["value"]
+    return override
+
+
+FLIPS = [
+    ("C1", _set("freeze", "perplexity", "held_in", value=1.5)),  # Freeze below Dense and Expert
+    ("C2", _set("dense_reverted", "perplexity", "held_in", value=2.1)),  # reverted worse than base
+    ("C3", _set("expert", "comprehension", value=0.40)),  # Expert forgets more than Dense
+    ("C4", _set("freeze", "comprehension", value=0.59)),  # Freeze below base
+    ("C5", _set("dense_reverted", "comprehension", value=0.52)),  # recovers 20 % only
+    ("C6", _set("soup", "comprehension", value=0.63)),  # Soup first, not second
+    ("C7", _set("expert", "translation", value=19.0)),  # Expert below base
+    ("C8", _set("expert", "perplexity", "held_out", "romance", 2.4)),  # Expert lowers Romance held-out bpb
+    ("C9", _set("l2sp", "perplexity", "held_out", "romance", 2.6)),  # L2-SP above base in one family
+]
+
+
+@pytest.mark.parametrize("cid, override", FLIPS, ids=[f[0] for f in FLIPS])
+def test_claim_fails_when_its_data_flips(params, cid, override):
+    v = verdicts(params, synth(override=override), interp(), distances())
+    assert v[cid].verdict == C.FAILS, v[cid].evidence
+
+
+def test_c9_flips_per_family_and_says_which(params):
+    fails = verdicts(params, synth(override=_set("l2sp", "perplexity", "held_out", "slavic", 2.51)))["C9"]
+    assert fails.verdict == C.FAILS and "slavic 2.500→2.510 ✗" in fails.evidence
+    equal = verdicts(params, synth(override=_set("l2sp", "perplexity", "held_out", "slavic", 2.50)))["C9"]
+    assert equal.verdict == C.HOLDS  # "never raises": equal is not raised
+
+
+def test_c10_monotonicity_tolerates_one_stderr_and_ranges_decide(params):
+    res = synth()
+    assert verdicts(params, res, interp(bump={("middle", 0.5): 0.005}))["C10"].verdict == C.HOLDS  # < 1 s.e.
+    bumped = verdicts(params, res, interp(bump={("middle", 0.5): 0.10}))["C10"]
+    assert bumped.verdict == C.FAILS and "steps up" in bumped.evidence
+    assert verdicts(params, res, interp(slopes=(0.09, 0.08, 0.005)))["C10"].verdict == C.FAILS  # first steeper
+    assert verdicts(params, res, interp(slopes=(0.03, 0.08, 0.04)))["C10"].verdict == C.FAILS  # last not flattest
+    assert verdicts(params, res, interp(slopes=(0.03, -0.08, 0.005)))["C10"].verdict == C.FAILS  # rises, no loss
+
+
+def test_c11_last_group_range_decides(params):
+    res = synth()
+    assert verdicts(params, res, interp(chrf_k=(9.0, 1.0, 8.0)))["C11"].verdict == C.FAILS
+    # alpha = 1 missing from interpolation.csv: Dense's own held-in rows stand in
+    i = interp()
+    i = i[i["alpha"] < 1]
+    c11 = verdicts(params, res, i)["C11"]
+    assert c11.verdict == C.HOLDS and "last 8.0" in c11.evidence  # Dense's chrF is 40 = 40 - 8 (1 - 1)
+
+
+def test_claims_not_measured_with_reasons(params):
+    res = synth(strategies=[s for s in STRATEGIES if s not in ("l2sp", "soup")])
+    v = verdicts(params, res, None, None)
+    assert v["C9"].verdict == C.NOT_MEASURED and "L2-SP" in v["C9"].evidence
+    assert v["C6"].verdict == C.NOT_MEASURED
+    assert v["C10"].verdict == v["C11"].verdict == C.NOT_MEASURED and "interpolation" in v["C10"].evidence
+    assert all(c.verdict == C.NOT_MEASURED for c in verdicts(params, res.iloc[0:0]).values())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures and report
+# ----------------------------------------------------------------------------------------------------
+def test_figure_data_helpers(params):
+    res = synth()
+    d = F.heldout_deltas(res, families=list(FAMS))
+    assert d.at["dense", "acc_delta"] == pytest.approx(-0.10) and d.at["dense", "chrf_delta"] == pytest.approx(20.0)
+    fr = F.frontier_data(res, families=list(FAMS), probe="en").set_index(["strategy", "family"])
+    assert fr.at[("expert", "slavic"), "gain_bpb"] == pytest.approx(0.38)
+    assert fr.at[("expert", "slavic"), "retention"] == pytest.approx(-0.05)
+    assert fr.at[("expert", "slavic"), "retention_languages"] == 2  # pl and English
+    dd = F.drift_data(distances()).set_index(["strategy", "layer"])
+    assert dd.at[("expert", 1), "models"] == 2 and dd.at[("freeze", 2), "distance"] == 0.0
+
+
+def test_figures_on_partial_data_return_figures(params):
+    base_only = synth(strategies=["base"])
+    empty_i = interp().iloc[0:0]
+    only_middle = interp()
+    only_middle = only_middle[only_middle["group"] == "middle"]
+    figs = F.make_figures(params, base_only, empty_i, distances().iloc[0:0])
+    assert all(getattr(f, "famlib_empty") for f in figs.values())
+    figs = F.make_figures(params, synth(strategies=["base", "dense", "freeze"]), only_middle, distances())
+    assert not any(getattr(f, "famlib_empty") for f in figs.values())
+    for f in figs.values():
+        F.plt.close(f)
+
+
+def test_report_links_figures_relative_to_the_report(params, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "elsewhere" / "runs"))
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figs"))
+    from famlib.report import write_report
+
+    res = synth(strategies=["base", "dense", "expert", "l2sp"])
+    path = write_report(params, results=res, interpolation=interp().iloc[0:0], distances=distances())
+    text = path.read_text()
+    assert path == tmp_path / "elsewhere" / "runs" / "smoke" / "report.md"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links and all(not link.startswith("/") and (path.parent / link).resolve().exists() for link in links)
+    assert "../../../figs/smoke/figure2.png" in links
+    assert "figure3.png" not in text  # no interpolation: not drawn, and said so
+    assert "Not drawn (no data yet): figure3" in text
+    assert "| C9 |" in text and "not measured" in text and "**Table 2: " in text
+    assert "33.4" in text  # the paper's quoted chrF average beside this run's
+
+
+def test_shared_dense_point_with_group_all_closes_every_curve(params):
+    i = interp()
+    dense = i[i["alpha"] == 1.0].drop_duplicates(["language", "task", "direction"]).assign(group="all",
+                                                                                            model="interp.dense")
+    i = pd.concat([i[i["alpha"] < 1], dense], ignore_index=True)
+    curves = T.interpolation_curves(i, "comprehension")  # no results: the "all" rows alone close the curves
+    assert set(curves.loc[curves["alpha"] == 1.0, "group"]) == {"first", "middle", "last"}
+    assert verdicts(params, synth(), i)["C10"].verdict == C.HOLDS
