@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 # The CPU machines here take torch 2.13.0 from local disk; on a GPU box the same pin pulls PyPI's CUDA build.
 TORCH  ?= torch==2.13.0
-JOBS   ?= 1
+JOBS   ?= 2
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE ?= 1

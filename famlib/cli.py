@@ -41,7 +41,7 @@ def cmd_plan(args) -> int:
     from famlib.pipeline import plan_lines
 
     try:
-        for line in plan_lines(_params(args), args.format):
+        for line in plan_lines(_params(args), args.format, args.level):
             print(line, flush=True)
     except BrokenPipeError:  # `famlib plan | head` is fine
         sys.stderr.close()
@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    p = scaled("plan", "print the job graph: index, step, dependencies, parameters, command")
-    p.add_argument("--format", choices=("tsv", "json"), default="tsv")
+    p = scaled("plan", "print the job graph: index, step, dependencies, level, parameters, command")
+    p.add_argument("--format", choices=("tsv", "json", "commands"), default="tsv",
+                   help="commands: one shell command per line (GNU parallel, SLURM arrays)")
+    p.add_argument("--level", type=int, help="only the steps of this dependency level (0 = no dependencies)")
     p.set_defaults(func=cmd_plan)
 
     p = scaled("data", "build the corpus of a scale and print its size per language and split")

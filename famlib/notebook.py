@@ -38,7 +38,8 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) ->
         if value is None:
             continue
         getattr(params, f"check_{key}")(value, key)
-    threads = set_threads(params.threads)
+    # `famlib paper --jobs N` sets FAMLIB_THREADS so that N kernels share the cores instead of oversubscribing
+    threads = set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or params.threads)
     print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})")
     return params
 

@@ -11,6 +11,7 @@ scheduler can consume.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -58,15 +59,25 @@ def plan(params: Params) -> list[Step]:
     steps += trained
     steps.append(Step("04_posthoc_surgery", "04_posthoc_surgery.ipynb", {"scale": s}, tuple(t.id for t in trained)))
     evals = []
-    for mid in all_model_ids(params):
+    for mid in all_model_ids(params):  # "base" first
         strategy = mid.split(".")[0]
         dep = ("02_base_model" if mid == "base" else "04_posthoc_surgery"
                if strategy in ("dense_reverted", "soup", "freeze_soup", "expert_reverted")
                else f"03_train_expert.{mid if mid == 'dense' else strategy + '.' + mid.split('.')[1]}")
-        evals.append(Step(f"05_evaluate.{mid}", "05_evaluate.ipynb", {"scale": s, "model": mid}, (dep,)))
-    steps += evals
-    steps.append(Step("06_layer_interpolation", "06_layer_interpolation.ipynb", {"scale": s},
-                      ("03_train_expert.dense", "05_evaluate.base")))
+        # every model's notebook sets it beside the base, so the base is evaluated first
+        deps = (dep,) if mid == "base" else (dep, "05_evaluate.base")
+        evals.append(Step(f"05_evaluate.{mid}", "05_evaluate.ipynb", {"scale": s, "model": mid}, deps))
+    # Launch order among ready steps is list order. The base's evaluation goes first, beside the trainings,
+    # instead of holding up every other evaluation; Dense's evaluation and the interpolation (which reuses
+    # Dense's evaluation for alpha = 1) go right after Dense's training, so that the interpolation, the
+    # longest single step, runs beside the rest instead of last.
+    interp = Step("06_layer_interpolation", "06_layer_interpolation.ipynb", {"scale": s},
+                  ("03_train_expert.dense", "05_evaluate.base", "05_evaluate.dense"))
+    by_id = {e.id: e for e in evals}
+    steps.insert(2, by_id["05_evaluate.base"])
+    at = steps.index(next(st for st in steps if st.id == "03_train_expert.dense")) + 1
+    steps[at:at] = [by_id["05_evaluate.dense"], interp]
+    steps += [e for e in evals if e.id not in ("05_evaluate.base", "05_evaluate.dense")]
     steps.append(Step("07_tables_and_figures", "07_tables_and_figures.ipynb", {"scale": s},
                       tuple(e.id for e in evals) + ("06_layer_interpolation",)))
     present = {st.id for st in steps if (NOTEBOOKS / st.notebook).exists()}
@@ -104,14 +115,39 @@ def _step_key(step: Step, params: Params, dep_keys: list[str], code: str) -> str
                         "params": params.fingerprint(), "deps": dep_keys, "code": code})
 
 
-def _execute(step: Step, out: Path) -> None:
+def _threads(jobs: int, side_by_side: int) -> Optional[int]:
+    """Torch threads for a step launched while ``side_by_side`` steps (itself included) can run at once:
+    the cores shared among them (oversubscribed threads made runs here 8x slower). None when a single job
+    runs (the notebook keeps ``params.threads``) or when ``FAMLIB_THREADS`` is already set by the user."""
+    if jobs <= 1 or os.environ.get("FAMLIB_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 1) // max(1, min(jobs, side_by_side)))
+
+
+def _kernel_manager(threads: Optional[int]):
+    """A Jupyter kernel manager class whose kernels get ``FAMLIB_THREADS`` (read by famlib.notebook.setup)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    if threads is None:
+        return AsyncKernelManager
+
+    class FamlibKernelManager(AsyncKernelManager):
+        async def _async_pre_start_kernel(self, **kw):
+            kw["env"] = {**kw.get("env", os.environ), "FAMLIB_THREADS": str(threads)}
+            return await super()._async_pre_start_kernel(**kw)
+
+    return FamlibKernelManager
+
+
+def _execute(step: Step, out: Path, threads: Optional[int] = None) -> None:
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.running.ipynb")
     try:
         pm.execute_notebook(str(NOTEBOOKS / step.notebook), str(tmp), parameters=step.parameters,
-                            cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3")
+                            cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
+                            kernel_manager_class=_kernel_manager(threads))
     except pm.PapermillExecutionError as exc:
         tmp.replace(out.with_name(f"{out.stem}.failed.ipynb"))
         raise StepFailed(f"step {step.id}: notebook notebooks/{step.notebook} failed in cell {exc.exec_count} "
@@ -161,8 +197,10 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
                     keys[st.id], status[st.id] = key, "skipped"
                     log(f"[{len(status)}/{total}] {st.id}: unchanged, skipped")
                     continue
-                log(f"[{len(status) + len(running) + 1}/{total}] {st.id}: running notebooks/{st.notebook} {st.parameters}")
-                fut = pool.submit(_execute, st, out)
+                threads = _threads(jobs, len(running) + len([r for r in ready if r in pending]) + 1)
+                log(f"[{len(status) + len(running) + 1}/{total}] {st.id}: running notebooks/{st.notebook} {st.parameters}"
+                    + (f", {threads} thread(s)" if threads else ""))
+                fut = pool.submit(_execute, st, out, threads)
                 running[fut] = st
                 keys[st.id] = key
             if not running:
@@ -187,19 +225,40 @@ def _read_key(stamp: Path) -> Optional[str]:
         return None
 
 
-def plan_lines(params: Params, fmt: str = "tsv") -> list[str]:
-    """One line per notebook execution: index, step id, dependencies, parameters, command."""
+def levels(steps: list[Step]) -> dict[str, int]:
+    """Dependency depth of each step: 0 for steps without dependencies, else 1 + the deepest dependency.
+    Every step of one level can run at the same time once the levels before it have finished."""
+    depth: dict[str, int] = {}
+    for st in steps:  # plan() lists each step after its dependencies
+        depth[st.id] = 1 + max((depth[d] for d in st.deps), default=-1)
+    return depth
+
+
+def plan_lines(params: Params, fmt: str = "tsv", level: Optional[int] = None) -> list[str]:
+    """The job graph, one line per notebook execution.
+
+    Formats: ``tsv`` (index, step id, dependencies, level, parameters, command), ``json`` (the same as JSON
+    lines, dependencies also as indices) and ``commands`` (the command only, for GNU parallel or a SLURM
+    array). ``level`` keeps the steps of one dependency level (see :func:`levels`).
+    """
     steps = plan(params)
     index = {st.id: i for i, st in enumerate(steps, start=1)}
+    depth = levels(steps)
+    if level is not None:
+        if level not in set(depth.values()):
+            raise ConfigError("famlib plan", "level", level, f"0 to {max(depth.values())}")
+        steps = [st for st in steps if depth[st.id] == level]
     lines = []
     for st in steps:
         if fmt == "json":
             lines.append(json.dumps({"index": index[st.id], "id": st.id, "notebook": st.notebook,
                                      "parameters": st.parameters, "after": list(st.deps),
-                                     "after_index": [index[d] for d in st.deps],
+                                     "after_index": [index[d] for d in st.deps], "level": depth[st.id],
                                      "command": st.command(params.scale)}))
+        elif fmt == "commands":
+            lines.append(st.command(params.scale))
         else:
-            lines.append("\t".join([str(index[st.id]), st.id, ",".join(st.deps) or "-",
+            lines.append("\t".join([str(index[st.id]), st.id, ",".join(st.deps) or "-", str(depth[st.id]),
                                     json.dumps(st.parameters, sort_keys=True), st.command(params.scale)]))
     return lines
 

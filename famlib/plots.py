@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # headless: papermill and CI have no display
+if "ipykernel" not in sys.modules:
+    # Scripts, tests and CI have no display. Inside a Jupyter kernel (JupyterLab, papermill) the inline
+    # backend stays, so a figure left as a cell's last value is drawn in the notebook.
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 

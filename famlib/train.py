@@ -46,6 +46,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,8 +379,10 @@ def train(
 
         # ---- the loop --------------------------------------------------------------------------------
         metrics_fh = open(metrics_path, "a", encoding="utf-8") if main else None
+        # In a terminal the bar redraws in place; in a notebook kernel or a log (papermill, CI) every redraw
+        # is a new line of output, so it updates every 15 s there and executed notebooks stay readable.
         bar = tqdm(total=total_steps, initial=state.step, desc=log_name, unit="step", dynamic_ncols=True,
-                   disable=not (main and progress))
+                   disable=not (main and progress), mininterval=0.1 if sys.stderr.isatty() else 15.0)
         perm = _epoch_order(n_train, seed, state.epoch)
         tok_s_smooth = None
         while not state.finished and state.step < total_steps:

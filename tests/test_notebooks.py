@@ -38,10 +38,21 @@ def test_notebook_01_data_prep_at_smoke_scale(smoke_outputs, smoke_corpus):
 
 
 def test_plan_lists_every_step_with_a_command():
-    lines = pipeline.plan_lines(load_params("smoke"))
-    assert lines and all(len(line.split("\t")) == 5 for line in lines)
-    assert lines[0].split("\t")[1] == "01_data_prep"
+    params = load_params("smoke")
+    lines = pipeline.plan_lines(params)
+    assert lines and all(len(line.split("\t")) == 6 for line in lines)
+    assert lines[0].split("\t")[1] == "01_data_prep" and lines[0].split("\t")[3] == "0"
     assert lines[0].endswith("famlib run --scale smoke --step 01_data_prep")
+    # levels: every step's dependencies sit in earlier levels, so running level by level is valid
+    depth = {line.split("\t")[1]: int(line.split("\t")[3]) for line in lines}
+    for line in lines:
+        deps = line.split("\t")[2]
+        for d in ([] if deps == "-" else deps.split(",")):
+            assert depth[d] < depth[line.split("\t")[1]]
+    level1 = pipeline.plan_lines(params, "commands", level=1)
+    assert level1 == ["famlib run --scale smoke --step 02_base_model"]
+    with pytest.raises(Exception, match="level"):
+        pipeline.plan_lines(params, level=99)
 
 
 def test_committed_notebooks_have_no_outputs_and_a_parameters_cell():
@@ -78,3 +89,70 @@ def test_notebook_02_base_model_at_smoke_scale(smoke_base, smoke_runs, tmp_path,
     assert "unigram_bpb" in text and "bits_per_byte" in text
     for name in ("base_loss", "base_bpb"):
         assert (tmp_path / "figures" / "smoke" / f"{name}.png").stat().st_size > 5_000
+
+
+def _stamps(runs) -> set[str]:
+    return {p.name[: -len(".stamp.json")] for p in (runs / "smoke" / "notebooks").glob("*.stamp.json")}
+
+
+@pytest.mark.slow
+def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_base, smoke_runs, tmp_path):
+    """`famlib paper` killed midway, then run again, redoes only the unfinished steps; a third run skips all.
+
+    The second run executes every remaining notebook (01-07) through papermill, two at a time.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "FAMLIB_RUNS": str(smoke_runs), "FAMLIB_FIGURES": str(tmp_path / "figures")}
+    params = load_params("smoke")
+    steps = [st.id for st in pipeline.plan(params)]
+    assert steps[-2:] == ["06_layer_interpolation", "07_tables_and_figures"]
+    before = _stamps(smoke_runs)
+    proc = subprocess.Popen([sys.executable, "-m", "famlib.cli", "paper", "--scale", "smoke"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while len(_stamps(smoke_runs) - before) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-step
+    proc.wait()
+    finished = _stamps(smoke_runs)
+    assert 3 <= len(finished) < len(steps), "the kill must land midway"
+
+    os.environ["FAMLIB_FIGURES"] = env["FAMLIB_FIGURES"]
+    try:
+        status = pipeline.run(params, jobs=2, log=lambda *_: None)
+        assert {s for s, v in status.items() if v == "skipped"} == finished
+        assert {s for s, v in status.items() if v == "ran"} == set(steps) - finished
+        assert pipeline.run(params, jobs=2, log=lambda *_: None) == {s: "skipped" for s in steps}
+    finally:
+        os.environ.pop("FAMLIB_FIGURES", None)
+
+    smoke = smoke_runs / "smoke"
+    from famlib.evaluate import load_results
+    from famlib.naming import all_model_ids
+
+    results = load_results("smoke")
+    assert set(results["model"]) == set(all_model_ids(params))
+    interp = load_results("smoke", "interpolation")
+    assert set(interp["group"]) == {"first", "middle", "last", "all"}
+    assert set(interp["alpha"].astype(float)) == set(params.interpolation.alphas)
+    # alpha = 1 is Dense itself: its rows are Dense's own evaluation, reused, not a second one
+    at_dense = interp[interp["alpha"].astype(float) == 1.0].set_index(["harness_task", "metric"])["value"]
+    dense = results[results["model"] == "dense"].set_index(["harness_task", "metric"])["value"]
+    assert len(at_dense) and (dense.loc[at_dense.index] == at_dense).all()
+    assert (smoke / "results" / "layer_distance.csv").exists()
+    for name in ("table2", "table3", "table4", "table5", "table9"):
+        assert (smoke / "tables" / f"{name}.md").read_text().count("|") > 10
+        assert "\\begin{tabular}" in (smoke / "tables" / f"{name}.tex").read_text()
+    for name in ("figure2", "figure3", "figure4", "figure5", "frontier", "drift"):
+        assert (tmp_path / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000, name
+        assert (tmp_path / "figures" / "smoke" / f"{name}.pdf").exists(), name
+    report = (smoke / "report.md").read_text()
+    for cid in range(1, 12):
+        assert f"C{cid} " in report or f"C{cid}|" in report or f"| C{cid}" in report, f"C{cid} missing from report"
+    # every executed notebook is kept, named by its parameters
+    assert {p.stem for p in (smoke / "notebooks").glob("*.ipynb")} >= set(steps)
