@@ -26,7 +26,9 @@ from typing import Callable, Optional
 
 from famlib.config import Params
 
-AXES = ("comprehension", "translation")
+# The paper's two axes, plus perplexity: cheap, and at the offline scales the most precise signal of what
+# each group's drift costs (held-in comprehension sits near chance for the tiny base).
+AXES = ("comprehension", "translation", "perplexity")
 DENSE_POINT = "interp.dense"  # alpha = 1: Dense itself, shared by every group
 
 
@@ -127,27 +129,30 @@ def load_interpolation(params: Params):
 
 
 def curves(df, by_family: bool = False):
-    """Mean primary metric per (group, alpha, task, direction[, language_family]) over held-in languages."""
-    held_in = df[(df["split"] == "held_in") & df["primary"].astype(bool)].copy()
-    held_in["direction"] = held_in["direction"].fillna("")
-    keys = ["group", "alpha", "task", "direction"] + (["language_family"] if by_family else [])
-    return held_in.groupby(keys, as_index=False)["value"].mean()
+    """Mean primary metric per (group, alpha, task, direction, split[, language_family]): ``split`` is
+    ``held_in`` (the mean over the training languages) or ``base`` (English, the probe)."""
+    rows = df[df["split"].isin(["held_in", "base"]) & df["primary"].astype(bool)].copy()
+    rows["direction"] = rows["direction"].fillna("")
+    keys = ["group", "alpha", "task", "direction", "split"] + (["language_family"] if by_family else [])
+    return rows.groupby(keys, as_index=False)["value"].mean()
 
 
 def group_effects(df):
-    """Per group, task and direction: the metric at alpha 0 and 1, the change, and whether the curve is
-    monotonic (every step in the direction of the overall change, or flat)."""
+    """Per group, task, direction and split (held-in mean, or English): the metric at alpha 0 (group at
+    the base) and 1 (Dense), the change, and whether the curve is monotonic (every step in the direction
+    of the overall change, or flat). For perplexity (bits per byte) a rise is forgetting."""
     import pandas as pd
 
     rows = []
     c = curves(df)
-    for (group, task, direction), g in c.groupby(["group", "task", "direction"], sort=False):
+    for (task, split, direction, group), g in c.groupby(["task", "split", "direction", "group"], sort=True):
         g = g.sort_values("alpha")
         v = g["value"].to_numpy()
         change = v[-1] - v[0]
         steps = v[1:] - v[:-1]
         monotonic = bool((steps * (1 if change >= 0 else -1) >= -1e-12).all())
-        rows.append({"group": group, "task": task, "direction": direction, "at_base": v[0], "at_dense": v[-1],
+        rows.append({"task": task, "split": split, "direction": direction, "group": group, "at_base": v[0],
+                     "at_dense": v[-1],
                      "change": change, "abs_change": abs(change), "monotonic": monotonic, "points": len(v)})
     return pd.DataFrame(rows)
 

@@ -110,7 +110,7 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_base, smoke_runs, t
     env = {**os.environ, "FAMLIB_RUNS": str(smoke_runs), "FAMLIB_FIGURES": str(tmp_path / "figures")}
     params = load_params("smoke")
     steps = [st.id for st in pipeline.plan(params)]
-    assert steps[-2:] == ["06_layer_interpolation", "07_tables_and_figures"]
+    assert "06_layer_interpolation" in steps and steps[-1] == "07_tables_and_figures"
     before = _stamps(smoke_runs)
     proc = subprocess.Popen([sys.executable, "-m", "famlib.cli", "paper", "--scale", "smoke"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
