@@ -96,7 +96,7 @@ def _stamps(runs) -> set[str]:
 
 
 @pytest.mark.slow
-def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_base, smoke_runs, tmp_path):
+def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, monkeypatch):
     """`famlib paper` killed midway, then run again, redoes only the unfinished steps; a third run skips all.
 
     The second run executes every remaining notebook (01-07) through papermill, two at a time.
@@ -107,10 +107,14 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_base, smoke_runs, t
     import sys
     import time
 
-    env = {**os.environ, "FAMLIB_RUNS": str(smoke_runs), "FAMLIB_FIGURES": str(tmp_path / "figures")}
+    smoke_runs = tmp_path / "runs"  # a fresh runs folder: no stamps left by other tests' partial runs
+    monkeypatch.setenv("FAMLIB_RUNS", str(smoke_runs))
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figures"))
+    env = dict(os.environ)
     params = load_params("smoke")
     steps = [st.id for st in pipeline.plan(params)]
     assert "06_layer_interpolation" in steps and steps[-1] == "07_tables_and_figures"
+    (smoke_runs / "smoke" / "notebooks").mkdir(parents=True)
     before = _stamps(smoke_runs)
     proc = subprocess.Popen([sys.executable, "-m", "famlib.cli", "paper", "--scale", "smoke"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -122,14 +126,10 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_base, smoke_runs, t
     finished = _stamps(smoke_runs)
     assert 3 <= len(finished) < len(steps), "the kill must land midway"
 
-    os.environ["FAMLIB_FIGURES"] = env["FAMLIB_FIGURES"]
-    try:
-        status = pipeline.run(params, jobs=2, log=lambda *_: None)
-        assert {s for s, v in status.items() if v == "skipped"} == finished
-        assert {s for s, v in status.items() if v == "ran"} == set(steps) - finished
-        assert pipeline.run(params, jobs=2, log=lambda *_: None) == {s: "skipped" for s in steps}
-    finally:
-        os.environ.pop("FAMLIB_FIGURES", None)
+    status = pipeline.run(params, jobs=2, log=lambda *_: None)
+    assert {s for s, v in status.items() if v == "skipped"} == finished
+    assert {s for s, v in status.items() if v == "ran"} == set(steps) - finished
+    assert pipeline.run(params, jobs=2, log=lambda *_: None) == {s: "skipped" for s in steps}
 
     smoke = smoke_runs / "smoke"
     from famlib.evaluate import load_results
