@@ -54,27 +54,11 @@ INTERP_GROUPS = ("first", "middle", "last")
 # ----------------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------------
-def _read_tidy(path: Path):
-    import pandas as pd
-
-    from famlib.evaluate.results import COLUMNS
-
-    if not Path(path).exists():
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"direction": str, "expert_family": str, "language_family": str, "group": str,
-                              "limit": "Float64"})
-
-
 def load_interpolation(scale: str):
-    """``runs/<scale>/results/interpolation.csv`` (an empty frame if it does not exist yet)."""
-    from famlib.evaluate.results import results_dir
+    """``runs/<scale>/results/interpolation.csv`` (an empty frame with its columns if it does not exist yet)."""
+    from famlib.evaluate.results import load_results
 
-    df = _read_tidy(results_dir(scale) / "interpolation.csv")
-    for col in ("group", "alpha"):
-        if col not in df.columns:
-            df[col] = []
-    return df
+    return load_results(scale, "interpolation")
 
 
 def load_layer_distance(scale: str):

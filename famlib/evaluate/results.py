@@ -169,7 +169,8 @@ def load_results(scale: str, collection: str = "results"):
     if not path.exists():
         return pd.DataFrame(columns=columns(collection))
     return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"direction": str, "expert_family": str, "language_family": str, "limit": "Float64"})
+                       dtype={"direction": str, "expert_family": str, "language_family": str, "group": str,
+                              "limit": "Float64"})
 
 
 def evaluated_at() -> str:
