@@ -381,3 +381,40 @@ def test_paper_task_names_exist_in_the_harness_registry(tmp_path):
     truncation = cfg["filter_list"][0]["filter"][0]["function"]
     assert truncation().apply([[" Kot śpi.\\nEnglish:"]], [doc]) == [["Kot śpi."]]
     assert cfg["metadata"]["src_flores"] == "eng_Latn" and cfg["metadata"]["tgt_flores"] == "pol_Latn"
+
+
+def _requests(tokenizer, contexts_and_choices):
+    out = []
+    for context, choices in contexts_and_choices:
+        ctx = tokenizer(context, add_special_tokens=True)["input_ids"]
+        for choice in choices:
+            out.append(((context, " " + choice), ctx, tokenizer(" " + choice, add_special_tokens=False)["input_ids"]))
+    return out
+
+
+def test_shared_prefix_scores_equal_the_harness(base_dir, smoke_corpus):
+    """SharedPrefixLM (context run once per item, prefixes batched with left padding) gives the parent
+    HFLM's log-likelihoods and greedy flags: contexts longer than the sliding window, contexts of different
+    lengths in one batch, groups of 2 and 4 choices, a lone request and an over-long group (both of which
+    take the parent's path)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from famlib.evaluate.lm import SharedPrefixLM
+    from famlib.evaluate.run import load_model
+
+    model, tok = load_model(base_dir, "float32", device="cpu")
+    verses = [u["text"] for u in smoke_corpus.units("en", "train")][:12]
+    items = [(" ".join(verses[i:i + 1 + i % 4]), [verses[i + 5][:20 + 7 * k] for k in range(2 + 2 * (i % 2))])
+             for i in range(6)]
+    items.append((verses[8], [verses[9]]))  # a context no other request shares
+    items.append((" ".join(verses) * 3, ["a", "b c"]))  # longer than max_length: the parent truncates it
+    requests = _requests(tok, items)
+    assert max(len(r[1]) for r in requests[:-3]) > model.config.sliding_window
+    parent = HFLM(pretrained=model, tokenizer=tok, batch_size=4, max_length=200)
+    shared = SharedPrefixLM(pretrained=model, tokenizer=tok, batch_size=5, max_length=200)
+    want = parent._loglikelihood_tokens(requests, disable_tqdm=True)
+    got = shared._loglikelihood_tokens(requests, disable_tqdm=True)
+    assert len(got) == len(want) == len(requests)
+    for (lp_w, greedy_w), (lp_g, greedy_g) in zip(want, got):
+        assert lp_g == pytest.approx(lp_w, abs=1e-3)  # float32: observed max difference ~6e-5
+        assert greedy_g == greedy_w

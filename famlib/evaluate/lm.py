@@ -1,0 +1,113 @@
+"""``SharedPrefixLM``: lm-eval's ``HFLM`` that runs a multiple-choice context once, not once per choice.
+
+lm-eval scores a multiple-choice item as one (context + choice) sequence per choice, so a 4-way item with
+a 2-shot prompt runs its ~300-token context four times (its one-token-continuation cache does not apply:
+famlib's choices are whole verse endings). Here the requests that share a context are scored together: the
+context minus its last token runs once and leaves a KV cache; the choices (each preceded by that last
+context token) then run as one batch on top of a copy of the cache per choice. The log-likelihoods are the
+same quantity the parent computes (the same positions, the same tokens), and the prefix pass computes
+logits for one position only, which on a 262k-vocabulary Gemma 3 is most of the cost it saves.
+
+Requests fall back to the parent's path, unchanged, when they share their context with no other request
+(rolling perplexity windows, single-continuation tasks), when the context has fewer than two tokens, or
+when context + choice exceeds ``max_length + 1``, where the parent truncates each choice's sequence from the
+left by a different amount. Log-softmax runs in float32 (the parent's default is the model's dtype).
+
+Groups are batched: the prefixes of several items run as one left-padded batch (explicit position ids), and
+a chunk holds at most ``batch_size`` choices. On the tiny model (bf16, one thread) comprehension went from
+95.7 s to 47.6 s and reasoning from 28.1 s to 21.4 s for 22 languages x 32 items;
+``tests/test_evaluate.py::test_shared_prefix_scores_equal_the_harness`` holds the values to the parent's.
+"""
+
+from __future__ import annotations
+
+from lm_eval.models.huggingface import HFLM
+
+class SharedPrefixLM(HFLM):
+    """``HFLM`` whose ``_loglikelihood_tokens`` shares the context of requests that have the same one."""
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, context_enc, _) in enumerate(requests):
+            groups.setdefault(tuple(context_enc), []).append(i)
+        results: list = [None] * len(requests)
+        shared, rest = [], []
+        for context, idx in groups.items():
+            fits = all(len(context) + len(requests[i][2]) <= self.max_length + 1 for i in idx)
+            if self.backend == "causal" and len(idx) > 1 and len(context) >= 2 and fits:
+                shared.append((list(context), idx))
+            else:
+                rest.extend(idx)
+        if rest:
+            for i, answer in zip(rest, super()._loglikelihood_tokens(
+                    [requests[i] for i in rest], disable_tqdm=disable_tqdm, override_bs=override_bs)):
+                results[i] = answer
+        # Longest contexts first (as the parent does: an out-of-memory shows at once); a chunk holds whole
+        # groups and at most batch_size choices (at least one group).
+        shared.sort(key=lambda g: -len(g[0]))
+        limit = int(override_bs or (self.batch_size if self.batch_size != "auto" else 16) or 16)
+        chunk: list = []
+        for group in shared + [None]:
+            if chunk and (group is None or sum(len(g[1]) for g in chunk) + len(group[1]) > limit):
+                answers = self._score_groups([g[0] for g in chunk], [[requests[i][2] for i in g[1]] for g in chunk])
+                for (_, idx), group_answers in zip(chunk, answers):
+                    for i, answer in zip(idx, group_answers):
+                        results[i] = answer
+                        if requests[i][0] is not None:
+                            self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+                chunk = []
+            if group is not None:
+                chunk.append(group)
+        return results
+
+    def _score_groups(self, contexts: list[list[int]], continuations: list[list[list[int]]]):
+        """Per group, per choice: (sum of log-probabilities, greedy) of the choice after its context.
+
+        The prefixes (each context minus its last token) run as one left-padded batch and leave a KV cache;
+        each group's cache row is repeated once per choice, and the choices (last context token + choice
+        minus its last token, right-padded) run as a second batch on top of it.
+        """
+        import torch
+
+        dev = self.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        lens = [len(c) - 1 for c in contexts]
+        width_p = max(lens)
+        prefix = torch.full((len(contexts), width_p), pad, dtype=torch.long, device=dev)
+        mask_p = torch.zeros((len(contexts), width_p), dtype=torch.long, device=dev)
+        for g, ctx in enumerate(contexts):
+            prefix[g, width_p - lens[g]:] = torch.tensor(ctx[:-1], dtype=torch.long)
+            mask_p[g, width_p - lens[g]:] = 1
+        pos_p = (mask_p.cumsum(-1) - 1).clamp(min=0)
+        rows = [(g, cont) for g, conts in enumerate(continuations) for cont in conts]
+        width_c = max(len(cont) for _, cont in rows)
+        inp = torch.full((len(rows), width_c), pad, dtype=torch.long, device=dev)
+        for r, (g, cont) in enumerate(rows):
+            inp[r, :len(cont)] = torch.tensor([contexts[g][-1]] + cont[:-1], dtype=torch.long)
+        owner = torch.tensor([g for g, _ in rows], dtype=torch.long, device=dev)
+        # Right padding of the choices: a pad comes after every real token, so causal attention keeps it out.
+        mask_c = torch.cat([mask_p[owner], torch.ones((len(rows), width_c), dtype=torch.long, device=dev)], dim=1)
+        pos_c = torch.tensor(lens, device=dev)[owner][:, None] + torch.arange(width_c, device=dev)[None, :]
+        with torch.no_grad():
+            out = self.model(input_ids=prefix, attention_mask=mask_p, position_ids=pos_p, use_cache=True,
+                             logits_to_keep=1)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            cache.reorder_cache(owner)
+            logits = self.model(input_ids=inp, attention_mask=mask_c, position_ids=pos_c, **{_cache_kwarg(self.model): cache},
+                                use_cache=True, cache_position=torch.arange(width_p, width_p + width_c, device=dev)
+                                ).logits.float()
+            logz = torch.logsumexp(logits, dim=-1)
+        out: list[list[tuple[float, bool]]] = [[] for _ in contexts]
+        for r, (g, cont) in enumerate(rows):
+            target = torch.tensor(cont, dtype=torch.long, device=dev)
+            lp = logits[r, :len(cont)].gather(1, target[:, None])[:, 0] - logz[r, :len(cont)]
+            greedy = bool((logits[r, :len(cont)].argmax(-1) == target).all())
+            out[g].append((float(lp.sum()), greedy))
+        return out
+
+
+def _cache_kwarg(model) -> str:
+    """transformers 5.x renames forward's ``past_key_values`` to ``cache`` (the old name warns until 5.40)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
