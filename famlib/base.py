@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from famlib.config import Params
+from famlib.config import Params, training_key
 from famlib.io import sha256_json
 from famlib.naming import models_dir
 from famlib.paths import run_dir
@@ -45,7 +45,7 @@ def base_key(params: Params, corpus_fingerprint: Optional[str] = None) -> str:
     d = params.to_dict()
     parts = {"format": BASE_FORMAT, "model": d["model"], "seed": params.seed}
     if params.model.kind == "scratch":
-        parts.update(tokenizer=d["tokenizer"], training=d["training"]["base"], data=d["data"]["base_mixture"],
+        parts.update(tokenizer=d["tokenizer"], training=training_key(d["training"]["base"]) if d["training"]["base"] else None, data=d["data"]["base_mixture"],
                      seq_len=params.data.seq_len, corpus=corpus_fingerprint)
     return sha256_json(parts)
 

@@ -140,6 +140,20 @@ class TrainConfig:
     save_every: int = 100  # optimiser steps between checkpoints
     bf16: bool = False  # bf16 autocast where the hardware supports it
     gradient_checkpointing: bool = False
+    # Train through a copy whose vocabulary holds only the ids of the training and validation data
+    # (famlib.vocab): 2.7x the tokens/s of gemma-3-270m on a CPU. The saved model has the full vocabulary;
+    # rows of ids the data never uses keep the base's values, and the softmax runs over the kept ids only.
+    trim_vocab: bool = False
+
+
+# Training switches added after runs existed, left out of cache keys at their default value so that adding
+# one does not invalidate every finished base and CPT job.
+_LATER_DEFAULTS = {"trim_vocab": False}
+
+
+def training_key(section: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``training.*`` section as cache keys see it: later switches dropped where they are at their default."""
+    return {k: v for k, v in section.items() if not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from famlib.config import TRAINED_STRATEGIES, L2SPConfig, Params
+from famlib.config import TRAINED_STRATEGIES, L2SPConfig, Params, training_key
 from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
 from famlib.layers import decoder_layers, group_of, is_trainable, l2sp_lambda, rule_for
@@ -115,7 +115,7 @@ def apply_strategy(params: Params, strategy: str, model: torch.nn.Module) -> tup
 
 def job_key(params: Params, strategy: str, family: Optional[str], base_key: str, data_key: str) -> str:
     d = params.to_dict()
-    cfg = d["training"]["dense" if strategy == "dense" else "family"]
+    cfg = training_key(d["training"]["dense" if strategy == "dense" else "family"])
     parts = {"format": STRATEGY_FORMAT, "strategy": strategy, "family": family, "training": cfg, "seed": params.seed,
              "layers": d["layers"], "base": base_key, "data": data_key}
     if strategy == "l2sp":
@@ -153,11 +153,27 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
         return out
     cfg = params.training.dense if strategy == "dense" else params.training.family
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)  # fp32 master weights
-    reg, counts = apply_strategy(params, strategy, model)
-    result = train(model, sets["train"].tokens, sets["validation"].tokens, cfg, run_dir(params.scale) / "train" / mid,
-                   seed=params.seed, regularizer=reg, log_name=f"{params.scale} {mid}", model_dir=out,
-                   tokenizer=tok, progress=progress)
-    if params.model.dtype != "float32":  # trained with fp32 master weights, stored like the base (bf16 at paper scale)
+    train_dir, name = run_dir(params.scale) / "train" / mid, f"{params.scale} {mid}"
+    trim = None
+    if cfg.trim_vocab:
+        from famlib.vocab import trimmed_for_training
+
+        # Strategy, regulariser and optimiser all act on the trimmed model (its vocabulary tensors are new
+        # parameters; the layers are shared with `model`). On exit the trained rows go back into `model`.
+        with trimmed_for_training(model, sets["train"].tokens, sets["validation"].tokens, tok) as (tmodel, tr, va):
+            reg, counts = apply_strategy(params, strategy, tmodel)
+            trim = {"kept_ids": int(tmodel.get_input_embeddings().weight.shape[0]),
+                    "vocab_size": int(model.get_input_embeddings().weight.shape[0])}
+            result = train(tmodel, tr, va, cfg, train_dir, seed=params.seed, regularizer=reg, log_name=name,
+                           model_dir=out, tokenizer=tok, progress=progress, save_model_dir=False)
+            del tmodel
+    else:
+        reg, counts = apply_strategy(params, strategy, model)
+        result = train(model, sets["train"].tokens, sets["validation"].tokens, cfg, train_dir, seed=params.seed,
+                       regularizer=reg, log_name=name, model_dir=out, tokenizer=tok, progress=progress)
+    if trim is not None or params.model.dtype != "float32":
+        # Trimmed runs write the full-vocabulary model here; fp32-trained models are stored in the base's
+        # dtype (bf16 at paper scale).
         from famlib.checkpoint import atomic_directory
 
         with atomic_directory(out) as tmp:
@@ -165,5 +181,5 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
             tok.save_pretrained(str(tmp))
     atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family, "scale": params.scale,
                                   "base": str(base), "parameters": counts, "train": result.to_dict(),
-                                  "l2sp_anchored": getattr(reg, "anchored", 0)})
+                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim})
     return out

@@ -120,3 +120,32 @@ def test_a_finished_job_is_not_redone(smoke_params, smoke_corpus, smoke_base):
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert train_strategy(smoke_params, "expert", "slavic", smoke_corpus, progress=False) == out
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_training_switches_added_later_leave_old_cache_keys_alone():
+    from famlib.config import training_key
+
+    section = {"lr": 1e-3, "batch_size": 8, "trim_vocab": False}
+    assert training_key(section) == {"lr": 1e-3, "batch_size": 8}  # what the key hashed before the switch existed
+    assert training_key({**section, "trim_vocab": True})["trim_vocab"] is True
+
+
+@pytest.mark.slow
+def test_trimmed_vocabulary_training_saves_a_full_gemma3_and_moves_only_used_rows(smoke_corpus, smoke_base):
+    import json
+
+    from famlib.config import load_params
+    from famlib.strategies import job_key
+
+    params = load_params("smoke", {"training.family.trim_vocab": True})
+    out = train_strategy(params, "l2sp", "slavic", smoke_corpus, progress=False)
+    prov = json.loads((out / "famlib_provenance.json").read_text())
+    kept, vocab = prov["trim_vocab"]["kept_ids"], prov["trim_vocab"]["vocab_size"]
+    assert 0 < kept < vocab
+    assert job_key(params, "l2sp", "slavic", "b", "d") != job_key(load_params("smoke"), "l2sp", "slavic", "b", "d")
+    base, tuned = load_file(smoke_base / "model.safetensors"), load_file(out / "model.safetensors")
+    assert set(base) == set(tuned) and all(base[k].shape == tuned[k].shape for k in base)
+    emb = next(k for k in base if k.endswith("embed_tokens.weight"))
+    moved = (tuned[emb] != base[emb]).any(dim=1)
+    assert 0 < int(moved.sum()) <= kept  # rows of ids the data never uses keep the base's values
+    assert any(not torch.equal(tuned[k], base[k]) for k in base if ".layers." in k)
