@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
 import sys
 
 from famlib.config import SCALES, load_params
@@ -10,7 +13,12 @@ from famlib.errors import FamlibError
 
 
 def _params(args):
-    return load_params(args.scale, _overrides(args))
+    overrides = _overrides(args)
+    if overrides:
+        # Notebooks load their parameters by scale; the overrides reach every kernel this command starts
+        # through the environment (famlib.notebook.setup reads FAMLIB_OVERRIDES).
+        os.environ["FAMLIB_OVERRIDES"] = json.dumps(overrides)
+    return load_params(args.scale, overrides)
 
 
 def _overrides(args) -> dict:
@@ -41,7 +49,8 @@ def cmd_plan(args) -> int:
     from famlib.pipeline import plan_lines
 
     try:
-        for line in plan_lines(_params(args), args.format, args.level):
+        sets = "".join(f" --set {shlex.quote(item)}" for item in getattr(args, "set", None) or [])
+        for line in plan_lines(_params(args), args.format, args.level, command_suffix=sets):
             print(line, flush=True)
     except BrokenPipeError:  # `famlib plan | head` is fine
         sys.stderr.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from typing import Any
 
 from famlib.config import Params, load_params
+from famlib.errors import ConfigError
 
 
 def offline_env() -> None:
@@ -31,6 +33,12 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) ->
     Prints the package versions (so an executed notebook records what it ran with). Raises ConfigError,
     naming the file, key, value and what is allowed, for any bad parameter, injected ones included.
     """
+    env = os.environ.get("FAMLIB_OVERRIDES")
+    if env:  # `famlib paper|run --set K=V` puts its overrides here for the kernels it starts
+        try:
+            overrides = {**json.loads(env), **(overrides or {})}
+        except ValueError as exc:
+            raise ConfigError("environment", "FAMLIB_OVERRIDES", env, "a JSON object of dotted keys") from exc
     params = load_params(scale, overrides)
     if params.data.source == "offline":
         offline_env()
@@ -40,7 +48,8 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) ->
         getattr(params, f"check_{key}")(value, key)
     # `famlib paper --jobs N` sets FAMLIB_THREADS so that N kernels share the cores instead of oversubscribing
     threads = set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or params.threads)
-    print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})")
+    print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})"
+          + (f" | overrides {json.dumps(overrides)}" if overrides else ""))
     return params
 
 

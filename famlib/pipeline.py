@@ -234,12 +234,13 @@ def levels(steps: list[Step]) -> dict[str, int]:
     return depth
 
 
-def plan_lines(params: Params, fmt: str = "tsv", level: Optional[int] = None) -> list[str]:
+def plan_lines(params: Params, fmt: str = "tsv", level: Optional[int] = None, command_suffix: str = "") -> list[str]:
     """The job graph, one line per notebook execution.
 
     Formats: ``tsv`` (index, step id, dependencies, level, parameters, command), ``json`` (the same as JSON
     lines, dependencies also as indices) and ``commands`` (the command only, for GNU parallel or a SLURM
-    array). ``level`` keeps the steps of one dependency level (see :func:`levels`).
+    array). ``level`` keeps the steps of one dependency level (see :func:`levels`). ``command_suffix`` is
+    appended to every command (``famlib plan --set K=V`` passes its overrides on to each ``famlib run``).
     """
     steps = plan(params)
     index = {st.id: i for i, st in enumerate(steps, start=1)}
@@ -254,12 +255,12 @@ def plan_lines(params: Params, fmt: str = "tsv", level: Optional[int] = None) ->
             lines.append(json.dumps({"index": index[st.id], "id": st.id, "notebook": st.notebook,
                                      "parameters": st.parameters, "after": list(st.deps),
                                      "after_index": [index[d] for d in st.deps], "level": depth[st.id],
-                                     "command": st.command(params.scale)}))
+                                     "command": st.command(params.scale) + command_suffix}))
         elif fmt == "commands":
-            lines.append(st.command(params.scale))
+            lines.append(st.command(params.scale) + command_suffix)
         else:
             lines.append("\t".join([str(index[st.id]), st.id, ",".join(st.deps) or "-", str(depth[st.id]),
-                                    json.dumps(st.parameters, sort_keys=True), st.command(params.scale)]))
+                                    json.dumps(st.parameters, sort_keys=True), st.command(params.scale) + command_suffix]))
     return lines
 
 

@@ -156,3 +156,21 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
         assert f"C{cid} " in report or f"C{cid}|" in report or f"| C{cid}" in report, f"C{cid} missing from report"
     # every executed notebook is kept, named by its parameters
     assert {p.stem for p in (smoke / "notebooks").glob("*.ipynb")} >= set(steps)
+
+
+def test_overrides_reach_the_notebooks_and_the_cluster_commands(monkeypatch, capsys):
+    """`famlib paper|run --set K=V` hands its overrides to the kernels (notebooks load params by scale), and
+    `famlib plan --set K=V` puts them on every command it prints."""
+    from famlib.cli import main
+    from famlib.errors import ConfigError
+    from famlib.notebook import setup
+
+    monkeypatch.setenv("FAMLIB_OVERRIDES", "")  # main() sets it; teardown restores the original (absent)
+    assert main(["plan", "--scale", "smoke", "--format", "commands", "--set", "evaluation.max_items=7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.endswith(" --set evaluation.max_items=7") for line in lines)
+    assert setup("smoke").evaluation.max_items == 7  # what a kernel started by this process would load
+    assert load_params("smoke").evaluation.max_items != 7
+    monkeypatch.setenv("FAMLIB_OVERRIDES", "{not json")
+    with pytest.raises(ConfigError, match="FAMLIB_OVERRIDES"):
+        setup("smoke")
