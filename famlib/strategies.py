@@ -16,6 +16,7 @@ rule lives in :mod:`famlib.layers`; this module applies it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -153,24 +154,20 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
         return out
     cfg = params.training.dense if strategy == "dense" else params.training.family
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)  # fp32 master weights
-    train_dir, name = run_dir(params.scale) / "train" / mid, f"{params.scale} {mid}"
-    trim = None
-    if cfg.trim_vocab:
-        from famlib.vocab import trimmed_for_training
+    # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
+    # parameters; the layers are shared with `model`); on exit the trained rows go back into `model`.
+    from famlib.vocab import trimmed_for_training
 
-        # Strategy, regulariser and optimiser all act on the trimmed model (its vocabulary tensors are new
-        # parameters; the layers are shared with `model`). On exit the trained rows go back into `model`.
-        with trimmed_for_training(model, sets["train"].tokens, sets["validation"].tokens, tok) as (tmodel, tr, va):
-            reg, counts = apply_strategy(params, strategy, tmodel)
-            trim = {"kept_ids": int(tmodel.get_input_embeddings().weight.shape[0]),
-                    "vocab_size": int(model.get_input_embeddings().weight.shape[0])}
-            result = train(tmodel, tr, va, cfg, train_dir, seed=params.seed, regularizer=reg, log_name=name,
-                           model_dir=out, tokenizer=tok, progress=progress, save_model_dir=False)
-            del tmodel
-    else:
-        reg, counts = apply_strategy(params, strategy, model)
-        result = train(model, sets["train"].tokens, sets["validation"].tokens, cfg, train_dir, seed=params.seed,
-                       regularizer=reg, log_name=name, model_dir=out, tokenizer=tok, progress=progress)
+    views = (trimmed_for_training(model, sets["train"].tokens, sets["validation"].tokens, tok) if cfg.trim_vocab
+             else contextlib.nullcontext((model, sets["train"].tokens, sets["validation"].tokens)))
+    with views as (tmodel, tr, va):
+        reg, counts = apply_strategy(params, strategy, tmodel)
+        trim = ({"kept_ids": int(tmodel.get_input_embeddings().weight.shape[0]),
+                 "vocab_size": int(model.get_input_embeddings().weight.shape[0])} if cfg.trim_vocab else None)
+        result = train(tmodel, tr, va, cfg, run_dir(params.scale) / "train" / mid, seed=params.seed, regularizer=reg,
+                       log_name=f"{params.scale} {mid}", model_dir=out, tokenizer=tok, progress=progress,
+                       save_model_dir=trim is None)
+        del tmodel
     if trim is not None or params.model.dtype != "float32":
         # Trimmed runs write the full-vocabulary model here; fp32-trained models are stored in the base's
         # dtype (bf16 at paper scale).

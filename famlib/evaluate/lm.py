@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from lm_eval.models.huggingface import HFLM
 
+
 class SharedPrefixLM(HFLM):
     """``HFLM`` whose ``_loglikelihood_tokens`` shares the context of requests that have the same one."""
 
@@ -89,9 +90,9 @@ class SharedPrefixLM(HFLM):
         mask_c = torch.cat([mask_p[owner], torch.ones((len(rows), width_c), dtype=torch.long, device=dev)], dim=1)
         pos_c = torch.tensor(lens, device=dev)[owner][:, None] + torch.arange(width_c, device=dev)[None, :]
         with torch.no_grad():
-            out = self.model(input_ids=prefix, attention_mask=mask_p, position_ids=pos_p, use_cache=True,
-                             logits_to_keep=1)
-            cache = getattr(out, "cache", None) or out.past_key_values
+            prefix_out = self.model(input_ids=prefix, attention_mask=mask_p, position_ids=pos_p, use_cache=True,
+                                    logits_to_keep=1)
+            cache = getattr(prefix_out, "cache", None) or prefix_out.past_key_values
             cache.reorder_cache(owner)
             logits = self.model(input_ids=inp, attention_mask=mask_c, position_ids=pos_c, **{_cache_kwarg(self.model): cache},
                                 use_cache=True, cache_position=torch.arange(width_p, width_p + width_c, device=dev)
