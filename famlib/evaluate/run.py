@@ -88,9 +88,9 @@ def settings(params: Params, max_length: Optional[int], limit) -> dict:
     import lm_eval
 
     e = params.evaluation
-    # format 2: multiple choice scored by SharedPrefixLM (float32 log-softmax), rolling windows of seq_len.
+    # format 3: multiple choice scored by SharedPrefixLM; float32 log-softmax on every path (2: bf16 outside MC).
     return {"shots": e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": params.data.seq_len,
-            "limit": limit, "lm_eval": lm_eval.__version__, "format": 2, "dtype": eval_dtype(params)}
+            "limit": limit, "lm_eval": lm_eval.__version__, "format": 3, "dtype": eval_dtype(params)}
 
 
 def eval_dtype(params: Params) -> str:
@@ -99,13 +99,19 @@ def eval_dtype(params: Params) -> str:
 
 
 def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], batch_size: int):
-    """The harness's view of the model: ``SharedPrefixLM`` (HFLM that runs a multiple-choice context once)."""
+    """The harness's view of the model: ``SharedPrefixLM`` (HFLM that runs a multiple-choice context once).
+
+    Log-softmax in float32 on every path: lm-eval's default takes it in the model's dtype, and in bf16 that
+    moved multiple-choice log-likelihoods by 0.19 nats on average (against 0.04 with a float32 log-softmax)
+    and tiny's bits per byte by up to 0.0014.
+    """
     from famlib.evaluate.lm import SharedPrefixLM as HFLM
 
     if axis == "perplexity":
         return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=False,
-                    max_length=params.data.seq_len)
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+                    max_length=params.data.seq_len, softmax_dtype="float32")
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
+                softmax_dtype="float32")
 
 
 def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None) -> dict:
