@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from famlib.tables import AVG, LABELS, build_table, interpolation_curves, table_kwargs
@@ -422,3 +423,72 @@ def claims_frame(claims: list[Claim]):
     import pandas as pd
 
     return pd.DataFrame([c.as_dict() for c in claims]).set_index("id")
+
+
+CLAIMS_FILE = "claims.csv"
+CLAIMS_COLUMNS = ["id", "verdict", "this run", "claim", "paper", "rule"]
+
+
+def claims_path(scale: str) -> Path:
+    """``figures/<scale>/claims.csv``: a scale's verdicts, kept with its figures (committed for the default
+    scale) so that another scale's report can set them side by side without re-running that scale."""
+    from famlib.paths import figures_root
+
+    return figures_root() / scale / CLAIMS_FILE
+
+
+def write_claims(scale: str, claims: list[Claim]) -> Path:
+    """Save the verdicts as ``figures/<scale>/claims.csv`` (atomic) and return the path."""
+    import io
+
+    from famlib.io import atomic_write_text
+
+    buf = io.StringIO()
+    frame = claims_frame(claims).reset_index()[CLAIMS_COLUMNS]
+    frame.to_csv(buf, index=False)
+    path = claims_path(scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def read_claims(scale: str) -> Optional[dict]:
+    """``{claim id: (verdict, evidence)}`` saved by another run of ``scale``, or None when there is none.
+
+    Raises:
+        FamlibError: the file exists but lacks the columns ``write_claims`` writes (names the file).
+    """
+    import pandas as pd
+
+    from famlib.errors import FamlibError
+
+    path = claims_path(scale)
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("id", "verdict", "this run") if c not in frame.columns]
+    if missing:
+        raise FamlibError(f"{path}: missing column(s) {', '.join(missing)}; a claims file has "
+                          f"{', '.join(CLAIMS_COLUMNS)} (rewrite it by re-running 07_tables_and_figures "
+                          f"at scale {scale})")
+    return {r["id"]: (r["verdict"], r["this run"]) for _, r in frame.iterrows()}
+
+
+def compare_scales(claims: list[Claim], scale: str, others=("tiny", "small", "paper")):
+    """The claims of this run beside the saved verdicts of ``others`` (scales without a saved file are left
+    out): a DataFrame indexed by claim id with the paper's evidence and one verdict column per scale."""
+    import pandas as pd
+
+    columns = {}
+    for other in others:
+        if other == scale:
+            continue
+        saved = read_claims(other)
+        if saved is not None:
+            columns[other] = {cid: saved.get(cid, (NOT_MEASURED, ""))[0] for cid in CLAIM_TEXT}
+    rows = []
+    for c in claims:
+        row = {"id": c.id, "claim": c.text, "paper": c.paper, scale: c.verdict}
+        row.update({other: v[c.id] for other, v in columns.items()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("id")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from famlib.claims import HOLDS, NOT_MEASURED, check_claims
+from famlib.claims import HOLDS, NOT_MEASURED, check_claims, compare_scales, write_claims
 from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
 from famlib.tables import AVG, INTERP_GROUPS, LABELS, MISSING, build_tables, load_inputs
 
@@ -122,6 +122,22 @@ def _claims_section(claims) -> str:
             + f"\n<details><summary>Decision rules</summary>\n\n{rules}\n\n</details>\n")
 
 
+def _scales_section(claims, scale: str) -> str:
+    """The verdicts beside those saved by the other scales' runs (``figures/<scale>/claims.csv``)."""
+    frame = compare_scales(claims, scale)
+    others = [c for c in frame.columns if c not in ("claim", "paper", scale)]
+    if not others:
+        return ("## Claims across scales\n\nNo other scale has saved its claims yet "
+                "(`figures/<scale>/claims.csv`, written by its `07_tables_and_figures`).\n")
+    header = ["", "claim", f"{scale} (this run)", *others, "paper"]
+    rows = [(cid, r["claim"], r[scale], *(r[o] for o in others), r["paper"]) for cid, r in frame.iterrows()]
+    counts = ", ".join(f"{s}: {sum(frame[s] == HOLDS)} hold" for s in (scale, *others))
+    return ("## Claims across scales\n\n"
+            f"This run's verdicts beside those saved by the last run of each other scale ({counts}). "
+            "The same rules decide every scale; the paper's column is its own evidence.\n\n"
+            + _md_table(header, rows))
+
+
 def _paper_averages(params, tables) -> str:
     header = ["strategy"]
     for key, (_, name, _) in PAPER_AVERAGES.items():
@@ -222,6 +238,7 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              _what_ran(params, results, interpolation, distances),
              _forgetting_section(params, tables),
              _claims_section(claims),
+             _scales_section(claims, params.scale),
              _paper_averages(params, tables),
              "## Tables\n\nAlso under `tables/` as Markdown and LaTeX.\n"]
     for table in tables.values():
@@ -238,4 +255,5 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
     if missing:
         parts.append(f"Not drawn (no data yet): {', '.join(missing)}.\n")
     atomic_write_text(path, "\n".join(p for p in parts if p))
+    write_claims(params.scale, claims)
     return path

@@ -333,3 +333,33 @@ def test_shared_dense_point_with_group_all_closes_every_curve(params):
     curves = T.interpolation_curves(i, "comprehension")  # no results: the "all" rows alone close the curves
     assert set(curves.loc[curves["alpha"] == 1.0, "group"]) == {"first", "middle", "last"}
     assert verdicts(params, synth(), i)["C10"].verdict == C.HOLDS
+
+
+def test_claims_are_saved_and_set_beside_other_scales(params, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figs"))
+    from famlib.errors import FamlibError
+    from famlib.report import write_report
+
+    res = synth(strategies=["base", "dense", "expert", "l2sp"])
+    empty = interp().iloc[0:0]
+    text = write_report(params, results=res, interpolation=empty, distances=distances()).read_text()
+    assert "No other scale has saved its claims yet" in text
+    saved = C.read_claims("smoke")
+    assert saved["C1"][0] == C.HOLDS and saved["C9"][0] == C.HOLDS and saved["C6"][0] == C.NOT_MEASURED
+    assert C.read_claims("tiny") is None
+
+    # a tiny run whose C1 failed: the smoke report shows both verdicts, row by row
+    tiny = [C.Claim(c.id, c.text, C.FAILS if c.id == "C1" else c.verdict, "x", c.paper, c.rule)
+            for c in C.check_claims(params, res)]
+    C.write_claims("tiny", tiny)
+    text = write_report(params, results=res, interpolation=empty, distances=distances()).read_text()
+    section = text.split("## Claims across scales")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| C1 |"))
+    assert row.split("|")[3:5] == [f" {C.HOLDS} ", f" {C.FAILS} "]  # smoke (this run), then tiny
+    n = sum(v == C.HOLDS for v, _ in saved.values())
+    assert n >= 3 and f"smoke: {n} hold, tiny: {n - 1} hold" in section
+
+    (tmp_path / "figs" / "tiny" / "claims.csv").write_text("claim,paper\nx,y\n")
+    with pytest.raises(FamlibError, match=r"tiny/claims.csv: missing column\(s\) id, verdict, this run"):
+        C.read_claims("tiny")
