@@ -57,6 +57,12 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from famlib.pipeline import main_status
+
+    return main_status(_params(args))
+
+
 def cmd_data(args) -> int:
     import time
 
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="commands: one shell command per line (GNU parallel, SLURM arrays)")
     p.add_argument("--level", type=int, help="only the steps of this dependency level (0 = no dependencies)")
     p.set_defaults(func=cmd_plan)
+
+    p = scaled("status", "show which steps of a scale are done, stale, failed or pending, and how long each took")
+    p.set_defaults(func=cmd_status)
 
     p = scaled("data", "build the corpus of a scale and print its size per language and split")
     p.set_defaults(func=cmd_data)

@@ -264,6 +264,64 @@ def plan_lines(params: Params, fmt: str = "tsv", level: Optional[int] = None, co
     return lines
 
 
+def _executed(path: Path) -> dict:
+    """papermill's record in an executed notebook: ``start_time``, ``end_time``, ``duration`` (seconds)."""
+    try:
+        return json.loads(path.read_text()).get("metadata", {}).get("papermill", {}) or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def status(params: Params) -> list[dict]:
+    """Where a scale's run stands, one dict per step of :func:`plan` (in order).
+
+    ``state`` is ``done`` (its stamp matches what ``famlib paper`` would run now: it would be skipped),
+    ``stale`` (executed, but an input changed since: it would run again, its heavy work mostly cached),
+    ``failed`` (the last execution failed; ``<step>.failed.ipynb``), ``started`` (a papermill copy is being
+    written: running now, or killed mid-way) or ``pending``. ``seconds`` and ``finished`` come from the last
+    execution's papermill record (a re-run that found its work cached records its own, shorter, time).
+    """
+    steps = plan(params)
+    by_id = {st.id: st for st in steps}
+    code = _code_hash()
+    nb_dir = runs_dir(params) / "notebooks"
+    keys: dict[str, str] = {}
+    rows = []
+    for st in steps:  # plan() lists each step after its dependencies
+        keys[st.id] = _step_key(st, params, [keys[d] for d in st.deps if d in by_id], code)
+        out = nb_dir / f"{st.id}.ipynb"
+        failed = out.with_name(f"{out.stem}.failed.ipynb")
+        started = out.with_name(f".{out.name}.running.ipynb")
+        stamp = _read_key(nb_dir / f"{st.id}.stamp.json")
+        record = _executed(out) if out.exists() else {}
+        if started.exists():
+            state = "started"
+        elif failed.exists() and (not out.exists() or failed.stat().st_mtime > out.stat().st_mtime):
+            state, record = "failed", _executed(failed)
+        elif out.exists() and stamp == keys[st.id]:
+            state = "done"
+        elif out.exists() and stamp is not None:
+            state = "stale"
+        else:
+            state = "pending"
+        rows.append({"step": st.id, "state": state, "seconds": record.get("duration"),
+                     "finished": (record.get("end_time") or "")[:19] or None})
+    return rows
+
+
+def main_status(params: Params) -> int:
+    rows = status(params)
+    width = max(len(r["step"]) for r in rows)
+    for r in rows:
+        secs = f"{r['seconds'] / 60:8.1f} min" if r["seconds"] is not None else " " * 12
+        print(f"{r['step']:<{width}}  {r['state']:<8}{secs}  {r['finished'] or ''}".rstrip())
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stale", "failed", "started", "pending")}
+    done_min = sum(r["seconds"] or 0 for r in rows if r["state"] == "done") / 60
+    print(f"{len(rows)} steps: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + f". Done steps' last executions: {done_min:.1f} min of step time. Outputs in {runs_dir(params)}")
+    return 0
+
+
 def main_run(params: Params, jobs: int, only, force: bool) -> int:
     try:
         status = run(params, jobs=jobs, only=only, force=force)

@@ -125,11 +125,20 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
     proc.wait()
     finished = _stamps(smoke_runs)
     assert 3 <= len(finished) < len(steps), "the kill must land midway"
+    state = {r["step"]: r["state"] for r in pipeline.status(params)}
+    assert {s for s, v in state.items() if v == "done"} == finished
+    assert "started" in state.values()  # the step the kill interrupted left its papermill copy
+    assert set(state.values()) <= {"done", "started", "pending"}
 
     status = pipeline.run(params, jobs=2, log=lambda *_: None)
     assert {s for s, v in status.items() if v == "skipped"} == finished
     assert {s for s, v in status.items() if v == "ran"} == set(steps) - finished
     assert pipeline.run(params, jobs=2, log=lambda *_: None) == {s: "skipped" for s in steps}
+    rows = pipeline.status(params)
+    assert [r["step"] for r in rows] == steps
+    assert all(r["state"] == "done" and r["seconds"] > 0 and r["finished"] for r in rows)
+    changed = load_params("smoke", {"evaluation.max_items": 3})
+    assert {r["state"] for r in pipeline.status(changed)} == {"stale"}  # every step reads the params
 
     smoke = smoke_runs / "smoke"
     from famlib.evaluate import load_results
@@ -152,6 +161,8 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
         assert (tmp_path / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000, name
         assert (tmp_path / "figures" / "smoke" / f"{name}.pdf").exists(), name
     report = (smoke / "report.md").read_text()
+    assert "## Claims across scales" in report
+    assert (tmp_path / "figures" / "smoke" / "claims.csv").read_text().count("\nC") == 11
     for cid in range(1, 12):
         assert f"C{cid} " in report or f"C{cid}|" in report or f"| C{cid}" in report, f"C{cid} missing from report"
     # every executed notebook is kept, named by its parameters
@@ -174,3 +185,33 @@ def test_overrides_reach_the_notebooks_and_the_cluster_commands(monkeypatch, cap
     monkeypatch.setenv("FAMLIB_OVERRIDES", "{not json")
     with pytest.raises(ConfigError, match="FAMLIB_OVERRIDES"):
         setup("smoke")
+
+
+def test_a_failing_step_names_notebook_cell_and_error_and_keeps_its_copy(tmp_path, monkeypatch, capsys):
+    """A notebook that raises stops the run: the message names the notebook, the cell and the error, the
+    executed copy is kept as <step>.failed.ipynb, no stamp is written, and `famlib status` says failed."""
+    import nbformat
+
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params_cell = nbformat.v4.new_code_cell('scale = "tiny"')
+    params_cell.metadata["tags"] = ["parameters"]
+    nb.cells = [params_cell, nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("raise ValueError(f'boom at {scale}')")]
+    nbformat.write(nb, nb_dir / "01_data_prep.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", nb_dir)
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
+    params = load_params("smoke")
+    assert [st.id for st in pipeline.plan(params)] == ["01_data_prep"]  # only notebooks that exist
+
+    assert pipeline.main_run(params, jobs=1, only=None, force=False) == 1
+    err = capsys.readouterr().err
+    assert "notebooks/01_data_prep.ipynb failed in cell" in err and "ValueError: boom at smoke" in err
+    out = tmp_path / "runs" / "smoke" / "notebooks"
+    assert (out / "01_data_prep.failed.ipynb").exists()
+    assert not (out / "01_data_prep.stamp.json").exists() and not (out / "01_data_prep.ipynb").exists()
+    assert [r["state"] for r in pipeline.status(params)] == ["failed"]
+    assert pipeline.main_status(params) == 0
+    assert "01_data_prep  failed" in capsys.readouterr().out
