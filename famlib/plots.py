@@ -16,7 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def save(fig, path_stem: Path) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.pdf``; return both paths."""
+    """Save ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.pdf``; return both paths.
+
+    The PDF carries no creation date, so the same figure gives the same bytes (no churn in committed figures).
+    """
     from famlib.io import atomic_path
 
     path_stem = Path(path_stem)
@@ -24,7 +27,8 @@ def save(fig, path_stem: Path) -> list[Path]:
     for ext in ("png", "pdf"):
         target = path_stem.with_name(f"{path_stem.name}.{ext}")  # not with_suffix: ids contain dots
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight",
+                        metadata={"CreationDate": None} if ext == "pdf" else None)
         out.append(target)
     return out
 

@@ -363,3 +363,13 @@ def test_claims_are_saved_and_set_beside_other_scales(params, tmp_path, monkeypa
     (tmp_path / "figs" / "tiny" / "claims.csv").write_text("claim,paper\nx,y\n")
     with pytest.raises(FamlibError, match=r"tiny/claims.csv: missing column\(s\) id, verdict, this run"):
         C.read_claims("tiny")
+
+
+def test_saved_figures_are_byte_reproducible(params, tmp_path):
+    from famlib.plots import save
+
+    fig = F.figure2(synth(), families=list(FAMS))
+    first = [p.read_bytes() for p in save(fig, tmp_path / "a" / "figure2")]
+    second = [p.read_bytes() for p in save(fig, tmp_path / "b" / "figure2")]
+    F.plt.close(fig)
+    assert first == second and b"CreationDate" not in first[1]
