@@ -476,7 +476,8 @@ def read_claims(scale: str) -> Optional[dict]:
 
 def compare_scales(claims: list[Claim], scale: str, others=("tiny", "small", "paper")):
     """The claims of this run beside the saved verdicts of ``others`` (scales without a saved file are left
-    out): a DataFrame indexed by claim id with the paper's evidence and one verdict column per scale."""
+    out): a DataFrame indexed by claim id with ``claim``, ``paper's evidence`` and one verdict column per
+    scale, named by the scale (``paper`` is the paper-scale run's verdict, not the paper's text)."""
     import pandas as pd
 
     columns = {}
@@ -488,7 +489,7 @@ def compare_scales(claims: list[Claim], scale: str, others=("tiny", "small", "pa
             columns[other] = {cid: saved.get(cid, (NOT_MEASURED, ""))[0] for cid in CLAIM_TEXT}
     rows = []
     for c in claims:
-        row = {"id": c.id, "claim": c.text, "paper": c.paper, scale: c.verdict}
+        row = {"id": c.id, "claim": c.text, "paper's evidence": c.paper, scale: c.verdict}
         row.update({other: v[c.id] for other, v in columns.items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("id")

@@ -125,12 +125,13 @@ def _claims_section(claims) -> str:
 def _scales_section(claims, scale: str) -> str:
     """The verdicts beside those saved by the other scales' runs (``figures/<scale>/claims.csv``)."""
     frame = compare_scales(claims, scale)
-    others = [c for c in frame.columns if c not in ("claim", "paper", scale)]
+    others = [c for c in frame.columns if c not in ("claim", "paper's evidence", scale)]
     if not others:
         return ("## Claims across scales\n\nNo other scale has saved its claims yet "
                 "(`figures/<scale>/claims.csv`, written by its `07_tables_and_figures`).\n")
-    header = ["", "claim", f"{scale} (this run)", *others, "paper"]
-    rows = [(cid, r["claim"], r[scale], *(r[o] for o in others), r["paper"]) for cid, r in frame.iterrows()]
+    header = ["", "claim", f"{scale} scale (this run)", *(f"{o} scale" for o in others), "the paper's evidence"]
+    rows = [(cid, r["claim"], r[scale], *(r[o] for o in others), r["paper's evidence"])
+            for cid, r in frame.iterrows()]
     counts = ", ".join(f"{s}: {sum(frame[s] == HOLDS)} hold" for s in (scale, *others))
     return ("## Claims across scales\n\n"
             f"This run's verdicts beside those saved by the last run of each other scale ({counts}). "

@@ -360,6 +360,12 @@ def test_claims_are_saved_and_set_beside_other_scales(params, tmp_path, monkeypa
     n = sum(v == C.HOLDS for v, _ in saved.values())
     assert n >= 3 and f"smoke: {n} hold, tiny: {n - 1} hold" in section
 
+    # the paper-scale run's verdicts get their own column, apart from the paper's quoted evidence
+    C.write_claims("paper", tiny)
+    frame = C.compare_scales(C.check_claims(params, res), "smoke")
+    assert list(frame.columns) == ["claim", "paper's evidence", "smoke", "tiny", "paper"]
+    assert frame.at["C1", "paper"] == C.FAILS and frame.at["C1", "paper's evidence"].startswith("Table 2")
+
     (tmp_path / "figs" / "tiny" / "claims.csv").write_text("claim,paper\nx,y\n")
     with pytest.raises(FamlibError, match=r"tiny/claims.csv: missing column\(s\) id, verdict, this run"):
         C.read_claims("tiny")
