@@ -439,16 +439,11 @@ def claims_path(scale: str) -> Path:
 
 def write_claims(scale: str, claims: list[Claim]) -> Path:
     """Save the verdicts as ``figures/<scale>/claims.csv`` (atomic) and return the path."""
-    import io
+    from famlib.io import atomic_path
 
-    from famlib.io import atomic_write_text
-
-    buf = io.StringIO()
-    frame = claims_frame(claims).reset_index()[CLAIMS_COLUMNS]
-    frame.to_csv(buf, index=False)
     path = claims_path(scale)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, buf.getvalue())
+    with atomic_path(path) as tmp:
+        claims_frame(claims).reset_index()[CLAIMS_COLUMNS].to_csv(tmp, index=False)
     return path
 
 

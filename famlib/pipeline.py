@@ -139,19 +139,29 @@ def _kernel_manager(threads: Optional[int]):
     return FamlibKernelManager
 
 
+def _running_copy(out: Path) -> Path:
+    """Where papermill writes a step's notebook while it runs (renamed onto ``out`` when it succeeds)."""
+    return out.with_name(f".{out.name}.running.ipynb")
+
+
+def _failed_copy(out: Path) -> Path:
+    """Where a failed step's executed notebook is kept."""
+    return out.with_name(f"{out.stem}.failed.ipynb")
+
+
 def _execute(step: Step, out: Path, threads: Optional[int] = None) -> None:
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.running.ipynb")
+    tmp = _running_copy(out)
     try:
         pm.execute_notebook(str(NOTEBOOKS / step.notebook), str(tmp), parameters=step.parameters,
                             cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
                             kernel_manager_class=_kernel_manager(threads))
     except pm.PapermillExecutionError as exc:
-        tmp.replace(out.with_name(f"{out.stem}.failed.ipynb"))
+        tmp.replace(_failed_copy(out))
         raise StepFailed(f"step {step.id}: notebook notebooks/{step.notebook} failed in cell {exc.exec_count} "
-                         f"({exc.ename}: {exc.evalue}); executed copy: {out.with_name(out.stem + '.failed.ipynb')}") from None
+                         f"({exc.ename}: {exc.evalue}); executed copy: {_failed_copy(out)}") from None
     tmp.replace(out)
 
 
@@ -290,8 +300,7 @@ def status(params: Params) -> list[dict]:
     for st in steps:  # plan() lists each step after its dependencies
         keys[st.id] = _step_key(st, params, [keys[d] for d in st.deps if d in by_id], code)
         out = nb_dir / f"{st.id}.ipynb"
-        failed = out.with_name(f"{out.stem}.failed.ipynb")
-        started = out.with_name(f".{out.name}.running.ipynb")
+        failed, started = _failed_copy(out), _running_copy(out)
         stamp = _read_key(nb_dir / f"{st.id}.stamp.json")
         record = _executed(out) if out.exists() else {}
         if started.exists():
