@@ -181,6 +181,10 @@ class EvalConfig:
     batch_size: int = 8
     max_gen_tokens: int = 64
     perplexity_max_tokens: Optional[int] = None  # per language; None = all held-out text
+    # Tokens per rolling-perplexity window, <bos> included; None = data.seq_len. lm-eval gives only a
+    # document's first window <bos>, so a pretrained model should read each document whole (a window at
+    # least as long as the longest document): see famlib.evaluate.run.
+    perplexity_window: Optional[int] = None
     # Weights' dtype while evaluating; None = model.dtype. bfloat16 halves CPU evaluation time at the tiny
     # scale (measured 1.75x on comprehension); scores move within the items' noise.
     dtype: Optional[str] = None
@@ -526,6 +530,10 @@ def _validate(p: Params) -> None:
     for k in ("batch_size", "max_gen_tokens"):
         if getattr(e, k) < 1:
             fail(f"evaluation.{k}", getattr(e, k), "a positive integer")
+    if e.perplexity_window is not None and (isinstance(e.perplexity_window, bool)
+                                            or not isinstance(e.perplexity_window, int) or e.perplexity_window < 2):
+        fail("evaluation.perplexity_window", e.perplexity_window,
+             "an integer of at least 2 (tokens per window, <bos> included) or null (data.seq_len)")
     if e.max_items is not None and e.max_items < 1:
         fail("evaluation.max_items", e.max_items, "a positive integer or null (all items)")
     if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):

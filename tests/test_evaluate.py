@@ -429,3 +429,51 @@ def test_log_softmax_is_float32_on_every_axis(base_dir, params):
     model, tok = load_model(base_dir, "bfloat16", device="cpu")
     for axis in AXES:
         assert _lm(model, tok, params, axis, 200, 4).softmax_dtype == torch.float32, axis
+
+
+def test_a_long_perplexity_window_reads_each_document_whole_from_bos(base_dir, smoke_corpus):
+    """With ``evaluation.perplexity_window`` longer than a document, the harness's rolling log-likelihood
+    is the document read in one pass after ``<bos>``; at the default window (``data.seq_len`` = 64) later
+    windows start mid-text without ``<bos>`` and the value differs. Only perplexity's cache key moves."""
+    from lm_eval.api.instance import Instance
+
+    from famlib.evaluate.run import _lm, load_model, perplexity_batch_size, settings
+
+    long = load_params("smoke", {**OVERRIDES, "evaluation.perplexity_window": 256})
+    short = load_params("smoke", OVERRIDES)
+    model, tok = load_model(base_dir, "float32", device="cpu")
+    verses = [u["text"] for u in smoke_corpus.units("en", "train")]
+    docs = [" ".join(verses[i:i + 4]) for i in (0, 4, 8)]
+    lengths = [len(tok(d, add_special_tokens=False)["input_ids"]) for d in docs]
+    assert all(64 < n < 255 for n in lengths), lengths  # several 64-token windows, one 256-token window
+
+    def direct(text):
+        ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits.float(), -1)[0, :-1]
+        return float(logp.gather(1, torch.tensor(ids[1:])[:, None]).sum())
+
+    requests = [Instance("loglikelihood_rolling", {}, (d,), i) for i, d in enumerate(docs)]
+    lm = _lm(model, tok, long, "perplexity", None, 16)
+    assert (lm.max_length, lm.batch_size) == (256, perplexity_batch_size(long, 16)) == (256, 4)
+    got = lm.loglikelihood_rolling(requests, disable_tqdm=True)
+    want = [direct(d) for d in docs]
+    assert got == pytest.approx(want, abs=1e-3)
+    rolled = _lm(model, tok, short, "perplexity", None, 16).loglikelihood_rolling(requests, disable_tqdm=True)
+    assert all(abs(r - w) > 1e-2 for r, w in zip(rolled, want))
+
+    for axis in ("comprehension", "reasoning", "translation"):
+        assert settings(long, None, None, axis) == settings(short, None, None, axis)
+    assert settings(long, None, None, "perplexity") != settings(short, None, None, "perplexity")
+    assert settings(short, None, None, "perplexity") == settings(short, None, None, "reasoning")
+
+
+def test_a_perplexity_window_beyond_the_model_is_refused(base_dir):
+    from famlib.evaluate.run import _lm, load_model
+
+    model, tok = load_model(base_dir, "float32", device="cpu")  # max_position_embeddings 256
+    params = load_params("smoke", {"evaluation.perplexity_window": 512})
+    with pytest.raises(ConfigError, match=r"evaluation\.perplexity_window.*512.*max_position_embeddings, 256"):
+        _lm(model, tok, params, "perplexity", None, 16)
+    with pytest.raises(ConfigError, match=r"evaluation\.perplexity_window.*1.*at least 2"):
+        load_params("smoke", {"evaluation.perplexity_window": 1})

@@ -11,10 +11,17 @@ context once for all its choices (2-2.3x faster on the tiny model, same log-like
 
 Two harness settings matter here:
 
-* Perplexity runs with ``add_bos_token=False`` and windows of ``data.seq_len`` tokens. lm-eval's rolling
-  log-likelihood already feeds ``<bos>`` as the first window's context; a tokenizer that also prepends
-  ``<bos>`` (Gemma's, famlib's) would make it score a spurious ``<bos>`` after ``<bos>``. Windows of the
-  training length measure the model where it was trained.
+* Perplexity runs with ``add_bos_token=False`` and windows of ``evaluation.perplexity_window`` tokens
+  (default ``data.seq_len``). lm-eval's rolling log-likelihood already feeds ``<bos>`` as the first window's
+  context; a tokenizer that also prepends ``<bos>`` (Gemma's, famlib's) would make it score a spurious
+  ``<bos>`` after ``<bos>``. Only a document's first window gets ``<bos>``: later windows start mid-text
+  with one token of context. For tiny, whose base was trained from scratch on the same packed rows (most
+  without ``<bos>``), windows of the training length are in distribution for every model. A pretrained
+  Gemma 3 was not trained that way: at 256-token windows the small base read English at 1.335 bits per
+  byte and Dense at 1.155, which hid Dense's forgetting; read whole from ``<bos>`` (a window longer than
+  any document), the same documents give base 1.000 and Dense 1.094
+  (``benchmarks/check_bos_windows.py --window 4096``). So ``small`` and ``paper`` set a window longer
+  than their documents, and the perplexity batch shrinks to keep ``batch_size * data.seq_len`` tokens.
 * Per-token perplexity is not a harness metric: it is exp(-sum of log-likelihoods / tokens) over the
   logged samples, with the tokens counted as the harness encodes them (no ``<bos>``).
 """
@@ -29,7 +36,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from famlib.config import Params
-from famlib.errors import FamlibError, near
+from famlib.errors import ConfigError, FamlibError, near
 from famlib.evaluate import results as res
 from famlib.evaluate.assign import evaluation_languages, model_identity
 from famlib.evaluate.suite import AXES, Suite, build_suite
@@ -83,14 +90,34 @@ def load_model(model_dir: Path, dtype: str = "float32", device: Optional[str] = 
     return model, tokenizer
 
 
-def settings(params: Params, max_length: Optional[int], limit) -> dict:
-    """The evaluation settings a result depends on besides weights and task config (part of the cache key)."""
+def settings(params: Params, max_length: Optional[int], limit, axis: Optional[str] = None) -> dict:
+    """The evaluation settings a result depends on besides weights and task config (part of the cache key).
+
+    ``ppl_window`` is the perplexity window for the perplexity axis. The other axes keep ``data.seq_len``
+    under that name, as every key has since format 1, so that setting ``evaluation.perplexity_window``
+    re-runs perplexity only.
+    """
     import lm_eval
 
     e = params.evaluation
+    window = perplexity_window(params) if axis == "perplexity" else params.data.seq_len
     # format 3: multiple choice scored by SharedPrefixLM; float32 log-softmax on every path (2: bf16 outside MC).
-    return {"shots": e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": params.data.seq_len,
+    return {"shots": e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": window,
             "limit": limit, "lm_eval": lm_eval.__version__, "format": 3, "dtype": eval_dtype(params)}
+
+
+def perplexity_window(params: Params) -> int:
+    """Tokens per perplexity window, ``<bos>`` included: ``evaluation.perplexity_window``, else ``data.seq_len``."""
+    return params.evaluation.perplexity_window or params.data.seq_len
+
+
+def perplexity_batch_size(params: Params, batch_size: int) -> int:
+    """Windows per perplexity batch: as many tokens as ``batch_size`` windows of ``data.seq_len`` (at least 1).
+
+    lm-eval takes a float32 log-softmax over the whole vocabulary at every position of a batch, so a
+    4096-token window at the training-length batch size would need 16x the memory (68 GB on Gemma 3).
+    """
+    return max(1, batch_size * params.data.seq_len // perplexity_window(params))
 
 
 def eval_dtype(params: Params) -> str:
@@ -108,8 +135,12 @@ def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], 
     from famlib.evaluate.lm import SharedPrefixLM as HFLM
 
     if axis == "perplexity":
-        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=False,
-                    max_length=params.data.seq_len, softmax_dtype="float32")
+        window, positions = perplexity_window(params), getattr(model.config, "max_position_embeddings", None)
+        if positions is not None and window > positions:
+            raise ConfigError(params.origin, "evaluation.perplexity_window", window,
+                              f"at most the model's max_position_embeddings, {positions}")
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=perplexity_batch_size(params, batch_size),
+                    add_bos_token=False, max_length=perplexity_window(params), softmax_dtype="float32")
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
                 softmax_dtype="float32")
 
@@ -204,7 +235,6 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     suite = build_suite(params, corpus, tokenizer=tokenizer)
     selected = suite.select(langs, axes)
     sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
-    setting = settings(params, max_length, limit)
     report = EvalReport(rows=None)
     todo: dict[str, list[str]] = {}
     keys = {}
@@ -221,6 +251,7 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
 
     for task in selected:
         entry = suite.tasks[task]
+        setting = settings(params, max_length, limit, entry["axis"])
         keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
         part = None if force else res.read_part(params.scale, model, task, collection)
         if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
