@@ -124,16 +124,24 @@ def _threads(jobs: int, side_by_side: int) -> Optional[int]:
     return max(1, (os.cpu_count() or 1) // max(1, min(jobs, side_by_side)))
 
 
-def _kernel_manager(threads: Optional[int]):
-    """A Jupyter kernel manager class whose kernels get ``FAMLIB_THREADS`` (read by famlib.notebook.setup)."""
-    from jupyter_client.manager import AsyncKernelManager
+def _kernel_env(threads: Optional[int], env=None) -> dict:
+    """A pipeline kernel's environment: ``FAMLIB_THREADS`` (read by famlib.notebook.setup) when given, and
+    ``TQDM_DISABLE=1`` unless the caller set it: nobody watches an unattended step's progress bars, and
+    lm-eval's (one per request batch) filled its executed notebooks with thousands of lines."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("TQDM_DISABLE", "1")
+    if threads is not None:
+        env["FAMLIB_THREADS"] = str(threads)
+    return env
 
-    if threads is None:
-        return AsyncKernelManager
+
+def _kernel_manager(threads: Optional[int]):
+    """A Jupyter kernel manager class whose kernels start in :func:`_kernel_env`."""
+    from jupyter_client.manager import AsyncKernelManager
 
     class FamlibKernelManager(AsyncKernelManager):
         async def _async_pre_start_kernel(self, **kw):
-            kw["env"] = {**kw.get("env", os.environ), "FAMLIB_THREADS": str(threads)}
+            kw["env"] = _kernel_env(threads, kw.get("env"))
             return await super()._async_pre_start_kernel(**kw)
 
     return FamlibKernelManager

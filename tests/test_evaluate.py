@@ -477,3 +477,26 @@ def test_a_perplexity_window_beyond_the_model_is_refused(base_dir):
         _lm(model, tok, params, "perplexity", None, 16)
     with pytest.raises(ConfigError, match=r"evaluation\.perplexity_window.*1.*at least 2"):
         load_params("smoke", {"evaluation.perplexity_window": 1})
+
+
+def test_tqdm_disable_silences_the_harness_bars(base_dir, params, capsys, monkeypatch):
+    """lm-eval passes ``disable=`` to its bars, which overrides tqdm's own TQDM_DISABLE; famlib's view of the
+    model honours the variable (set by the pipeline for its kernels) on every request type."""
+    from lm_eval.api.instance import Instance
+
+    from famlib.evaluate.run import _lm, load_model
+
+    model, tok = load_model(base_dir, "float32", device="cpu")
+    rolling = [Instance("loglikelihood_rolling", {}, ("in the beginning " * 30,), 0)]
+    choice = [Instance("loglikelihood", {}, ("in the", " beginning"), 0)]
+    generate = [Instance("generate_until", {}, ("in the", {"until": ["\n"], "max_gen_toks": 3}), 0)]
+    for quiet in ("1", "0"):
+        monkeypatch.setenv("TQDM_DISABLE", quiet)
+        lm = _lm(model, tok, params, "translation", 200, 4)
+        capsys.readouterr()
+        lm.loglikelihood_rolling(rolling)
+        lm.loglikelihood(choice)
+        lm.generate_until(generate)
+        bars = capsys.readouterr().err
+        for name in ("Running loglikelihood requests", "Running generate_until requests"):
+            assert (name in bars) == (quiet == "0"), (quiet, name)

@@ -215,3 +215,29 @@ def test_a_failing_step_names_notebook_cell_and_error_and_keeps_its_copy(tmp_pat
     assert [r["state"] for r in pipeline.status(params)] == ["failed"]
     assert pipeline.main_status(params) == 0
     assert "01_data_prep  failed" in capsys.readouterr().out
+
+
+def test_pipeline_kernels_run_without_progress_bars(tmp_path, monkeypatch):
+    """An unattended step's notebook keeps no progress bars (lm-eval draws one per request batch); a user
+    who sets TQDM_DISABLE keeps their value."""
+    import nbformat
+
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params_cell = nbformat.v4.new_code_cell('scale = "tiny"')
+    params_cell.metadata["tags"] = ["parameters"]
+    nb.cells = [params_cell, nbformat.v4.new_code_cell(
+        "import os\nfrom tqdm.auto import tqdm\nprint('TQDM_DISABLE', os.environ.get('TQDM_DISABLE'))\n"
+        "for _ in tqdm(range(3), desc='drawn'):\n    pass")]
+    nbformat.write(nb, nb_dir / "01_data_prep.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", nb_dir)
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    params = load_params("smoke")
+    assert pipeline.main_run(params, jobs=1, only=None, force=False) == 0
+    executed = nbformat.read(tmp_path / "runs" / "smoke" / "notebooks" / "01_data_prep.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") + str(o.get("data", "")) for o in executed.cells[-1].outputs)
+    assert "TQDM_DISABLE 1" in printed and "drawn" not in printed
+    assert pipeline._kernel_env(2, {"TQDM_DISABLE": "0"}) == {"TQDM_DISABLE": "0", "FAMLIB_THREADS": "2"}

@@ -21,13 +21,31 @@ a chunk holds at most ``batch_size`` choices. On the tiny model (bf16, one threa
 
 from __future__ import annotations
 
+import os
+
 from lm_eval.models.huggingface import HFLM
+
+
+def _quiet() -> bool:
+    """``TQDM_DISABLE`` is set (famlib's pipeline sets it for its kernels). lm-eval passes ``disable=`` to
+    its progress bars explicitly, which overrides tqdm's own reading of the variable."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
 
 
 class SharedPrefixLM(HFLM):
     """``HFLM`` whose ``_loglikelihood_tokens`` shares the context of requests that have the same one."""
 
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm or _quiet())
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm or _quiet())
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return super().generate_until(requests, disable_tqdm=disable_tqdm or _quiet())
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        disable_tqdm = disable_tqdm or _quiet()  # the parent's rolling path asks for a bar per batch
         groups: dict[tuple, list[int]] = {}
         for i, (_, context_enc, _) in enumerate(requests):
             groups.setdefault(tuple(context_enc), []).append(i)
