@@ -126,8 +126,9 @@ def _threads(jobs: int, side_by_side: int) -> Optional[int]:
 
 def _kernel_env(threads: Optional[int], env=None) -> dict:
     """A pipeline kernel's environment: ``FAMLIB_THREADS`` (read by famlib.notebook.setup) when given, and
-    ``TQDM_DISABLE=1`` unless the caller set it: nobody watches an unattended step's progress bars, and
-    lm-eval's (one per request batch) filled its executed notebooks with thousands of lines."""
+    ``TQDM_DISABLE=1`` unless the caller set it: lm-eval's progress bars (one per request batch) filled
+    executed notebooks with thousands of lines. famlib's training bar passes ``disable=`` itself and stays
+    (it redraws every 15 s outside a terminal)."""
     env = dict(os.environ if env is None else env)
     env.setdefault("TQDM_DISABLE", "1")
     if threads is not None:

@@ -118,6 +118,10 @@ def test_freeze_keeps_the_middle_bit_identical_and_l2sp_drifts_less_than_expert(
 def test_a_finished_job_is_not_redone(smoke_params, smoke_corpus, smoke_base):
     out = train_strategy(smoke_params, "expert", "slavic", smoke_corpus, progress=False)
     stamp = (out / "model.safetensors").stat().st_mtime_ns
+    # The finished run keeps its log and result; its checkpoints (3.2 GB each at the small scale) are gone.
+    work = out.parent.parent / "train" / "expert.slavic"
+    assert (work / "metrics.jsonl").exists() and (work / "result.json").exists()
+    assert not (work / "checkpoints").exists()
     assert train_strategy(smoke_params, "expert", "slavic", smoke_corpus, progress=False) == out
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
 
