@@ -187,9 +187,9 @@ def test_overrides_reach_the_notebooks_and_the_cluster_commands(monkeypatch, cap
         setup("smoke")
 
 
-def test_a_failing_step_names_notebook_cell_and_error_and_keeps_its_copy(tmp_path, monkeypatch, capsys):
-    """A notebook that raises stops the run: the message names the notebook, the cell and the error, the
-    executed copy is kept as <step>.failed.ipynb, no stamp is written, and `famlib status` says failed."""
+def _one_step_pipeline(tmp_path, monkeypatch, *cells: str):
+    """Point the pipeline at a notebooks folder holding only 01_data_prep.ipynb: a parameters cell
+    (``scale``) and then ``cells``; runs go to ``tmp_path/runs``. Returns the smoke params."""
     import nbformat
 
     nb_dir = tmp_path / "notebooks"
@@ -198,12 +198,17 @@ def test_a_failing_step_names_notebook_cell_and_error_and_keeps_its_copy(tmp_pat
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params_cell = nbformat.v4.new_code_cell('scale = "tiny"')
     params_cell.metadata["tags"] = ["parameters"]
-    nb.cells = [params_cell, nbformat.v4.new_code_cell("x = 1"),
-                nbformat.v4.new_code_cell("raise ValueError(f'boom at {scale}')")]
+    nb.cells = [params_cell] + [nbformat.v4.new_code_cell(c) for c in cells]
     nbformat.write(nb, nb_dir / "01_data_prep.ipynb")
     monkeypatch.setattr(pipeline, "NOTEBOOKS", nb_dir)
     monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
-    params = load_params("smoke")
+    return load_params("smoke")
+
+
+def test_a_failing_step_names_notebook_cell_and_error_and_keeps_its_copy(tmp_path, monkeypatch, capsys):
+    """A notebook that raises stops the run: the message names the notebook, the cell and the error, the
+    executed copy is kept as <step>.failed.ipynb, no stamp is written, and `famlib status` says failed."""
+    params = _one_step_pipeline(tmp_path, monkeypatch, "x = 1", "raise ValueError(f'boom at {scale}')")
     assert [st.id for st in pipeline.plan(params)] == ["01_data_prep"]  # only notebooks that exist
 
     assert pipeline.main_run(params, jobs=1, only=None, force=False) == 1
@@ -222,20 +227,11 @@ def test_pipeline_kernels_run_without_progress_bars(tmp_path, monkeypatch):
     who sets TQDM_DISABLE keeps their value."""
     import nbformat
 
-    nb_dir = tmp_path / "notebooks"
-    nb_dir.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params_cell = nbformat.v4.new_code_cell('scale = "tiny"')
-    params_cell.metadata["tags"] = ["parameters"]
-    nb.cells = [params_cell, nbformat.v4.new_code_cell(
+    params = _one_step_pipeline(
+        tmp_path, monkeypatch,
         "import os\nfrom tqdm.auto import tqdm\nprint('TQDM_DISABLE', os.environ.get('TQDM_DISABLE'))\n"
-        "for _ in tqdm(range(3), desc='drawn'):\n    pass")]
-    nbformat.write(nb, nb_dir / "01_data_prep.ipynb")
-    monkeypatch.setattr(pipeline, "NOTEBOOKS", nb_dir)
-    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
+        "for _ in tqdm(range(3), desc='drawn'):\n    pass")
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    params = load_params("smoke")
     assert pipeline.main_run(params, jobs=1, only=None, force=False) == 0
     executed = nbformat.read(tmp_path / "runs" / "smoke" / "notebooks" / "01_data_prep.ipynb", as_version=4)
     printed = "".join(o.get("text", "") + str(o.get("data", "")) for o in executed.cells[-1].outputs)
