@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from typing import Any
 
 from famlib.config import Params, load_params
@@ -40,6 +41,7 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) ->
         except ValueError as exc:
             raise ConfigError("environment", "FAMLIB_OVERRIDES", env, "a JSON object of dotted keys") from exc
     params = load_params(scale, overrides)
+    quiet_notebook_warnings()
     if params.data.source == "offline":
         offline_env()
     for key, value in checks.items():
@@ -51,6 +53,14 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) ->
     print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})"
           + (f" | overrides {json.dumps(overrides)}" if overrides else ""))
     return params
+
+
+def quiet_notebook_warnings() -> None:
+    """Silence tqdm's "IProgress not found" (once per kernel, from ``tqdm.auto``): without ipywidgets it
+    falls back to a text bar, which is what famlib wants in an executed notebook anyway."""
+    from tqdm import TqdmWarning
+
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
 
 
 def versions() -> str:

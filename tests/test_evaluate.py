@@ -479,6 +479,33 @@ def test_a_perplexity_window_beyond_the_model_is_refused(base_dir):
         load_params("smoke", {"evaluation.perplexity_window": 1})
 
 
+def test_only_the_expected_harness_notices_are_dropped(caplog):
+    """lm-eval warns, per task and per axis, about choices famlib makes on purpose (2 shots for tasks that
+    set none; a model passed as an object): those exact messages are dropped while the filter is on, and
+    nothing else (a task whose own default is overridden still says so)."""
+    import logging
+
+    from famlib.evaluate.run import ExpectedNotices
+
+    ev, hf = logging.getLogger("lm_eval.evaluator"), logging.getLogger("lm_eval.models.huggingface")
+    with caplog.at_level(logging.WARNING):
+        with ExpectedNotices(2):
+            ev.warning("Overwriting default num_fewshot of %s from %s to %s", "famlib_x", None, 2)
+            ev.warning("Overwriting default num_fewshot of %s from %s to %s", "belebele_x", 5, 2)
+            ev.warning("Overwriting default num_fewshot of %s from %s to %s", "famlib_x", None, 3)
+            hf.warning("`pretrained` model kwarg is not of type `str`. Many other model arguments may be ignored.")
+            hf.warning("Passed an already-initialized model through `pretrained`, assuming single-process call")
+            hf.warning("something else")
+        ev.warning("Overwriting default num_fewshot of %s from %s to %s", "famlib_y", None, 2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Overwriting default num_fewshot of belebele_x from 5 to 2",
+        "Overwriting default num_fewshot of famlib_x from None to 3",
+        "something else",
+        "Overwriting default num_fewshot of famlib_y from None to 2",  # the filter is gone after the block
+    ]
+    assert not ev.filters and not hf.filters
+
+
 def test_tqdm_disable_silences_the_harness_bars(base_dir, params, capsys, monkeypatch):
     """lm-eval passes ``disable=`` to its bars, which overrides tqdm's own TQDM_DISABLE; famlib's view of the
     model honours the variable (set by the pipeline for its kernels) on every request type."""

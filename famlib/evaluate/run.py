@@ -140,9 +140,42 @@ def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], 
             raise ConfigError(params.origin, "evaluation.perplexity_window", window,
                               f"at most the model's max_position_embeddings, {positions}")
         return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=perplexity_batch_size(params, batch_size),
-                    add_bos_token=False, max_length=perplexity_window(params), softmax_dtype="float32")
+                    add_bos_token=False, max_length=window, softmax_dtype="float32")
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
                 softmax_dtype="float32")
+
+
+class ExpectedNotices(logging.Filter):
+    """Drops lm-eval's warnings about choices famlib makes on purpose; every other record passes.
+
+    Every call would otherwise print, per task, that ``num_fewshot`` is overridden (famlib sets
+    ``evaluation.shots`` for all tasks: the suite's configs leave it unset), and per axis that the model
+    was passed as an object rather than a name (famlib loads it once for all axes). Only these exact
+    messages, with these exact values, are dropped.
+    """
+
+    LOGGERS = ("lm_eval.evaluator", "lm_eval.models.huggingface")
+
+    def __init__(self, shots: int):
+        super().__init__()
+        self.prefixes = ("`pretrained` model kwarg is not of type `str`",
+                         "Passed an already-initialized model through `pretrained`")
+        self.shots = shots
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith("Overwriting default num_fewshot of ") and msg.endswith(f" from None to {self.shots}"):
+            return False
+        return not msg.startswith(self.prefixes)
+
+    def __enter__(self) -> "ExpectedNotices":
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
 
 
 def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None) -> dict:
@@ -153,12 +186,22 @@ def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None) 
     include_defaults = bool(suite.manifest.get("include_defaults"))
     tm = TaskManager(include_path=str(suite.path), include_defaults=include_defaults)
     seed = params.seed
-    return simple_evaluate(
-        model=lm, tasks=tasks, task_manager=tm, num_fewshot=params.evaluation.shots, limit=limit,
-        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-        bootstrap_iters=0,  # no bootstrap: chrF's would cost minutes; accuracies get a binomial stderr below
-        log_samples=True, fewshot_as_multiturn=False,
-    )
+    with ExpectedNotices(params.evaluation.shots):
+        return simple_evaluate(
+            model=lm, tasks=tasks, task_manager=tm, num_fewshot=params.evaluation.shots, limit=limit,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            bootstrap_iters=0,  # no bootstrap: chrF's would cost minutes; accuracies get a binomial stderr below
+            log_samples=True, fewshot_as_multiturn=False,
+        )
+
+
+def task_label(entry: dict, probe: str) -> str:
+    """How a harness task is named in the log: its language, or ``src-tgt`` for translation."""
+    if entry.get("direction") == "en-xx":
+        return f"{probe}-{entry['language']}"
+    if entry.get("direction") == "xx-en":
+        return f"{entry['language']}-{probe}"
+    return entry["language"]
 
 
 def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict) -> tuple[list[dict], list[dict]]:
@@ -277,8 +320,11 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
             if not tasks:
                 continue
             t0 = time.time()
-            log(f"{model}: {axis}, {len(tasks)} tasks ({', '.join(suite.tasks[t]['language'] for t in tasks)})")
-            out = run_harness(_lm(model_obj, tok, params, axis, max_length, bs), tasks, suite, params, limit)
+            labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
+            log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
+            with ExpectedNotices(params.evaluation.shots):  # HFLM's own notices come when it is built
+                lm = _lm(model_obj, tok, params, axis, max_length, bs)
+            out = run_harness(lm, tasks, suite, params, limit)
             stamp = res.evaluated_at()
             for task in tasks:
                 base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
