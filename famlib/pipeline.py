@@ -193,6 +193,7 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
     status: dict[str, str] = {}
     pending = list(steps)
     running: dict[Future, Step] = {}
+    longest: dict[str, Optional[float]] = {}
     t0 = time.time()
     total = len(steps)
 
@@ -214,10 +215,11 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
                 out = nb_dir / f"{st.id}.ipynb"
                 if not force and out.exists() and _read_key(stamp_of(st)) == key:
                     keys[st.id], status[st.id] = key, "skipped"
-                    log(f"[{len(status)}/{total}] {st.id}: unchanged, skipped")
+                    log(f"[{len(status)}/{total} done] {st.id}: unchanged, skipped")
                     continue
                 threads = _threads(jobs, len(running) + len([r for r in ready if r in pending]) + 1)
-                log(f"[{len(status) + len(running) + 1}/{total}] {st.id}: running notebooks/{st.notebook} {st.parameters}"
+                longest[st.id] = _longest(stamp_of(st), out)  # before the execution replaces `out`
+                log(f"[{len(status)}/{total} done] {st.id}: starting notebooks/{st.notebook} {st.parameters}"
                     + (f", {threads} thread(s)" if threads else ""))
                 fut = pool.submit(_execute, st, out, threads)
                 running[fut] = st
@@ -230,11 +232,27 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
             for fut in done:
                 st = running.pop(fut)
                 fut.result()  # re-raises StepFailed; the stamp is not written, so the next run redoes it
+                seconds = _executed(out).get("duration")
                 atomic_write_json(stamp_of(st), {"key": keys[st.id], "step": st.id, "parameters": st.parameters,
-                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": seconds,
+                                                 "longest_seconds": max(longest[st.id] or 0, seconds or 0) or None})
                 status[st.id] = "ran"
-                log(f"[{len(status)}/{total}] {st.id}: done ({time.time() - t0:.0f} s since start)")
+                log(f"[{len(status)}/{total} done] {st.id}: done ({time.time() - t0:.0f} s since start)")
     return status
+
+
+def _longest(stamp: Path, out: Path) -> Optional[float]:
+    """The longest recorded execution of a step, in seconds: its stamp's record, or the executed notebook's.
+
+    A step that re-runs after a code change usually finds its heavy work cached and takes seconds; the
+    longest execution is the one that did the work, which is what a user planning a run wants to see.
+    """
+    try:
+        recorded = json.loads(stamp.read_text()).get("longest_seconds")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    found = [v for v in (recorded, _executed(out).get("duration") if out.exists() else None) if v is not None]
+    return max(found) if found else None
 
 
 def _read_key(stamp: Path) -> Optional[str]:
@@ -298,7 +316,8 @@ def status(params: Params) -> list[dict]:
     ``stale`` (executed, but an input changed since: it would run again, its heavy work mostly cached),
     ``failed`` (the last execution failed; ``<step>.failed.ipynb``), ``started`` (a papermill copy is being
     written: running now, or killed mid-way) or ``pending``. ``seconds`` and ``finished`` come from the last
-    execution's papermill record (a re-run that found its work cached records its own, shorter, time).
+    execution's papermill record (a re-run that found its work cached records its own, shorter, time);
+    ``longest`` is the longest execution on record (see :func:`_longest`), the one that did the work.
     """
     steps = plan(params)
     by_id = {st.id: st for st in steps}
@@ -310,7 +329,8 @@ def status(params: Params) -> list[dict]:
         keys[st.id] = _step_key(st, params, [keys[d] for d in st.deps if d in by_id], code)
         out = nb_dir / f"{st.id}.ipynb"
         failed, started = _failed_copy(out), _running_copy(out)
-        stamp = _read_key(nb_dir / f"{st.id}.stamp.json")
+        stamp_path = nb_dir / f"{st.id}.stamp.json"
+        stamp = _read_key(stamp_path)
         record = _executed(out) if out.exists() else {}
         if started.exists():
             state = "started"
@@ -323,6 +343,7 @@ def status(params: Params) -> list[dict]:
         else:
             state = "pending"
         rows.append({"step": st.id, "state": state, "seconds": record.get("duration"),
+                     "longest": _longest(stamp_path, out) if state in ("done", "stale") else None,
                      "finished": (record.get("end_time") or "")[:19] or None})
     return rows
 
@@ -330,13 +351,21 @@ def status(params: Params) -> list[dict]:
 def main_status(params: Params) -> int:
     rows = status(params)
     width = max(len(r["step"]) for r in rows)
+
+    def minutes(v: Optional[float]) -> str:
+        return f"{v / 60:8.1f} min" if v is not None else " " * 12
+
+    print(f"{'step':<{width}}  {'state':<8}{'last run':>12}{'longest':>12}  finished")
     for r in rows:
-        secs = f"{r['seconds'] / 60:8.1f} min" if r["seconds"] is not None else " " * 12
-        print(f"{r['step']:<{width}}  {r['state']:<8}{secs}  {r['finished'] or ''}".rstrip())
+        print(f"{r['step']:<{width}}  {r['state']:<8}{minutes(r['seconds'])}{minutes(r['longest'])}  "
+              f"{r['finished'] or ''}".rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stale", "failed", "started", "pending")}
-    done_min = sum(r["seconds"] or 0 for r in rows if r["state"] == "done") / 60
+    done = [r for r in rows if r["state"] == "done"]
+    last_min = sum(r["seconds"] or 0 for r in done) / 60
+    longest_min = sum(r["longest"] or r["seconds"] or 0 for r in done) / 60
     print(f"{len(rows)} steps: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f". Done steps' last executions: {done_min:.1f} min of step time. Outputs in {runs_dir(params)}")
+          + f". Done steps: {last_min:.1f} min of step time in their last runs, {longest_min:.1f} min in their "
+          f"longest. Outputs in {runs_dir(params)}")
     return 0
 
 

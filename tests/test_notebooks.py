@@ -167,6 +167,13 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
         assert f"C{cid} " in report or f"C{cid}|" in report or f"| C{cid}" in report, f"C{cid} missing from report"
     # every executed notebook is kept, named by its parameters
     assert {p.stem for p in (smoke / "notebooks").glob("*.ipynb")} >= set(steps)
+    # and holds famlib's output, not lm-eval's or tqdm's notices about choices famlib makes on purpose
+    noise = ("Overwriting default num_fewshot", "`pretrained` model kwarg", "already-initialized model",
+             "IProgress not found")
+    for nb in (smoke / "notebooks").glob("*.ipynb"):
+        text = nb.read_text()
+        assert not [n for n in noise if n in text], nb.name
+    assert all(r["longest"] >= r["seconds"] for r in rows)
 
 
 def test_overrides_reach_the_notebooks_and_the_cluster_commands(monkeypatch, capsys):
@@ -237,3 +244,24 @@ def test_pipeline_kernels_run_without_progress_bars(tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") + str(o.get("data", "")) for o in executed.cells[-1].outputs)
     assert "TQDM_DISABLE 1" in printed and "drawn" not in printed
     assert pipeline._kernel_env(2, {"TQDM_DISABLE": "0"}) == {"TQDM_DISABLE": "0", "FAMLIB_THREADS": "2"}
+
+
+def test_status_keeps_the_longest_execution_after_a_cached_rerun(tmp_path, monkeypatch, capsys):
+    """A re-run that finds its work cached records its own short time; `famlib status` still shows the
+    execution that did the work, so a user can plan a run from it."""
+    work = tmp_path / "work.done"
+    params = _one_step_pipeline(
+        tmp_path, monkeypatch,
+        f"import pathlib, time\nwork = pathlib.Path({str(work)!r})\n"
+        "if not work.exists():\n    time.sleep(3)\n    work.write_text('cached')")
+    assert pipeline.main_run(params, jobs=1, only=None, force=False) == 0
+    first = pipeline.status(params)[0]
+    assert first["state"] == "done" and first["longest"] == first["seconds"] >= 3
+    assert pipeline.main_run(params, jobs=1, only=None, force=True) == 0  # the work is now cached
+    again = pipeline.status(params)[0]
+    assert again["seconds"] < first["seconds"] - 2 and again["longest"] == first["longest"]
+    capsys.readouterr()
+    assert pipeline.main_status(params) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["step", "state", "last", "run", "longest", "finished"]
+    assert f"{first['longest'] / 60:.1f} min" in out.splitlines()[1]
