@@ -53,7 +53,7 @@ def against_base_figure(table, model: str):
     from famlib.plots import plt  # famlib's headless backend
 
     panels = list(table.groupby(["task", "direction"], sort=False))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(7, 0.35 * table["language"].nunique() + 3), 2.6 * len(panels)),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(7, 0.35 * table["language"].nunique() + 3) + 1.8, 2.6 * len(panels)),
                              squeeze=False)
     for ax, ((task, direction), g) in zip(axes[:, 0], panels):
         x = np.arange(len(g))
@@ -69,7 +69,7 @@ def against_base_figure(table, model: str):
         metric = g["metric"].iloc[0]
         ax.set_ylabel(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
         ax.set_title(f"{task} {direction}".strip() + f" ({g['task_name'].iloc[0]})", fontsize=10)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # never over a bar
     axes[-1, 0].set_xlabel("language (* = held out)")
     fig.tight_layout()
     return fig
