@@ -527,3 +527,25 @@ def test_tqdm_disable_silences_the_harness_bars(base_dir, params, capsys, monkey
         bars = capsys.readouterr().err
         for name in ("Running loglikelihood requests", "Running generate_until requests"):
             assert (name in bars) == (quiet == "0"), (quiet, name)
+
+
+def test_generation_batching_check_runs_on_the_smoke_suite(base_dir, suite, capsys):
+    """benchmarks/check_generation_batching.py (the bf16 batch-dependence measurement) stays runnable: it
+    reads the scale's suite and model, runs both translation directions per dtype and batch size, and
+    counts changed outputs against the first batch size, which must be 0 for the first one itself."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "check_generation_batching.py"
+    spec = importlib.util.spec_from_file_location("check_generation_batching", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = str(torch.get_num_threads())  # the script sets torch's threads: keep the suite's
+    assert bench.main(["--scale", "smoke", "--model", "base", "--language", "ru", "--dtypes", "float32",
+                       "--batch-sizes", "4", "8", "--threads", threads]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("float32")]
+    assert len(lines) == 2
+    assert "famlib_translation_en-ru" in lines[0] and "famlib_translation_ru-en" in lines[0]
+    assert lines[0].count(" 0/") == 2  # the first batch size against itself
+    with pytest.raises(SystemExit, match="no translation task for language 'xx'"):
+        bench.main(["--scale", "smoke", "--model", "base", "--language", "xx"])
