@@ -40,7 +40,7 @@ def test_l2sp_gradient_matches_autograd_of_the_explicit_penalty():
 
     model.zero_grad(set_to_none=True)
     value = reg.penalty_and_grad(model)
-    assert value == pytest.approx(float(explicit), rel=1e-5)
+    assert value == pytest.approx(float(explicit.detach()), rel=1e-5)
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, want[n], rtol=1e-5, atol=1e-8, msg=n)
 
