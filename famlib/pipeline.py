@@ -232,7 +232,7 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
             for fut in done:
                 st = running.pop(fut)
                 fut.result()  # re-raises StepFailed; the stamp is not written, so the next run redoes it
-                seconds = _executed(out).get("duration")
+                seconds = _executed(nb_dir / f"{st.id}.ipynb").get("duration")
                 atomic_write_json(stamp_of(st), {"key": keys[st.id], "step": st.id, "parameters": st.parameters,
                                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": seconds,
                                                  "longest_seconds": max(longest[st.id] or 0, seconds or 0) or None})

@@ -174,6 +174,9 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
         text = nb.read_text()
         assert not [n for n in noise if n in text], nb.name
     assert all(r["longest"] >= r["seconds"] for r in rows)
+    for st in steps:  # each stamp records its own step's execution (two ran side by side)
+        stamp = json.loads((smoke / "notebooks" / f"{st}.stamp.json").read_text())
+        assert stamp["seconds"] == pipeline._executed(smoke / "notebooks" / f"{st}.ipynb")["duration"], st
 
 
 def test_overrides_reach_the_notebooks_and_the_cluster_commands(monkeypatch, capsys):
