@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
 
     from famlib.config import load_params
-    from famlib.evaluate.run import ExpectedNotices, _lm, load_model, model_path, run_harness
+    from famlib.evaluate.run import _lm, load_model, model_path, run_harness
     from famlib.evaluate.suite import load_suite, suite_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -59,9 +59,7 @@ def main(argv=None) -> int:
         first = None
         for bs in args.batch_sizes:
             t0 = time.time()
-            with ExpectedNotices(params.evaluation.shots):
-                lm = _lm(model, tok, params, "translation", None, bs)
-            out = run_harness(lm, tasks, suite, params)
+            out = run_harness(_lm(model, tok, params, "translation", None, bs), tasks, suite, params)
             seconds = time.time() - t0
             outputs = {t: [s["filtered_resps"][0] for s in out["samples"][t]] for t in tasks}
             first = first or outputs

@@ -218,7 +218,8 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
                     log(f"[{len(status)}/{total} done] {st.id}: unchanged, skipped")
                     continue
                 threads = _threads(jobs, len(running) + len([r for r in ready if r in pending]) + 1)
-                longest[st.id] = _longest(stamp_of(st), out)  # before the execution replaces `out`
+                # the longest execution on record, read before this one replaces `out`
+                longest[st.id] = _longest(_read_stamp(stamp_of(st)), _executed(out).get("duration"))
                 log(f"[{len(status)}/{total} done] {st.id}: starting notebooks/{st.notebook} {st.parameters}"
                     + (f", {threads} thread(s)" if threads else ""))
                 fut = pool.submit(_execute, st, out, threads)
@@ -241,25 +242,27 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
     return status
 
 
-def _longest(stamp: Path, out: Path) -> Optional[float]:
-    """The longest recorded execution of a step, in seconds: its stamp's record, or the executed notebook's.
+def _longest(stamp: dict, duration: Optional[float]) -> Optional[float]:
+    """The longest recorded execution of a step, in seconds: its stamp's record or ``duration`` (the executed
+    notebook's), whichever is longer.
 
     A step that re-runs after a code change usually finds its heavy work cached and takes seconds; the
     longest execution is the one that did the work, which is what a user planning a run wants to see.
     """
-    try:
-        recorded = json.loads(stamp.read_text()).get("longest_seconds")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    found = [v for v in (recorded, _executed(out).get("duration") if out.exists() else None) if v is not None]
+    found = [v for v in (stamp.get("longest_seconds"), duration) if v is not None]
     return max(found) if found else None
 
 
-def _read_key(stamp: Path) -> Optional[str]:
+def _read_stamp(stamp: Path) -> dict:
     try:
-        return json.loads(stamp.read_text())["key"]
-    except (OSError, ValueError, KeyError):
-        return None
+        record = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _read_key(stamp: Path) -> Optional[str]:
+    return _read_stamp(stamp).get("key")
 
 
 def levels(steps: list[Step]) -> dict[str, int]:
@@ -329,8 +332,8 @@ def status(params: Params) -> list[dict]:
         keys[st.id] = _step_key(st, params, [keys[d] for d in st.deps if d in by_id], code)
         out = nb_dir / f"{st.id}.ipynb"
         failed, started = _failed_copy(out), _running_copy(out)
-        stamp_path = nb_dir / f"{st.id}.stamp.json"
-        stamp = _read_key(stamp_path)
+        stamp_record = _read_stamp(nb_dir / f"{st.id}.stamp.json")
+        stamp = stamp_record.get("key")
         record = _executed(out) if out.exists() else {}
         if started.exists():
             state = "started"
@@ -343,7 +346,7 @@ def status(params: Params) -> list[dict]:
         else:
             state = "pending"
         rows.append({"step": st.id, "state": state, "seconds": record.get("duration"),
-                     "longest": _longest(stamp_path, out) if state in ("done", "stale") else None,
+                     "longest": _longest(stamp_record, record.get("duration")) if state in ("done", "stale") else None,
                      "finished": (record.get("end_time") or "")[:19] or None})
     return rows
 

@@ -134,15 +134,16 @@ def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], 
     """
     from famlib.evaluate.lm import SharedPrefixLM as HFLM
 
+    kwargs = {"batch_size": batch_size, "max_length": max_length}
     if axis == "perplexity":
         window, positions = perplexity_window(params), getattr(model.config, "max_position_embeddings", None)
         if positions is not None and window > positions:
             raise ConfigError(params.origin, "evaluation.perplexity_window", window,
                               f"at most the model's max_position_embeddings, {positions}")
-        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=perplexity_batch_size(params, batch_size),
-                    add_bos_token=False, max_length=window, softmax_dtype="float32")
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
-                softmax_dtype="float32")
+        kwargs = {"batch_size": perplexity_batch_size(params, batch_size), "max_length": window,
+                  "add_bos_token": False}
+    with ExpectedNotices(params.evaluation.shots):  # HFLM notes, on being built, that it got a model object
+        return HFLM(pretrained=model, tokenizer=tokenizer, softmax_dtype="float32", **kwargs)
 
 
 class ExpectedNotices(logging.Filter):
@@ -322,9 +323,7 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
             t0 = time.time()
             labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
             log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
-            with ExpectedNotices(params.evaluation.shots):  # HFLM's own notices come when it is built
-                lm = _lm(model_obj, tok, params, axis, max_length, bs)
-            out = run_harness(lm, tasks, suite, params, limit)
+            out = run_harness(_lm(model_obj, tok, params, axis, max_length, bs), tasks, suite, params, limit)
             stamp = res.evaluated_at()
             for task in tasks:
                 base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
