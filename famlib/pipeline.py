@@ -363,12 +363,13 @@ def main_status(params: Params) -> int:
         print(f"{r['step']:<{width}}  {r['state']:<8}{minutes(r['seconds'])}{minutes(r['longest'])}  "
               f"{r['finished'] or ''}".rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stale", "failed", "started", "pending")}
-    done = [r for r in rows if r["state"] == "done"]
-    last_min = sum(r["seconds"] or 0 for r in done) / 60
-    longest_min = sum(r["longest"] or r["seconds"] or 0 for r in done) / 60
+    # stale steps finished too (under older code or parameters): their times count as much as done ones'
+    finished = [r for r in rows if r["state"] in ("done", "stale")]
+    last_min = sum(r["seconds"] or 0 for r in finished) / 60
+    longest_min = sum(r["longest"] or r["seconds"] or 0 for r in finished) / 60
     print(f"{len(rows)} steps: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f". Done steps: {last_min:.1f} min of step time in their last runs, {longest_min:.1f} min in their "
-          f"longest. Outputs in {runs_dir(params)}")
+          + f". Finished steps (done or stale): {last_min:.1f} min of step time in their last runs, "
+          f"{longest_min:.1f} min in their longest. Outputs in {runs_dir(params)}")
     return 0
 
 

@@ -268,3 +268,11 @@ def test_status_keeps_the_longest_execution_after_a_cached_rerun(tmp_path, monke
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["step", "state", "last", "run", "longest", "finished"]
     assert f"{first['longest'] / 60:.1f} min" in out.splitlines()[1]
+    assert f"1 done. Finished steps (done or stale): {again['seconds'] / 60:.1f} min" in out.splitlines()[-1]
+    # after a code change the step is stale, not lost: its times still count in the summary
+    monkeypatch.setattr(pipeline, "_code_hash", lambda: "another version of famlib")
+    assert [r["state"] for r in pipeline.status(params)] == ["stale"]
+    assert pipeline.main_status(params) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("1 steps: 1 stale. Finished steps (done or stale): ")
+    assert f"{first['longest'] / 60:.1f} min in their longest" in summary
