@@ -156,9 +156,14 @@ def _paper_averages(params, tables) -> str:
         bpb = frame.at[AVG, s] if AVG in frame.index and s in frame.columns else float("nan")
         row.append(f"{bpb:.3f}" if bpb == bpb else MISSING)
         rows.append(row)
-    offline = getattr(getattr(params, "data", None), "source", "") == "offline"
-    note = (" This run's perplexity is per token of a byte-level tokenizer (bits per byte in the last column)."
-            if offline else "")
+    kind = getattr(getattr(params, "model", None), "kind", "")
+    if kind == "scratch":  # the from-scratch scales train their own tokenizer on the corpus
+        note = " This run's perplexity is per token of a byte-level tokenizer (bits per byte in the last column)."
+    elif kind == "gguf":  # gemma-3-270m: Gemma 3's tokenizer, and the offline corpus rather than MADLAD-400
+        note = (" This run's perplexity is per token of Gemma 3's tokenizer on the offline corpus, not MADLAD-400 "
+                "(bits per byte in the last column).")
+    else:
+        note = ""
     return ("## The paper's quoted averages beside this run's\n\n"
             "Averages over families (the tables' Avg. rows). Below the paper scale the absolute values are not "
             f"comparable (other models, data and tasks): compare directions and rankings.{note} "

@@ -379,3 +379,19 @@ def test_saved_figures_are_byte_reproducible(params, tmp_path):
     second = [p.read_bytes() for p in save(fig, tmp_path / "b" / "figure2")]
     F.plt.close(fig)
     assert first == second and b"CreationDate" not in first[1]
+
+
+@pytest.mark.parametrize("scale, says", [
+    ("smoke", "per token of a byte-level tokenizer"),  # from scratch: famlib trains the tokenizer
+    ("small", "per token of Gemma 3's tokenizer on the offline corpus"),  # the real gemma-3-270m
+    ("paper", None),  # the paper's model and data: its perplexities are comparable in kind
+])
+def test_paper_averages_say_what_this_runs_perplexity_is(scale, says):
+    from famlib.report import _paper_averages
+
+    params = load_params(scale)
+    section = _paper_averages(params, T.build_tables(params, synth(strategies=["base", "dense"])))
+    assert ("byte-level" in section) == (scale == "smoke")
+    assert ("Gemma 3's tokenizer" in section) == (scale == "small")
+    if says:
+        assert says in section
