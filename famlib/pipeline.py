@@ -136,12 +136,38 @@ def _kernel_env(threads: Optional[int], env=None) -> dict:
     return env
 
 
+_SOCKET_DIR: Optional[Path] = None
+
+
+def _socket_dir() -> Path:
+    """A short private folder for kernels' Unix sockets (a socket path must stay under ~104 bytes, so not
+    under a deep runtime folder); removed when the process exits."""
+    global _SOCKET_DIR
+    if _SOCKET_DIR is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _SOCKET_DIR = Path(tempfile.mkdtemp(prefix="famlib-k"))
+        atexit.register(shutil.rmtree, _SOCKET_DIR, True)
+    return _SOCKET_DIR
+
+
 def _kernel_manager(threads: Optional[int]):
-    """A Jupyter kernel manager class whose kernels start in :func:`_kernel_env`."""
+    """A Jupyter kernel manager class whose kernels start in :func:`_kernel_env`.
+
+    On POSIX the kernel talks to papermill over Unix sockets in a private folder (``ipc`` transport) rather
+    than over unencrypted localhost TCP ports, which ipykernel warns about at every start (46 times a run).
+    """
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
 
     class FamlibKernelManager(AsyncKernelManager):
         async def _async_pre_start_kernel(self, **kw):
+            if os.name == "posix":  # before the connection file is written: it carries transport and ip
+                self.transport = "ipc"
+                self.ip = str(_socket_dir() / uuid.uuid4().hex[:12])
             kw["env"] = _kernel_env(threads, kw.get("env"))
             return await super()._async_pre_start_kernel(**kw)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -276,3 +277,22 @@ def test_status_keeps_the_longest_execution_after_a_cached_rerun(tmp_path, monke
     summary = capsys.readouterr().out.splitlines()[-1]
     assert summary.startswith("1 steps: 1 stale. Finished steps (done or stale): ")
     assert f"{first['longest'] / 60:.1f} min in their longest" in summary
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_pipeline_kernels_talk_over_private_unix_sockets_not_tcp(tmp_path, monkeypatch, capfd):
+    """ipykernel warns at every start that TCP transport is unencrypted; on POSIX famlib's kernels use Unix
+    sockets in a private folder instead, so a run's log holds no such warning (46 of them at a whole run)."""
+    import json as _json
+
+    params = _one_step_pipeline(
+        tmp_path, monkeypatch,
+        "import json, ipykernel.connect\n"
+        "info = json.load(open(ipykernel.connect.get_connection_file()))\n"
+        "print('TRANSPORT', info['transport'], info['ip'])")
+    assert pipeline.main_run(params, jobs=1, only=None, force=False) == 0
+    executed = _json.loads((tmp_path / "runs" / "smoke" / "notebooks" / "01_data_prep.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for o in executed["cells"][-1]["outputs"])
+    transport, ip = printed.split()[1:3]
+    assert transport == "ipc" and ip.startswith(str(pipeline._socket_dir()))
+    assert "without encryption" not in capfd.readouterr().err
