@@ -353,7 +353,8 @@ def _drift_note(distances) -> str:
     if d.empty or not {"delta_sq", "base_sq"} <= set(d.columns):
         return ""
     g = d.groupby("group")[["delta_sq", "base_sq"]].sum()
-    parts = [f"{k} {math.sqrt(g.at[k, 'delta_sq'] / g.at[k, 'base_sq']):.3f}" for k in ("first", "middle", "last")
+    # two significant digits: a pretrained model's CPT moves its weights by 1e-4 to 1e-3 of their norm
+    parts = [f"{k} {math.sqrt(g.at[k, 'delta_sq'] / g.at[k, 'base_sq']):.2g}" for k in ("first", "middle", "last")
              if k in g.index and g.at[k, "base_sq"] > 0]
     return f"; Dense relative drift per group: {', '.join(parts)}" if parts else ""
 

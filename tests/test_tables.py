@@ -395,3 +395,13 @@ def test_paper_averages_say_what_this_runs_perplexity_is(scale, says):
     assert ("Gemma 3's tokenizer" in section) == (scale == "small")
     if says:
         assert says in section
+
+
+def test_drift_note_keeps_small_drifts_readable():
+    """A pretrained model's groups drift by 1e-4 to 1e-3 of their norm: the note must tell them apart."""
+    rows = [{"model": "dense", "group": g, "delta_sq": (d ** 2) * 4.0, "base_sq": 4.0}
+            for g, d in (("first", 0.0012), ("middle", 0.0003), ("last", 0.00015), ("outside", 0.0054))]
+    rows.append({"model": "expert.slavic", "group": "first", "delta_sq": 1.0, "base_sq": 4.0})  # not Dense
+    note = C._drift_note(pd.DataFrame(rows))
+    assert note == "; Dense relative drift per group: first 0.0012, middle 0.0003, last 0.00015"
+    assert C._drift_note(distances()).endswith("first 0.1, middle 0.12, last 0.14")  # tiny-like drifts
