@@ -8,29 +8,42 @@ import os
 import shlex
 import sys
 
-from famlib.config import SCALES, load_params
-from famlib.errors import FamlibError
+from famlib.config import SCALES, load_params, parse_value
+from famlib.errors import ConfigError, FamlibError
 
 
 def _params(args):
-    overrides = _overrides(args)
+    overrides, origins = _overrides(args)
     if overrides:
         # Notebooks load their parameters by scale; the overrides reach every kernel this command starts
-        # through the environment (famlib.notebook.setup reads FAMLIB_OVERRIDES).
+        # through the environment (famlib.notebook.setup reads FAMLIB_OVERRIDES). The values are already
+        # parsed (2e-3 is the float 0.002), so JSON carries them as the types the parameters check.
+        params = load_params(args.scale, overrides, origins)  # a bad value is refused before any kernel starts
+        for key, value in overrides.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):  # e.g. an explicit !!binary or !!set tag
+                raise ConfigError(origins[key], key, value, "a number, string, true/false, null, list or mapping")
         os.environ["FAMLIB_OVERRIDES"] = json.dumps(overrides)
-    return load_params(args.scale, overrides)
+        return params
+    return load_params(args.scale)
 
 
-def _overrides(args) -> dict:
-    overrides = {}
+def _overrides(args) -> tuple[dict, dict]:
+    """``--set KEY=VALUE`` arguments -> ``({key: value}, {key: "--set KEY=VALUE"})``.
+
+    The value is read by the loader of the parameter files (famlib.config.ParamsLoader), so ``2e-3`` is a
+    number here as there; the second mapping lets every error name the ``--set`` argument it came from.
+    """
+    overrides, origins = {}, {}
     for item in getattr(args, "set", None) or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise SystemExit(f"famlib: --set takes KEY=VALUE (dotted key, YAML value), got {item!r}")
-        import yaml
-
-        overrides[key] = yaml.safe_load(raw)
-    return overrides
+        key = key.strip()
+        origins[key] = f"--set {item}"
+        overrides[key] = parse_value(raw, origins[key], key)
+    return overrides, origins
 
 
 def cmd_paper(args) -> int:
@@ -88,7 +101,8 @@ def cmd_base(args) -> int:
     from famlib.base import ensure_base
     from famlib.notebook import setup
 
-    params = setup(args.scale, _overrides(args))
+    overrides, origins = _overrides(args)
+    params = setup(args.scale, overrides, origins)
     t = time.time()
     path = ensure_base(params)
     print(f"base model ready in {time.time() - t:.0f} s: {path}")

@@ -2,8 +2,13 @@
 
 Every section is a frozen dataclass. ``load_params`` reads the YAML, applies dotted overrides (the same
 path papermill-injected parameters take), converts each value to its declared type and checks every
-rule. Any problem raises :class:`famlib.errors.ConfigError` naming the file, the dotted key, the value
-and what is allowed, with a near match for misspelt keys and names.
+rule. Any problem raises :class:`famlib.errors.ConfigError` naming where the value came from (the file and
+line, or the override that set it), the dotted key, the value and what is allowed, with a near match for
+misspelt keys and names.
+
+Files and ``--set`` values are read by one YAML loader, :class:`ParamsLoader`, which takes numbers the
+way people write them: ``2e-3``, ``1E-4``, ``.5``, ``-3e-2`` and ``1.0e5`` are numbers, as in YAML 1.2
+(PyYAML's YAML 1.1 rules read ``2e-3`` and ``1.0e5`` as strings).
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import yaml
 
@@ -311,9 +317,13 @@ def _fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.name != "origin"]
 
 
-def _convert(tp: Any, value: Any, key: str, origin: str) -> Any:
+# Where a dotted key's value came from, for messages: ``file:line``, or the override that set it.
+Where = Callable[[str], str]
+
+
+def _convert(tp: Any, value: Any, key: str, origin: Where) -> Any:
     def bad(hint: str = "") -> ConfigError:
-        return ConfigError(origin, key, value, _type_name(tp), hint)
+        return ConfigError(origin(key), key, value, _type_name(tp), hint)
 
     org = typing.get_origin(tp)
     if tp is Any:
@@ -364,13 +374,13 @@ def _convert(tp: Any, value: Any, key: str, origin: str) -> Any:
     raise TypeError(f"unsupported field type {tp!r} at {key}")  # internal: a dataclass field we forgot
 
 
-def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: str) -> Any:
+def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: Where) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in _fields(cls)}
     for k in data:
         if k not in fields:
             key = f"{prefix}.{k}" if prefix else str(k)
-            raise ConfigError(origin, key, data[k], f"known keys at this level: {', '.join(fields)}",
+            raise ConfigError(origin(key), key, data[k], f"known keys at this level: {', '.join(fields)}",
                               near(str(k), fields) or "This key is not known.")
     kwargs = {}
     for name, f in fields.items():
@@ -378,7 +388,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: str) -> Any:
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], key, origin)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(origin, key, "<missing>", _type_name(hints[name]), "This key is required.")
+            raise ConfigError(origin(key), key, "<missing>", _type_name(hints[name]), "This key is required.")
     return cls(**kwargs)
 
 
@@ -388,11 +398,11 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: str) -> Any:
 _TEXT_KINDS = ("bible", "quran", "udhr", "madlad")
 
 
-def _validate(p: Params) -> None:
-    o = p.origin
+def _validate(p: Params, origin: Optional[Where] = None) -> None:
+    o = origin or (lambda key: p.origin)
 
     def fail(key: str, value: Any, allowed: str, hint: str = "") -> None:
-        raise ConfigError(o, key, value, allowed, hint)
+        raise ConfigError(o(key), key, value, allowed, hint)
 
     if p.scale not in SCALES:
         fail("scale", p.scale, one_of(SCALES), near(p.scale, SCALES))
@@ -548,6 +558,114 @@ def _validate(p: Params) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Reading YAML as people write it
+# ----------------------------------------------------------------------------------------------------
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.2's floats (PyYAML's YAML 1.1 regex wants a dot, and a sign in the exponent: there ``2e-3`` and
+# ``1.0e5`` are strings), plus 1.1's sexagesimal, inf and nan forms so that nothing read before changes.
+_FLOAT = re.compile(r"""^(?:
+     [-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?     # 1.0  1.  2.0e-3  1.5E4
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+                   # 2e-3  1E-4  1e3
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?            # .5  -.5  .5e-3
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*        # 190:20:30.15 (YAML 1.1 sexagesimal)
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with numbers in any notation (``2e-3``, ``1E-4``, ``.5``, ``-3e-2``, ``1e3``).
+
+    Dates stay strings (no parameter is a date, and an override must survive JSON on its way to the
+    notebook kernels). Used for parameter files and ``--set`` values alike.
+    """
+
+
+ParamsLoader.yaml_implicit_resolvers = {
+    first: [(tag, _FLOAT if tag == _FLOAT_TAG else rx) for tag, rx in resolvers
+            if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _key_lines(node: yaml.Node, prefix: str = "", lines: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """``{dotted key: line}`` (1-based) of every key and list item of a composed YAML document."""
+    lines = {} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            name = f"{prefix}.{k.value}" if prefix else str(k.value)
+            lines.setdefault(name, k.start_mark.line + 1)
+            _key_lines(v, name, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            name = f"{prefix}[{i}]"
+            lines.setdefault(name, item.start_mark.line + 1)
+            _key_lines(item, name, lines)
+    return lines
+
+
+def read_yaml(text: str) -> tuple[Any, dict[str, int]]:
+    """Parse one YAML document with :class:`ParamsLoader`; return the data and the line of each dotted key.
+
+    Raises:
+        yaml.YAMLError: the text is not YAML (the message carries line and column).
+    """
+    loader = ParamsLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        data = loader.construct_document(node)  # merges (<<) are flattened into the nodes here
+        return data, _key_lines(node)
+    finally:
+        loader.dispose()
+
+
+def parse_value(text: str, origin: str = "value", key: str = "<value>") -> Any:
+    """A ``--set`` value as the parameter files would read it: ``2e-3`` -> 0.002, ``[ru, uk]`` -> a list.
+
+    Raises:
+        ConfigError: not YAML; the message names ``origin`` (e.g. ``--set training.family.lr=...``).
+    """
+    try:
+        return read_yaml(text)[0]
+    except yaml.YAMLError as exc:
+        raise ConfigError(origin, key, text, "a YAML value (a number, string, true/false, null, list or mapping)",
+                          " ".join(str(exc).split())) from None
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class _Origins:
+    """Where each dotted key's value came from: an override's own label, else ``file:line`` (else the file).
+
+    A key under an override (``layers.first`` below ``--set layers={...}``) is the last such override's; a key with
+    overrides beneath it (a rule on ``layers`` after ``--set layers.first=0``) is the file's, with them.
+    """
+
+    def __init__(self, file: str, lines: Mapping[str, int], overrides: Mapping[str, str]):
+        self.file, self.lines, self.overrides = file, lines, overrides
+
+    def __call__(self, key: str) -> str:
+        for dotted, label in reversed(list(self.overrides.items())):  # the last override applied wins
+            if key == dotted or key.startswith((dotted + ".", dotted + "[")):
+                return label
+        here = self.file
+        k = key
+        while k:
+            if k in self.lines:
+                here = f"{self.file}:{self.lines[k]}"
+                break
+            k = k[:max(k.rfind("."), k.rfind("["), 0)]
+        beneath = [label for dotted, label in self.overrides.items() if dotted.startswith((key + ".", key + "["))]
+        return f"{here} (with {', '.join(beneath)})" if beneath else here
+
+
+# ----------------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------------
 def params_path(scale_or_path: str | Path) -> Path:
@@ -577,33 +695,39 @@ def _apply_override(raw: dict[str, Any], dotted: str, value: Any, origin: str) -
     d[parts[-1]] = value
 
 
-def load_params(scale_or_path: str | Path = "tiny", overrides: Mapping[str, Any] | None = None) -> Params:
+def load_params(scale_or_path: str | Path = "tiny", overrides: Mapping[str, Any] | None = None,
+                origins: Mapping[str, str] | None = None) -> Params:
     """Load, override and validate the parameters of a scale.
 
     Args:
         scale_or_path: a scale name (``smoke``, ``tiny``, ``small``, ``paper``) or a YAML path.
         overrides: dotted keys to replace, e.g. ``{"training.family.lr": 1e-4}``.
+        origins: where each override came from, for messages (``{"training.family.lr":
+            "--set training.family.lr=1e-4"}``); by default ``<file> (override key=value)``.
 
     Returns:
         A frozen :class:`Params`.
 
     Raises:
-        ConfigError: missing file, unknown key, wrong type, or a broken rule; the message names the file,
-            the key, the value and what is allowed.
+        ConfigError: missing file, unknown key, wrong type, or a broken rule; the message names where the
+            value came from (``file:line``, or the override), the key, the value and what is allowed.
     """
     path = params_path(scale_or_path)
     origin = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw, lines = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(origin, "<file>", str(path), "valid YAML", str(exc).replace("\n", " ")) from exc
     if not isinstance(raw, dict):
         raise ConfigError(origin, "<file>", type(raw).__name__, "a YAML mapping at the top level")
-    for k, v in (overrides or {}).items():
-        _apply_override(raw, k, v, f"{origin} (override)")
-    params = _build(Params, raw, "", origin)
+    overrides = dict(overrides or {})
+    labels = {k: (origins or {}).get(k) or f"{origin} (override {k}={_shown(v)})" for k, v in overrides.items()}
+    for k, v in overrides.items():
+        _apply_override(raw, k, v, labels[k])
+    where = _Origins(origin, lines, labels)
+    params = _build(Params, raw, "", where)
     params = dataclasses.replace(params, origin=origin)
-    _validate(params)
+    _validate(params, where)
     return params
 
 

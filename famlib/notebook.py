@@ -28,19 +28,30 @@ def set_threads(n: int | None) -> int:
     return n
 
 
-def setup(scale: str, overrides: dict[str, Any] | None = None, **checks: str) -> Params:
+def setup(scale: str, overrides: dict[str, Any] | None = None, origins: dict[str, str] | None = None,
+          **checks: str) -> Params:
     """Load and validate the parameters of ``scale``; validate ``family=`` / ``strategy=`` / ``language=``.
 
-    Prints the package versions (so an executed notebook records what it ran with). Raises ConfigError,
-    naming the file, key, value and what is allowed, for any bad parameter, injected ones included.
+    ``overrides`` (dotted keys) are applied over ``FAMLIB_OVERRIDES``; ``origins`` says where each came
+    from, for messages (see :func:`famlib.config.load_params`). Prints the package versions (so an
+    executed notebook records what it ran with). Raises ConfigError, naming where the value came from
+    (file and line, ``FAMLIB_OVERRIDES`` or the override), key, value and what is allowed, for any bad
+    parameter, injected ones included.
     """
     env = os.environ.get("FAMLIB_OVERRIDES")
+    labels = dict(origins or {})
     if env:  # `famlib paper|run --set K=V` puts its overrides here for the kernels it starts
         try:
-            overrides = {**json.loads(env), **(overrides or {})}
+            injected = json.loads(env)
+            if not isinstance(injected, dict):
+                raise ValueError("not an object")
         except ValueError as exc:
             raise ConfigError("environment", "FAMLIB_OVERRIDES", env, "a JSON object of dotted keys") from exc
-    params = load_params(scale, overrides)
+        for k, v in injected.items():
+            if k not in (overrides or {}):
+                labels[k] = f"FAMLIB_OVERRIDES ({k}={json.dumps(v, ensure_ascii=False)})"
+        overrides = {**injected, **(overrides or {})}
+    params = load_params(scale, overrides, labels)
     quiet_notebook_warnings()
     if params.data.source == "offline":
         offline_env()

@@ -118,3 +118,118 @@ def test_injected_notebook_parameters_are_validated(tmp_path):
 
     with pytest.raises(ConfigError, match=r"smoke.yaml: key 'strategy' has invalid value 'dens'"):
         nb.setup("smoke", strategy="dens")
+
+
+# ---- Numbers as people write them, and errors that say where a value came from (issue 22, item 4) ------
+def _with_family_lr(tmp_path: Path, text: str) -> tuple[Path, int]:
+    """smoke.yaml with ``training.family.lr`` written as ``text``, verbatim; returns the file and that line."""
+    src = (PARAMS_DIR / "smoke.yaml").read_text()
+    old = "  family:\n    lr: 1.0e-3\n"
+    assert src.count(old) == 1
+    out = src.replace(old, f"  family:\n    lr: {text}\n")
+    path = tmp_path / "variant.yaml"
+    path.write_text(out)
+    line = out[: out.index(f"    lr: {text}\n")].count("\n") + 1
+    return path, line
+
+
+def _set(monkeypatch, *items: str, scale: str = "smoke"):
+    """The parameters `famlib status --scale S --set ITEM ...` loads (the real --set path, FAMLIB_OVERRIDES included)."""
+    from famlib.cli import _params, build_parser
+
+    monkeypatch.setenv("FAMLIB_OVERRIDES", "")  # _params sets it; teardown restores the original
+    args = build_parser().parse_args(["status", "--scale", scale, *[a for i in items for a in ("--set", i)]])
+    return _params(args)
+
+
+def test_readme_example_lr_2e_3_through_set_and_the_notebooks(monkeypatch, capsys):
+    """README: `famlib paper --scale tiny --set training.family.lr=2e-3` (YAML 1.1 read 2e-3 as a string)."""
+    import json
+    import os
+
+    from famlib.cli import main
+    from famlib.notebook import setup
+
+    assert _set(monkeypatch, "training.family.lr=2e-3", scale="tiny").training.family.lr == 0.002
+    assert main(["plan", "--scale", "tiny", "--format", "commands", "--set", "training.family.lr=2e-3"]) == 0
+    assert all(line.endswith(" --set training.family.lr=2e-3") for line in capsys.readouterr().out.splitlines())
+    # what the kernels started by `famlib paper` read: a JSON number, not the string '2e-3'
+    assert json.loads(os.environ["FAMLIB_OVERRIDES"]) == {"training.family.lr": 0.002}
+    assert setup("tiny").training.family.lr == 0.002
+
+
+def test_readme_example_lr_2e_3_in_a_params_file(tmp_path):
+    path, _ = _with_family_lr(tmp_path, "2e-3")
+    assert load_params(path).training.family.lr == 0.002
+
+
+@pytest.mark.parametrize("text, value", [
+    ("2e-3", 0.002), ("1E-4", 1e-4), ("5e-5", 5e-5), ("1e3", 1000.0), (".5", 0.5), ("-3e-2", -0.03),
+    ("2.0e-3", 0.002), ("1.0e5", 1e5),
+])
+def test_numbers_in_any_notation_from_set_and_from_files(tmp_path, monkeypatch, text, value):
+    path, line = _with_family_lr(tmp_path, text)
+    if value > 0:
+        assert _set(monkeypatch, f"training.family.lr={text}").training.family.lr == value
+        assert load_params(path).training.family.lr == value
+        return
+    # a negative learning rate is read as the number it is, then refused by the rule (not as "a number")
+    with pytest.raises(ConfigError) as exc:
+        _set(monkeypatch, f"training.family.lr={text}")
+    assert str(exc.value) == (f"--set training.family.lr={text}: key 'training.family.lr' has invalid value "
+                              f"{value!r}; allowed: a positive learning rate")
+    with pytest.raises(ConfigError) as exc:
+        load_params(path)
+    assert str(exc.value).startswith(f"{path}:{line}: key 'training.family.lr' has invalid value {value!r}; ")
+
+
+def test_exponent_notation_fills_integer_fields(tmp_path, monkeypatch):
+    p = _set(monkeypatch, "data.family_tokens=1e4", "interpolation.alphas=[0, .5, 1e0]")
+    assert p.data.family_tokens == 10000 and isinstance(p.data.family_tokens, int)
+    assert p.interpolation.alphas == (0.0, 0.5, 1.0)
+    src = (PARAMS_DIR / "smoke.yaml").read_text().replace("family_tokens: 8000\n", "family_tokens: 8e3\n")
+    (tmp_path / "variant.yaml").write_text(src)
+    assert load_params(tmp_path / "variant.yaml").data.family_tokens == 8000
+
+
+def test_an_override_error_names_the_set_argument(monkeypatch, capsys):
+    from famlib.cli import main
+
+    monkeypatch.setenv("FAMLIB_OVERRIDES", "")
+    assert main(["status", "--scale", "tiny", "--set", "training.family.lr=abc"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("famlib: --set training.family.lr=abc: key 'training.family.lr' has invalid value 'abc'; "
+                   "allowed: a number\n")
+    assert main(["status", "--scale", "smoke", "--set", "training.family.lrr=1e-3"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "famlib: --set training.family.lrr=1e-3: key 'training.family.lrr' has invalid value 0.001; allowed: known keys")
+    assert main(["status", "--scale", "smoke", "--set", "training.family.lr=[1,"]) == 2  # not YAML: one line too
+    err = capsys.readouterr().err
+    assert err.startswith("famlib: --set training.family.lr=[1,: key 'training.family.lr'") and err.count("\n") == 1
+    # a rule over a mapping one of whose keys came from --set names the file's line and the override
+    with pytest.raises(ConfigError) as exc:
+        _set(monkeypatch, "layers.first=4")
+    line = next(i for i, s in enumerate((PARAMS_DIR / "smoke.yaml").read_text().splitlines(), 1) if s.startswith("layers:"))
+    assert str(exc.value).startswith(f"{PARAMS_DIR / 'smoke.yaml'}:{line} (with --set layers.first=4): key 'layers'")
+
+
+def test_a_file_error_names_the_file_and_line(tmp_path):
+    path, line = _with_family_lr(tmp_path, "abc")
+    with pytest.raises(ConfigError) as exc:
+        load_params(path)
+    assert str(exc.value) == f"{path}:{line}: key 'training.family.lr' has invalid value 'abc'; allowed: a number"
+    # a list item: its own line
+    src = (PARAMS_DIR / "smoke.yaml").read_text().replace("    pl: [\"bible:z\"]\n", "    pl:\n      - bible:z\n      - bibel:q\n")
+    (tmp_path / "list.yaml").write_text(src)
+    line = src.splitlines().index("      - bibel:q") + 1
+    with pytest.raises(ConfigError, match=rf"list\.yaml:{line}: key 'data\.texts\.pl\[1\]' has invalid value 'bibel:q'"):
+        load_params(tmp_path / "list.yaml")
+
+
+def test_an_injected_override_error_names_famlib_overrides(monkeypatch):
+    from famlib.notebook import setup
+
+    monkeypatch.setenv("FAMLIB_OVERRIDES", '{"training.family.lr": "abc"}')
+    with pytest.raises(ConfigError, match=r"^FAMLIB_OVERRIDES \(training.family.lr=\"abc\"\): key 'training.family.lr' "
+                                          r"has invalid value 'abc'; allowed: a number$"):
+        setup("smoke")
