@@ -190,17 +190,25 @@ def test_tokenizer_covers_every_script_without_unknown_tokens(smoke_tokenizer):
 
 
 # ---- paper scale: MADLAD-400 shape, local files ---------------------------------------------------
-def test_madlad_interface_on_local_files(tmp_path, smoke_tokenizer):
-    root = tmp_path / "madlad"
-    params = load_params("paper", {"data.madlad.path": str(root), "data.madlad.evaluation_documents": 5,
-                                   "data.seq_len": 16, "data.family_tokens": 6 * 600})
-    for lang in params.languages:
+def _madlad_mirror(root: Path, langs, shards: int = 2, docs: int = 60) -> None:
+    """A local copy of the hub repository's layout, loading script included (as a clone of it has)."""
+    for lang in langs:
         d = root / "data" / lang
         d.mkdir(parents=True)
-        for shard in range(2):
+        for shard in range(shards):
             with gzip.open(d / f"{lang}_clean_{shard:04d}.jsonl.gz", "wt", encoding="utf-8") as fh:
-                for i in range(60):
+                for i in range(docs):
                     fh.write(json.dumps({"text": f"{lang} document {shard}-{i} " + "word " * 20}) + "\n")
+        with gzip.open(d / f"{lang}_noisy_0000.jsonl.gz", "wt", encoding="utf-8") as fh:
+            fh.write(json.dumps({"text": "noisy: never read"}) + "\n")
+    (root / "MADLAD-400.py").write_text('raise RuntimeError("the loading script was run")\n')
+
+
+def test_madlad_interface_on_local_files(tmp_path, smoke_tokenizer):
+    root = tmp_path / "MADLAD-400"  # named like the repository: datasets would look for MADLAD-400.py here
+    params = load_params("paper", {"data.madlad.path": str(root), "data.madlad.evaluation_documents": 5,
+                                   "data.seq_len": 16, "data.family_tokens": 6 * 600})
+    _madlad_mirror(root, params.languages)
     corpus = build_corpus(params, tmp_path / "cache")
     ev = list(corpus.units("hr", "evaluation"))
     va = list(corpus.units("hr", "validation"))
@@ -215,3 +223,47 @@ def test_madlad_interface_on_local_files(tmp_path, smoke_tokenizer):
     bad = load_params("paper", {"data.madlad.path": str(root), "data.madlad.text_field": "content"})
     with pytest.raises(Exception, match=r"no field 'content'.*data.madlad.text_field"):
         next(build_corpus(bad, tmp_path / "cache2").units("hr", "train"))
+
+
+def test_madlad_local_mirror_with_its_loading_script_reads_the_files_with_the_json_builder(tmp_path):
+    import datasets
+
+    root = tmp_path / "MADLAD-400"
+    _madlad_mirror(root, ["hr", "uk"], shards=2, docs=4)
+    with pytest.raises(Exception, match="Dataset scripts are no longer supported"):  # why the json builder
+        datasets.load_dataset(str(root), data_files="data/hr/hr_clean_*.jsonl.gz", split="train", streaming=True)
+    params = load_params("paper", {"data.madlad.path": str(root), "data.madlad.evaluation_documents": 2})
+    corpus = build_corpus(params, tmp_path / "cache")
+    units = sorted((u for s in ("evaluation", "train", "validation") for u in corpus.units("hr", s)),
+                   key=lambda u: u["key"])
+    # the clean shards only, in file order (the noisy shard and the script are never read)
+    assert [u["text"] for u in units] == [f"hr document {shard}-{i} " + "word " * 19 + "word"
+                                          for shard in range(2) for i in range(4)]
+    assert [u["split"] for u in units[:2]] == ["evaluation", "evaluation"]
+
+
+def test_madlad_from_the_hub_asks_the_json_builder_for_the_files_of_each_language(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, *args, **kwargs):
+        calls.append((path, args, kwargs))
+        lang = kwargs["data_files"].split("/")[-2]
+        return iter([{"text": f"{lang} hub document {i}"} for i in range(6)])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    params = load_params("paper", {"data.madlad.evaluation_documents": 2})
+    assert params.data.madlad.path == "allenai/MADLAD-400"
+    corpus = build_corpus(params, tmp_path / "cache")
+    assert [u["text"] for u in corpus.units("hr", "evaluation")] == ["hr hub document 0", "hr hub document 1"]
+    assert len(list(corpus.units("uk", "train"))) + len(list(corpus.units("uk", "validation"))) == 4
+    expected = [("json", (), {"data_files": f"hf://datasets/allenai/MADLAD-400/data/{lang}/{lang}_clean_*.jsonl.gz",
+                              "split": "train", "streaming": True}) for lang in ("hr", "uk", "uk")]
+    assert calls == expected
+
+
+def test_madlad_path_that_is_neither_a_directory_nor_a_hub_id_is_refused(tmp_path):
+    params = load_params("paper", {"data.madlad.path": str(tmp_path / "missing" / "MADLAD-400")})
+    with pytest.raises(Exception, match=r"neither a local directory nor a hub id"):
+        next(build_corpus(params, tmp_path / "cache").units("hr", "train"))

@@ -9,6 +9,11 @@ validation are streamed, so the 25B-token budget never has to sit on disk as tex
 
 ``madlad.path`` is the hub id (``allenai/MADLAD-400``) or a local directory with the same layout
 (``data/<lang>/<lang>_clean_*.jsonl.gz``); the tests use local JSONL files of that shape.
+
+The files are read with ``datasets``' generic ``json`` builder, never through the repository itself: the hub
+repository ships a loading script (``madlad-400.py``), and ``datasets`` >= 4 refuses any dataset that has one
+("Dataset scripts are no longer supported"), with or without ``data_files``. A local mirror is read the same
+way, so a copy of the script at its root (as a full clone of the repository has) does not matter either.
 """
 
 from __future__ import annotations
@@ -27,24 +32,47 @@ from famlib.io import atomic_path, sha256_json
 MADLAD_FORMAT = 1
 
 
+# The hub repository's file layout (https://huggingface.co/datasets/allenai/MADLAD-400/tree/main/data):
+# data/<lang>/<lang>_clean_0000.jsonl.gz, _0001, ... and <lang>_noisy_NNNN.jsonl.gz, one folder per language
+# (data/af holds af_clean_0000.jsonl.gz alone; data/fr fr_clean_0000, fr_clean_0001, ... of 3 GB each); its
+# loading script builds the same names (data/{language}/{language}_{split}_{index:04d}.jsonl.gz).
+# data.madlad.data_files, by default "data/{lang}/{lang}_{subset}_*.jsonl.gz", names them relative to the
+# repository root (the newer data-v1p5/ folder is a different release and is not read). On the hub they are
+# addressed through huggingface_hub's file system: hf://datasets/<repo id>[@<revision>]/<path in the repository>.
+HUB_FILES = "hf://datasets/{repo}/{pattern}"
+JSON_BUILDER = "json"  # datasets' packaged builder for JSON Lines (gzip inferred from the file name)
+
+
+def data_files(params: Params, lang: str) -> str | list[str]:
+    """The files of one language: a sorted list from a local mirror, or an ``hf://`` glob on the hub.
+
+    Raises:
+        DataError: ``data.madlad.path`` is a local path that is not a directory, or the mirror has no such files.
+    """
+    m = params.data.madlad
+    pattern = m.data_files.format(lang=lang, subset=m.subset)
+    local = Path(m.path).expanduser()
+    if local.is_dir():
+        files = sorted(str(p) for p in local.glob(pattern))
+        if not files:
+            raise DataError(f"{local}: no files match {pattern!r} for language {lang!r} (data.madlad.data_files)")
+        return files
+    if local.exists() or m.path.startswith(("/", ".", "~")) or m.path.count("/") != 1:
+        raise DataError(f"data.madlad.path {m.path!r} is neither a local directory nor a hub id like "
+                        "'allenai/MADLAD-400'")
+    return HUB_FILES.format(repo=m.path, pattern=pattern)
+
+
 def _stream(params: Params, lang: str) -> Iterator[str]:
     from datasets import load_dataset
 
     m = params.data.madlad
-    pattern = m.data_files.format(lang=lang, subset=m.subset)
-    local = Path(m.path)
+    files = data_files(params, lang)
+    shown = files if isinstance(files, str) else m.data_files.format(lang=lang, subset=m.subset)
     try:
-        if local.is_dir():
-            files = sorted(str(p) for p in local.glob(pattern))
-            if not files:
-                raise DataError(f"{local}: no files match {pattern!r} for language {lang!r} (data.madlad.data_files)")
-            ds = load_dataset("json", data_files=files, split="train", streaming=True)
-        else:
-            ds = load_dataset(m.path, data_files=pattern, split="train", streaming=True)
-    except DataError:
-        raise
+        ds = load_dataset(JSON_BUILDER, data_files=files, split="train", streaming=True)
     except Exception as exc:  # the hub unreachable, a missing language: say which and where
-        raise DataError(f"MADLAD-400 {m.path!r}, language {lang!r}, files {pattern!r}: {exc}") from exc
+        raise DataError(f"MADLAD-400 {m.path!r}, language {lang!r}, files {shown!r}: {exc}") from exc
     for row in ds:
         if m.text_field not in row:
             raise DataError(f"MADLAD-400 {m.path!r} {lang}: rows have no field {m.text_field!r} "
