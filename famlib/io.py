@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and content hashes. Nothing is half-written on a crash or kill."""
+"""Small file helpers: atomic writes, content hashes, and safetensors reads whose failures name the file. Nothing is half-written on a crash or kill."""
 
 from __future__ import annotations
 
@@ -62,3 +62,76 @@ def package_versions(packages) -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading safetensors files that may be torn or foreign
+# ----------------------------------------------------------------------------------------------------
+SAFETENSORS_FIX = "re-copy or re-save the checkpoint"
+_MAX_HEADER = 100 * 10**6  # safetensors refuses larger headers too
+
+
+def safetensors_problem(path: Path, detail: str = "") -> str:
+    """What is wrong with a file safetensors cannot read, in words: truncated, too long, empty, or not safetensors.
+
+    ``detail`` is safetensors' own message, used when the file's bytes tell nothing more.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            n = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+            header = fh.read(min(n, _MAX_HEADER)) if 0 < n <= _MAX_HEADER else b""
+    except FileNotFoundError:
+        return "not found"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "empty (0 bytes)"
+    if size < 8:
+        return f"only {size} bytes, shorter than a safetensors header"
+    if n > _MAX_HEADER or n == 0:
+        if all(32 <= b < 127 or b in b"\t\n\r" for b in prefix):  # a real length's high bytes are 0
+            return "not a safetensors file, it holds text (JSON?) where the binary header belongs"
+        return "not a safetensors file, its first 8 bytes are no header length"
+    if 8 + n > size:
+        return f"truncated inside its header, {size:,} bytes where the header alone needs {8 + n:,}"
+    try:
+        meta = json.loads(header.decode("utf-8"))
+        end = max((int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, UnicodeDecodeError):
+        return "not a safetensors file, its header is not the JSON table of tensors"
+    expected = 8 + n + end
+    if size < expected:
+        return f"truncated, {size:,} of the {expected:,} bytes its header announces"
+    if size > expected:
+        return f"torn or appended to, {size:,} bytes where its header announces {expected:,}"
+    return detail.removeprefix("Error while deserializing header: ") or "unreadable"
+
+
+@contextmanager
+def open_safetensors(path: Path, error: type[Exception]) -> Iterator[Any]:
+    """``safetensors.safe_open(path, framework="pt")`` whose failures are one ``error`` naming the file.
+
+    A torn copy (truncated, or longer than its header says), an empty file or a foreign one (random
+    bytes, a JSON file renamed) raises ``error("<path>: cannot be read as safetensors: <what is wrong>;
+    re-copy or re-save the checkpoint")``, whether safetensors notices at open or while a tensor is read.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    def refused(exc: Exception) -> Exception:
+        what = safetensors_problem(Path(path), str(exc))
+        return error(f"{path}: cannot be read as safetensors: {what}; {SAFETENSORS_FIX}")
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+        f = handle.__enter__()
+    except (SafetensorError, OSError) as exc:
+        raise refused(exc) from exc
+    try:
+        yield f
+    except SafetensorError as exc:
+        raise refused(exc) from exc
+    finally:
+        handle.__exit__(None, None, None)

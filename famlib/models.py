@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from famlib.errors import ChecksumError, FamlibError, near
-from famlib.io import atomic_write_json, sha256_file
+from famlib.io import SAFETENSORS_FIX, atomic_write_json, open_safetensors, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -422,7 +422,12 @@ def _resolve(id_or_dir: str | Path) -> Path:
 def _safetensors_files(path: Path) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        return [path / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            return [path / f for f in sorted(set(weight_map.values()))]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{index}: not a safetensors index (JSON with a 'weight_map' of tensor -> shard file): "
+                             f"{type(exc).__name__}: {exc}; {SAFETENSORS_FIX}") from exc
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise ModelError(f"{path}: no *.safetensors files (only safetensors checkpoints are supported)")
@@ -438,18 +443,25 @@ def load_hub_text_model(id_or_dir: str | Path, dtype: Any = "bfloat16") -> "PreT
     ``AutoModelForCausalLM``.
 
     Raises:
-        ModelError: not found, or the checkpoint's text tensors do not match the text config: the message
-            lists every missing, unexpected and mis-shaped tensor with both shapes.
+        ModelError: not found, a weight file torn (truncated) or not safetensors at all (named), or the
+            checkpoint's text tensors do not match the text config: the message lists every missing,
+            unexpected and mis-shaped tensor with both shapes.
     """
     from accelerate import init_empty_weights
-    from safetensors import safe_open
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = _resolve(id_or_dir)
     torch_dtype = _torch_dtype(dtype)
     config = AutoConfig.from_pretrained(str(path))
     if getattr(config, "model_type", None) != "gemma3":
-        return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        except SafetensorError as exc:  # transformers passes safetensors' error on without the file's name
+            for file in _safetensors_files(path):
+                with open_safetensors(file, ModelError):  # the torn or foreign file, named, with what is wrong
+                    pass
+            raise ModelError(f"{path}: cannot be read as safetensors: {exc}; {SAFETENSORS_FIX}") from exc
 
     text_config = config.text_config
     with init_empty_weights():  # parameters on meta, buffers (rotary, embedding scale) real
@@ -461,7 +473,7 @@ def load_hub_text_model(id_or_dir: str | Path, dtype: Any = "bfloat16") -> "PreT
     unknown, unexpected, mismatched = [], [], []
     seen: set[str] = set()  # mis-shaped tensors: reported as such, not also as missing
     for file in _safetensors_files(path):
-        with safe_open(str(file), framework="pt") as f:
+        with open_safetensors(file, ModelError) as f:  # a torn or foreign file: one error naming it
             for key in f.keys():
                 known, new = text_key(key)
                 if not known:

@@ -289,3 +289,23 @@ def test_text_only_checkpoint_loads_directly(tmp_path):
 def test_unknown_hub_id_offline_says_what_to_do():
     with pytest.raises(ModelError, match="not a local directory and could not be fetched"):
         load_hub_text_model("google/not-a-model-famlib-test", dtype="float32")
+
+
+@pytest.mark.parametrize("layout", ["text_only", "multimodal"])
+def test_a_torn_checkpoint_is_one_error_naming_the_file(layout, multimodal_dir, tmp_path):
+    """A truncated model.safetensors: a ModelError naming the file and what is wrong, not safetensors' own error."""
+    import shutil
+
+    path = tmp_path / layout
+    if layout == "multimodal":  # read tensor by tensor by famlib
+        shutil.copytree(multimodal_dir[0], path)
+    else:  # read by transformers' from_pretrained
+        build_scratch_model(ARCH, vocab_size=50, seed=1).save_pretrained(path)
+    f = path / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError) as err:
+        load_hub_text_model(path, dtype="float32")
+    assert str(err.value).startswith(f"{f}: cannot be read as safetensors: truncated, {len(data) // 2:,} of the "
+                                     f"{len(data):,} bytes its header announces")
+    assert str(err.value).endswith("re-copy or re-save the checkpoint")

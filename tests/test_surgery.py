@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -501,6 +502,73 @@ def test_cli_errors_name_the_problem(zoo, tmp_path, capsys):
     rc = cli_main(["revert", "--tuned", str(zoo["tuned"]), "--base", str(zoo["base"]), "--out", str(tmp_path / "r"),
                    "--scale", "smoke", "--first", "1"])
     assert rc == 2 and "either --scale or --first/--last" in capsys.readouterr().err
+
+
+def _damaged_copy(src: Path, dst: Path, damage: str, file: str = "model.safetensors") -> Path:
+    """A copy of a model directory whose weight file is truncated, torn in its header, random bytes or JSON."""
+    shutil.copytree(src, dst)
+    f = dst / file
+    data = f.read_bytes()
+    f.write_bytes({"truncated": data[: len(data) // 2], "header_cut": data[:40], "empty": b"",
+                   "random": torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
+                                           dtype=torch.uint8).numpy().tobytes(),
+                   "json": (src / "config.json").read_bytes()}[damage])
+    return dst
+
+
+def test_cli_soup_refuses_a_truncated_model_file_in_one_line(zoo, tmp_path):
+    """A torn model.safetensors among the inputs: exit code 2, one line naming the file, no traceback, no output."""
+    import os
+    import subprocess
+    import sys
+
+    torn = _damaged_copy(zoo["tuned2"], tmp_path / "torn", "truncated")
+    out = tmp_path / "soup"
+    proc = subprocess.run([sys.executable, "-m", "famlib.cli", "soup", str(zoo["tuned"]), str(torn), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "SafetensorError" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"famlib: {torn / 'model.safetensors'}: cannot be read as safetensors: truncated, "), lines
+    assert lines[0].endswith("re-copy or re-save the checkpoint"), lines
+    assert not out.exists() and not list(tmp_path.glob(".soup*"))  # nothing written, not even a temporary folder
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("damage, what", [
+    ("truncated", "truncated, "), ("header_cut", "truncated inside its header"), ("empty", "empty (0 bytes)"),
+    ("random", "not a safetensors file"), ("json", "not a safetensors file, it holds text"),
+])
+@pytest.mark.parametrize("command", ["soup", "revert", "interpolate"])
+def test_cli_names_a_torn_or_foreign_weight_file(zoo, tmp_path, capsys, damage, what, command):
+    bad = _damaged_copy(zoo["tuned"], tmp_path / "bad", damage)
+    out = tmp_path / "out"
+    argv = {"soup": ["soup", str(zoo["tuned2"]), str(bad)],
+            "revert": ["revert", "--tuned", str(bad), "--base", str(zoo["base"]), "--first", "2", "--last", "1"],
+            "interpolate": ["interpolate", "--base", str(zoo["base"]), "--tuned", str(bad), "--groups", "middle",
+                            "--alpha", "0.5", "--first", "2", "--last", "1"]}[command]
+    assert cli_main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"famlib: {bad / 'model.safetensors'}: cannot be read as safetensors: "
+                                                   f"{what}"), err
+    assert "re-copy or re-save the checkpoint" in err
+    assert not out.exists()
+
+
+def test_a_torn_shard_and_a_file_torn_after_opening_are_named(zoo, tmp_path):
+    shard = sorted(p.name for p in zoo["tuned_sharded"].glob("model-*.safetensors"))[1]
+    bad = _damaged_copy(zoo["tuned_sharded"], tmp_path / "bad_shard", "truncated", file=shard)
+    with pytest.raises(SurgeryError, match=re.escape(f"{shard}: cannot be read as safetensors: truncated")):
+        surgery.soup([zoo["tuned"], bad], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # headers read fine, then the file is cut (a copy still under way): the tensor read names the file too
+    src = surgery.ModelDir(shutil.copytree(zoo["tuned"], tmp_path / "later"))
+    f = tmp_path / "later" / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:1000])
+    with pytest.raises(SurgeryError, match=re.escape(f"{f}: cannot be read as safetensors: truncated")):
+        src.get(src.names()[0])
 
 
 def test_cli_registers_on_another_parser():

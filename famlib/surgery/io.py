@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional
 
-from famlib.io import sha256_file
+from famlib.io import open_safetensors, sha256_file
 from famlib.surgery.errors import SurgeryError
 
 if TYPE_CHECKING:
@@ -155,12 +155,11 @@ class ModelDir(TensorSource):
 
     Raises:
         SurgeryError: no such directory, no config, no safetensors weights, an index that names missing
-            shards, or a tensor stored in two shards.
+            shards, a weight file that is torn (truncated) or not safetensors at all, or a tensor stored
+            in two shards.
     """
 
     def __init__(self, path: str | Path):
-        from safetensors import safe_open
-
         self.path = Path(path)
         self.label = str(self.path)
         if not self.path.is_dir():
@@ -185,7 +184,7 @@ class ModelDir(TensorSource):
         for file in self.files:
             if not file.is_file():
                 raise SurgeryError(f"{index}: names shard {file.name}, which is not in {self.path}")
-            with safe_open(str(file), framework="pt") as f:  # headers only; closed at once
+            with open_safetensors(file, SurgeryError) as f:  # headers only; closed at once; torn file -> one line
                 for name in f.keys():
                     if name in self._where:
                         raise SurgeryError(f"{self.path}: tensor {name} is stored in both "
@@ -202,9 +201,7 @@ class ModelDir(TensorSource):
 
     def get(self, name: str) -> "torch.Tensor":
         """Read one tensor; it may be backed by the file (copy-on-write), so free it when done with it."""
-        from safetensors import safe_open
-
-        with safe_open(str(self._where[name]), framework="pt") as f:
+        with open_safetensors(self._where[name], SurgeryError) as f:
             return f.get_tensor(name)
 
     def weight_digests(self) -> dict[str, str]:
