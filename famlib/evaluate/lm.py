@@ -17,13 +17,23 @@ Groups are batched: the prefixes of several items run as one left-padded batch (
 a chunk holds at most ``batch_size`` choices. On the tiny model (bf16, one thread) comprehension went from
 95.7 s to 47.6 s and reasoning from 28.1 s to 21.4 s for 22 languages x 32 items;
 ``tests/test_evaluate.py::test_shared_prefix_scores_equal_the_harness`` holds the values to the parent's.
+
+Generation: requests whose settings carry ``famlib_paper_stop: true`` (the translation tasks' YAML, see
+:func:`famlib.evaluate.truncation.scoring_yaml`) get :class:`PaperStop` among their stopping criteria, which
+ends each row of a batch once the paper's truncated span can no longer change. The setting is removed
+before ``generate`` sees it. ``tests/test_generation.py`` holds the spans to those of generating to
+``max_gen_toks`` and truncating afterwards.
 """
 
 from __future__ import annotations
 
 import os
 
+import transformers
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils_hf import stop_sequences_criteria
+
+from famlib.evaluate.truncation import STOP_KWARG, span_is_final
 
 
 def _quiet() -> bool:
@@ -43,6 +53,32 @@ class SharedPrefixLM(HFLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         return super().generate_until(requests, disable_tqdm=disable_tqdm or _quiet())
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        """The parent's ``_model_generate``, plus :class:`PaperStop` when the request asks for it.
+
+        The parent builds its stopping criteria inline and passes them to ``generate`` itself, so this is
+        its body (lm-eval 0.4.13) with one more criterion in the list. Without the setting, or for a seq2seq
+        model (no prompt before the generated tokens) or beam search (whose rows are reordered beams), the
+        parent runs unchanged.
+        """
+        import torch
+
+        paper = bool(generation_kwargs.pop(STOP_KWARG, False))
+        if not paper or self.backend != "causal" or int(generation_kwargs.get("num_beams") or 1) > 1:
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
+        do_sample = generation_kwargs.get("do_sample")
+        if (temp := generation_kwargs.get("temperature")) == 0.0 and do_sample is None:
+            generation_kwargs["do_sample"] = do_sample = False
+        if do_sample is False and temp == 0.0:
+            generation_kwargs.pop("temperature", None)
+        criteria = stop_sequences_criteria(self.tokenizer, stop, context.shape[1], context.shape[0])
+        criteria.append(PaperStop(self.tokenizer, context.shape[1], context.shape[0]))
+        with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                            enabled=self.mixed_precision_dtype is not None):
+            return self.model.generate(input_ids=context, max_length=max_length, stopping_criteria=criteria,
+                                       pad_token_id=self.tokenizer.pad_token_id, use_cache=True, **generation_kwargs)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         disable_tqdm = disable_tqdm or _quiet()  # the parent's rolling path asks for a bar per batch
@@ -123,6 +159,38 @@ class SharedPrefixLM(HFLM):
             greedy = bool((logits[r, :len(cont)].argmax(-1) == target).all())
             out[g].append((float(lp.sum()), greedy))
         return out
+
+
+class PaperStop(transformers.StoppingCriteria):
+    """Ends each row of a generation batch once its span under the paper's rule is final.
+
+    Per step, every row not yet done is decoded from its first generated token, as lm-eval decodes the
+    result (``skip_special_tokens=True``), and is done once :func:`~famlib.evaluate.truncation.span_is_final`
+    holds: a newline or literal ``\\n`` after non-whitespace text. Returns one bool per row (transformers
+    >= 4.39); ``generate`` pads a done row from there on and stops when every row is done, EOS, or at the
+    limit. For greedy decoding the kept tokens are those of a generation to the limit (a row's tokens do not
+    depend on when it stops), so the span is the same provided decoding is prefix-stable (the decoded text
+    of a token prefix is a prefix of the decoded text of the whole): true of byte-level BPE and of
+    SentencePiece with byte fallback, whose partial UTF-8 bytes decode as replacement characters and never
+    as a newline or backslash, as long as ``clean_up_tokenization_spaces`` is off (it is for famlib's
+    tokenizer; the test checks the prefix property on its outputs). Decoding whole rows (at most ``max_gen_toks`` tokens) costs far less than
+    the forward pass of a step.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int, batch_size: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.done = [False] * batch_size
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        rows = [i for i, done in enumerate(self.done) if not done]
+        if rows:
+            generated = input_ids[rows, self.prompt_length:].tolist()
+            for i, text in zip(rows, self.tokenizer.batch_decode(generated, skip_special_tokens=True)):
+                self.done[i] = span_is_final(text)
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
 def _cache_kwarg(model) -> str:
