@@ -42,3 +42,13 @@ def test_gpu_cpt_benchmark_runs_on_the_cpu(tmp_path):
     assert run["batch"] == 2 and run["seq"] == 32 and run["tokens_per_s"] > 0 and 0 < run["mfu_measured"]
     assert summary["small_cpt_seconds_at_best"] == pytest.approx(summary["small_cpt_tokens"] / run["tokens_per_s"])
     assert "tokens/s" in proc.stdout and "small-scale CPT" in proc.stdout
+
+
+def test_pack_tokens_benchmark_runs_small():
+    cmd = [sys.executable, str(BENCH / "bench_pack_tokens.py"), "--tokens", "3e6", "--small-tokens", "1e6"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["same_rows_per_label"]
+    assert [r["case"] for r in summary["results"]] == ["streamed", "streamed", "in-memory"]
+    assert "the paper's 25B tokens" in proc.stdout

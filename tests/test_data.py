@@ -267,3 +267,146 @@ def test_madlad_path_that_is_neither_a_directory_nor_a_hub_id_is_refused(tmp_pat
     params = load_params("paper", {"data.madlad.path": str(tmp_path / "missing" / "MADLAD-400")})
     with pytest.raises(Exception, match=r"neither a local directory nor a hub id"):
         next(build_corpus(params, tmp_path / "cache").units("hr", "train"))
+
+
+# ---- packing: streamed, shuffled by blocks, resumable ---------------------------------------------
+class _FakeTokenizer:
+    """Documents "<label>:<i>" -> 3 to 30 ids derived from (label, i); counts the documents it encodes."""
+
+    bos_token_id, eos_token_id = 1, 2
+
+    def __init__(self, vocab: int = 1000):
+        self.vocab, self.encoded = vocab, {}
+
+    def __len__(self):
+        return self.vocab
+
+    def ids(self, doc: str) -> list[int]:
+        label, i = doc.split(":")
+        rng = np.random.default_rng([sum(map(ord, label)), int(i)])
+        return rng.integers(3, self.vocab, size=int(rng.integers(3, 31))).tolist()
+
+    def __call__(self, batch, add_special_tokens=False):
+        assert not add_special_tokens
+        for d in batch:
+            label = d.split(":")[0]
+            self.encoded[label] = self.encoded.get(label, 0) + 1
+        return {"input_ids": [self.ids(d) for d in batch]}
+
+
+def _fake_docs(label: str, n: int = 400, fail_after: int | None = None):
+    def gen():
+        for i in range(n):
+            if fail_after is not None and i == fail_after:
+                raise KeyboardInterrupt("killed")  # what a kill looks like to the code after it: nothing more
+            yield f"{label}:{i}"
+    return gen
+
+
+_PACK_BUDGETS = {"aa": 8 * 100 + 5, "bb": 8 * 50, "cc": 8 * 37 + 7}
+
+
+def _reference_rows(tok: _FakeTokenizer, label: str, budget: int, seq_len: int) -> np.ndarray:
+    """What the earlier in-memory packing made of one label: <bos> doc <eos> concatenated, whole rows."""
+    out, n_rows = [], budget // seq_len
+    for d in _fake_docs(label)():
+        out += [tok.bos_token_id, *tok.ids(d), tok.eos_token_id]
+        if len(out) >= n_rows * seq_len:
+            break
+    rows = min(n_rows, len(out) // seq_len)
+    return np.asarray(out[:rows * seq_len], dtype=np.int64).reshape(rows, 8)
+
+
+def _pack(out, tok, docs=None, **kw):
+    from famlib.data.tokens import pack_split
+
+    docs = docs or {label: _fake_docs(label) for label in _PACK_BUDGETS}
+    return pack_split(out, docs, dict(_PACK_BUDGETS), tok, 8, 7, "k", **kw)
+
+
+def test_packing_a_set_that_fits_one_window_is_the_global_shuffle(tmp_path):
+    tok = _FakeTokenizer()
+    ts = _pack(tmp_path / "train", tok)
+    parts = [_reference_rows(tok, label, b, 8) for label, b in _PACK_BUDGETS.items()]
+    rows, lab = np.concatenate(parts), np.concatenate([np.full(len(p), i, np.uint16) for i, p in enumerate(parts)])
+    order = np.random.default_rng(7).permutation(len(rows))
+    assert np.array_equal(ts.tokens, rows[order]) and np.array_equal(ts.labels, lab[order])
+    m = ts.meta
+    assert m["rows"] == 100 + 50 + 37 and m["dtype"] == "uint16" and m["labels"] == list(_PACK_BUDGETS)
+    assert m["used_tokens"] == {"aa": 800, "bb": 400, "cc": 296} and m["short"] == []
+    assert not (tmp_path / ".train.packing").exists() and not (tmp_path / ".train.tmp").exists()
+
+
+def test_packing_by_blocks_keeps_every_row_mixes_labels_and_is_deterministic(tmp_path):
+    from famlib.data.tokens import block_permutation
+
+    for n in (1, 2, 3, 5, 17, 64, 1000):
+        p = block_permutation(np.arange(n), n, seed=3)
+        assert sorted(p.tolist()) == list(range(n))
+        assert np.array_equal(block_permutation(np.arange(n), n, seed=3), p)
+    assert not np.array_equal(block_permutation(np.arange(1000), 1000, 3), block_permutation(np.arange(1000), 1000, 4))
+    assert not np.array_equal(block_permutation(np.arange(1000), 1000, 3), np.arange(1000))
+
+    tok = _FakeTokenizer()
+    kw = dict(buffer_bytes=3 * 4 * 8 * 2, block_rows=4)  # windows of 3 blocks of 4 rows (uint16 rows of 8)
+    ts = _pack(tmp_path / "a" / "train", tok, **kw)
+    tokens, labels = np.asarray(ts.tokens), np.asarray(ts.labels)
+    for i, (label, b) in enumerate(_PACK_BUDGETS.items()):
+        ref = _reference_rows(tok, label, b, 8)
+        got = tokens[labels == i]
+        assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, ref.tolist())), label  # the same rows
+        assert np.array_equal(ts.tokens[ts.rows_of(label)], got)
+    assert len(np.flatnonzero(np.diff(labels.astype(int)))) > 30  # labels interleave, not one run each
+    again = _pack(tmp_path / "b" / "train", _FakeTokenizer(), **kw)
+    for f in ("tokens.bin", "labels.bin", "meta.json"):
+        assert (ts.path / f).read_bytes() == (again.path / f).read_bytes()
+
+
+def test_packing_killed_while_packing_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    import famlib.data.tokens as T
+
+    monkeypatch.setattr(T, "ENCODE_BATCH", 3)  # checkpoints fall between tokenizer batches
+    kw = dict(buffer_bytes=3 * 4 * 8 * 2, block_rows=4, checkpoint_bytes=8 * 2 * 5)  # a checkpoint every 5 rows
+    tok = _FakeTokenizer()
+    whole = _pack(tmp_path / "whole" / "train", tok, **kw)
+    encoded_whole = dict(tok.encoded)
+    out = tmp_path / "killed" / "train"
+    docs = {label: _fake_docs(label) for label in _PACK_BUDGETS}
+    with pytest.raises(KeyboardInterrupt):
+        _pack(out, _FakeTokenizer(), {**docs, "bb": _fake_docs("bb", fail_after=16)}, **kw)
+    work = out.with_name(".train.packing")
+    assert not out.exists() and (work / "0.done.json").exists() and not (work / "1.done.json").exists()
+    progress = json.loads((work / "1.progress.json").read_text())
+    assert 0 < progress["docs"] <= 15 and progress["rows"] > 0 and not progress["complete"]
+    (work / "1.bin").open("ab").write(b"\xff" * 13)  # bytes written after the checkpoint: cut away on resume
+
+    calls = []
+    resumed = {label: (lambda f=f, label=label: calls.append(label) or f()) for label, f in docs.items()}
+    tok = _FakeTokenizer()
+    ts = _pack(out, tok, resumed, **kw)
+    assert calls == ["bb", "cc"]  # aa was finished and is not read again
+    assert tok.encoded == {"bb": encoded_whole["bb"] - progress["docs"], "cc": encoded_whole["cc"]}  # not re-encoded
+    for f in ("tokens.bin", "labels.bin", "meta.json"):
+        assert (ts.path / f).read_bytes() == (whole.path / f).read_bytes(), f
+    assert not work.exists()
+
+    # killed while assembling: the previous set stays whole, the packed labels are kept, assembly runs again
+    before = {f: (ts.path / f).read_bytes() for f in ("tokens.bin", "labels.bin", "meta.json")}
+    real = T._assemble
+
+    def dies(tmp, *a, **k):
+        (tmp / "tokens.bin").write_bytes(b"half")
+        raise KeyboardInterrupt("killed")
+
+    T._assemble = dies
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            T.pack_split(out, docs, dict(_PACK_BUDGETS), _FakeTokenizer(), 8, 7, "new key", **kw)
+    finally:
+        T._assemble = real
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert all((work / f"{i}.done.json").exists() for i in range(3))
+    tok = _FakeTokenizer()
+    T.pack_split(out, docs, dict(_PACK_BUDGETS), tok, 8, 7, "new key", **kw)
+    assert tok.encoded == {} and json.loads((out / "meta.json").read_text())["key"] == "new key"
+    assert (out / "tokens.bin").read_bytes() == before["tokens.bin"] and not work.exists()
