@@ -1,23 +1,56 @@
-"""The languages famlib knows: English name (used in prompts), script and FLORES-200 code.
+"""The languages famlib knows: English name (used in prompts), script, FLORES-200 code and FLORES+ configuration.
 
 Codes are the paper's (ISO 639-1 where one exists: ``fil`` for Filipino/Tagalog, ``no`` for Norwegian
-Bokmål). The FLORES-200 code doubles as the Belebele code and names the paper-scale lm-eval tasks.
+Bokmål). Two benchmark codes per language:
+
+* ``flores200``: the FLORES-200 code (ISO 639-3 + script), which Belebele and Global-PIQA reuse and so names
+  lm-eval's ``belebele_<code>`` and ``global_piqa_nonparallel_cloze_<code in lower case>``; for a language
+  FLORES-200 lacks (Western Frisian) it is the code of the same form, naming tasks that do not exist.
+* ``flores``: the FLORES+ configuration the paper scale's translation tasks read, which is not always the
+  FLORES-200 code (Filipino: ``fil_Latn`` in FLORES+, ``tgl_Latn`` in FLORES-200 and Belebele), and ``None``
+  where FLORES+ has no such language (Western Frisian).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
+
+# The FLORES+ configurations (openlanguagedata/flores_plus: one per language, splits dev and devtest) of the
+# languages in the table below. Source: FLORES+'s changelog (github.com/openlanguagedata/flores, CHANGELOG.md):
+# release 1.0 is FLORES-200 itself; 2.0 (rc.1, 2024-02-29) "Relabeled `tgl_Latn` to `fil_Latn` after confirming
+# the data is in Filipino"; its other relabellings (est, grn, kon, zho, tzm, aka/twi, ajp/apc) touch none of
+# these languages. Western Frisian (fy, fry_Latn) is in neither FLORES-200 nor FLORES+; the authors' FLORES
+# jobs (scaling-multilingual-experts, scripts/flores_jobs.py) leave it out too.
+FLORES_PLUS_RELABELLED = {"tgl_Latn": "fil_Latn"}
+FLORES_PLUS_CONFIGS = (
+    "eng_Latn",
+    "afr_Latn", "ltz_Latn", "dan_Latn", "nld_Latn", "deu_Latn", "isl_Latn", "nob_Latn", "swe_Latn",
+    "mkd_Cyrl", "hrv_Latn", "rus_Cyrl", "slk_Latn", "srp_Cyrl", "ukr_Cyrl",
+    "bul_Cyrl", "ces_Latn", "lit_Latn", "pol_Latn", "slv_Latn", "lvs_Latn",
+    "ben_Beng", "hin_Deva", "kan_Knda", "mal_Mlym", "mar_Deva", "npi_Deva", "tam_Taml", "tel_Telu",
+    "asm_Beng", "guj_Gujr", "ory_Orya", "pan_Guru", "snd_Arab", "sin_Sinh", "urd_Arab",
+    "smo_Latn", "jav_Latn", "ceb_Latn", "fil_Latn", "ind_Latn", "zsm_Latn",
+    "ilo_Latn", "mri_Latn", "sun_Latn", "war_Latn", "plt_Latn",
+    "spa_Latn", "por_Latn", "fra_Latn", "glg_Latn", "ita_Latn", "ron_Latn", "cat_Latn",
+)
 
 
 @dataclass(frozen=True)
 class Language:
     code: str
     name: str  # English name, as it appears in translation prompts ("English: ...\nPolish:")
-    flores: str  # FLORES-200 / Belebele code, e.g. "pol_Latn"
+    flores200: str  # FLORES-200 / Belebele code, e.g. "pol_Latn"
 
     @property
     def script(self) -> str:
-        return self.flores.split("_", 1)[1]
+        return self.flores200.split("_", 1)[1]
+
+    @property
+    def flores(self) -> Optional[str]:
+        """The FLORES+ configuration name (``"fil_Latn"`` for Filipino), or None where FLORES+ has none."""
+        name = FLORES_PLUS_RELABELLED.get(self.flores200, self.flores200)
+        return name if name in FLORES_PLUS_CONFIGS else None
 
 
 _TABLE = """

@@ -1,6 +1,6 @@
 """The paper scale's tasks: lm-eval's real task names, the paper's coverage gaps, and FLORES-200.
 
-* comprehension: Belebele, ``belebele_<flores code>`` (lm-eval's own tasks; accuracy).
+* comprehension: Belebele, ``belebele_<FLORES-200 code>`` (lm-eval's own tasks; accuracy).
 * reasoning: Global-PIQA completions, ``global_piqa_nonparallel_cloze_<code>`` (lm-eval's own cloze tasks,
   the 2-way non-parallel split; accuracy).
 * translation: FLORES-200 in both directions. lm-eval 0.4.13 has FLORES only for a few language pairs
@@ -8,11 +8,13 @@
   2-shot prompt, greedy generation until a newline, the paper's truncation filter, corpus chrF) over
   FLORES+ (``openlanguagedata/flores_plus``, one configuration per language, joined on ``id``; the older
   ``facebook/flores`` is a loading script that ``datasets`` >= 4 no longer runs). dev is the few-shot
-  split, devtest the test split.
+  split, devtest the test split. FLORES+ names some languages differently from FLORES-200 (Filipino is
+  ``fil_Latn``, Belebele's ``tgl_Latn``): the configuration names are ``famlib.languages.FLORES_PLUS_CONFIGS``.
 
 Coverage: the paper's own gaps (``PAPER_GAPS``: lv and or have no Global-PIQA, nor do the Austronesian
-held-out languages; de is left out of the Germanic held-out results) and the languages the installed
-harness has no task for (``HARNESS_GAPS``, checked against the registry by the tests).
+held-out languages; de is left out of the Germanic held-out results; fy has no translation, as FLORES has
+no Western Frisian) and the languages the installed harness has no task for (``HARNESS_GAPS``, checked
+against the registry by the tests).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ PAPER_GAPS: dict[tuple[str, str], str] = {
     ("reasoning", "war"): "no Global-PIQA for the Austronesian held-out languages (paper)",
     ("reasoning", "mg"): "no Global-PIQA for the Austronesian held-out languages (paper)",
     ("*", "de"): "excluded from the Germanic held-out results (paper)",
+    ("translation", "fy"): "no Western Frisian in FLORES-200 or FLORES+ (the authors' FLORES jobs leave it out)",
 }
 # Languages of the paper's table that lm-eval 0.4.13 has no such task for (tests check these are absent).
 HARNESS_GAPS: dict[tuple[str, str], str] = {
@@ -66,15 +69,25 @@ class PaperTask:
 
 
 def belebele_task(lang: str) -> str:
-    return f"belebele_{language(lang).flores}"
+    return f"belebele_{language(lang).flores200}"  # Belebele keeps FLORES-200's codes: belebele_tgl_Latn
 
 
 def global_piqa_task(lang: str) -> str:
-    return f"global_piqa_nonparallel_cloze_{GLOBAL_PIQA_CODE.get(lang, language(lang).flores.lower())}"
+    return f"global_piqa_nonparallel_cloze_{GLOBAL_PIQA_CODE.get(lang, language(lang).flores200.lower())}"
 
 
 def flores_task(src: str, tgt: str) -> str:
-    return f"famlib_flores200_{language(src).flores}-{language(tgt).flores}"
+    """``famlib_flores200_<src>-<tgt>`` in FLORES+ configuration names (``eng_Latn-fil_Latn``).
+
+    Raises:
+        FamlibError: FLORES+ has no such language (Western Frisian).
+    """
+    codes = [language(x).flores for x in (src, tgt)]
+    if None in codes:
+        lang = (src, tgt)[codes.index(None)]
+        raise FamlibError(f"FLORES+ has no {language(lang).name} ({lang!r}); famlib.languages.FLORES_PLUS_CONFIGS "
+                          "lists the configurations the paper scale reads")
+    return f"famlib_flores200_{codes[0]}-{codes[1]}"
 
 
 def coverage_gap(axis: str, lang: str) -> Optional[str]:
