@@ -1,46 +1,50 @@
-"""The paper's findings C1-C11 (``paper/facts.md``), each decided on this run's numbers by an explicit rule.
+"""The paper's findings C1-C11 (``paper/facts.md``), each decided on this run's records with paired intervals.
 
-Every claim gets a verdict: ``holds``, ``does not hold``, or ``not measured`` (with what is missing). The
-evidence string carries the numbers that decided it, with standard errors where noise matters (accuracy:
-binomial standard errors combined over languages and families); a verdict whose deciding margin is smaller
-than one standard error says so ("within noise"). Family averages are those of :mod:`famlib.tables`
-(per-family strategies answered by the family's own model; ``avg`` = mean of the family rows).
+Every claim is a conjunction of comparisons (a strategy against the base, or two strategies), each with a
+paired 95 % cluster-bootstrap interval from :mod:`famlib.evidence` (item keys resampled together across
+languages and models). A comparison *holds* when its interval excludes the contrary, *does not hold* when
+it excludes the claim, and is *undecided* when it spans both. A claim holds when every comparison holds,
+does not hold when any does not, and is undecided otherwise; ``not measured`` says what is missing.
 
-Rules (``A`` = the ``avg`` row of a table; "CPT strategies" = every strategy but the base). Values are
-compared unrounded; an exact tie is read in the claim's favour (a tie is no counterexample).
+Scopes are the tables' (:mod:`famlib.tables`): a family's score is the mean over its languages, a table's
+average the mean over families. "CPT strategies" = every strategy present but the base; the "main" ones
+leave out the Freeze soup (the paper's appendix extra). ``L`` = the lower of Dense and Expert at the point
+estimate.
 
-* C1: Table 2 (bits per byte). The lowest A among CPT strategies is Dense's or Expert's, and every
-  alignment strategy (Freeze, L2-SP) lies between them and the base: min(Dense, Expert) <= A(s) < A(base).
-* C2: Table 2. For each reverted variant present: A(source) <= A(reverted) < A(base) (gives back part of
-  the gain, stays better than base); Dense-Reverted vs Dense, Expert-Reverted vs Expert.
-* C3: Table 3, score = mean of the family rows and the English row (held-in + English). Dense's drop
-  (base - Dense) is positive and the largest among the CPT strategies.
-* C4: Table 3 A. Freeze is the highest among the paper's main CPT strategies (Freeze soup, the appendix
-  extra, excluded) and A(Freeze) >= A(base).
-* C5: Table 3 A. A(Dense) < A(Dense-Reverted) < A(base) and Dense-Reverted recovers at least half of
-  Dense's loss: (A(D.-Rev.) - A(Dense)) / (A(base) - A(Dense)) >= 0.5.
-* C6: Table 3 A. Soup ranks second among the main CPT strategies (Freeze soup excluded).
-* C7: Table 5 A (chrF, directions averaged). Every CPT strategy is above the base, and the two highest
-  are Dense and Dense-Reverted (either order).
-* C8: Table 9 (held-out bits per byte). Dense > base and Expert > base in every family.
-* C9: Table 9. L2-SP <= base in every family.
-* C10: interpolation, held-in comprehension accuracy (mean over held-in languages). Range of a group =
-  |acc(alpha=1) - acc(alpha=0)|. The middle range is the largest, the last range the smallest, the middle
-  curve falls from alpha 0 to 1 and is monotonic: no step up larger than one standard error of the mean
-  accuracy at that alpha (the tolerance).
-* C11: interpolation, held-in chrF (both directions averaged). The last group's range is the largest.
+* C1: Table 2 (held-in bits per byte). Every other CPT strategy above ``L``; Freeze and L2-SP below the base.
+* C2: Table 2. For each reverted variant: above its source (gives back part of the gain), below the base.
+* C3: Table 3 with English (held-in families and the probe). Dense below the base, and below every other
+  CPT strategy (its drop is the largest).
+* C4: Table 3 average. Freeze above every other main CPT strategy, and above the base (the paper's "at or
+  above": an interval that spans 0 leaves it undecided).
+* C5: Table 3 average. Dense-Reverted above Dense, below the base, and its recovery at least half of
+  Dense's loss: (D.-Rev. - Dense) - 0.5 (base - Dense) > 0.
+* C6: Table 3 average. Soup below the best other main strategy and above all the rest (rank 2).
+* C7: Table 5 average (chrF, both directions). Every CPT strategy above the base; Dense and Dense-Reverted
+  each above every other CPT strategy.
+* C8: Table 9 (held-out bits per byte), per family. Dense above the base and Expert above the base.
+* C9: Table 9, per family. L2-SP not above the base: holds where the interval lies below 0.
+* C10: interpolation, held-in comprehension. drop(G) = acc(alpha 0) - acc(alpha 1) for group G. The middle
+  drop positive; |drop(middle)| above |drop(first)| and |drop(last)|; |drop(last)| below |drop(first)|;
+  every step of the middle curve falling (acc(alpha_i) - acc(alpha_i+1) > 0).
+* C11: interpolation, held-in chrF (directions averaged): |range(last)| above |range(first)| and
+  |range(middle)|, range(G) = chrF(alpha 1) - chrF(alpha 0).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from famlib.tables import AVG, LABELS, build_table, interpolation_curves, table_kwargs
+import numpy as np
 
-HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
+from famlib import stats as S
+from famlib.evidence import Evidence, Who, describe
+from famlib.tables import LABELS, table_kwargs
+
+HOLDS, FAILS, UNDECIDED, NOT_MEASURED = S.HOLDS, S.FAILS, S.UNDECIDED, S.NOT_MEASURED
+VERDICTS = (HOLDS, FAILS, UNDECIDED, NOT_MEASURED)
 
 CLAIM_TEXT = {
     "C1": "Dense and Expert reach the lowest training-language perplexity; alignment strategies sit between the "
@@ -76,18 +80,18 @@ PAPER_EVIDENCE = {
 }
 
 RULES = {
-    "C1": "Table 2 bpb avg: lowest CPT strategy is Dense or Expert; min(Dense, Expert) ≤ Freeze, L2-SP < base",
-    "C2": "Table 2 bpb avg: source ≤ reverted < base, for D.-Rev./Dense and E.-Rev./Expert",
-    "C3": "Table 3 (families + English): Dense's drop vs base is positive and the largest",
-    "C4": "Table 3 avg: Freeze highest among main CPT strategies, and ≥ base",
-    "C5": "Table 3 avg: Dense < D.-Rev. < base, recovering ≥ 50 % of Dense's loss",
-    "C6": "Table 3 avg: Soup second among main CPT strategies",
-    "C7": "Table 5 avg: every CPT strategy > base; top two are Dense and D.-Rev.",
-    "C8": "Table 9 bpb: Dense > base and Expert > base in every family",
-    "C9": "Table 9 bpb: L2-SP ≤ base in every family",
-    "C10": "Interpolation acc: middle range |acc(1)−acc(0)| largest, last smallest; middle falls monotonically "
-           "(tolerance: 1 s.e. per step)",
-    "C11": "Interpolation chrF (directions averaged): last group's range is the largest",
+    "C1": "Table 2 bpb avg: every other CPT strategy > min(Dense, Expert); Freeze, L2-SP < base",
+    "C2": "Table 2 bpb avg: reverted > its source and reverted < base, for D.-Rev./Dense and E.-Rev./Expert",
+    "C3": "Table 3 (families + English): Dense < base and Dense < every other CPT strategy",
+    "C4": "Table 3 avg: Freeze > every other main CPT strategy, and Freeze > base",
+    "C5": "Table 3 avg: D.-Rev. > Dense, D.-Rev. < base, (D.-Rev. − Dense) − ½(base − Dense) > 0",
+    "C6": "Table 3 avg: best other main strategy > Soup > every remaining main strategy",
+    "C7": "Table 5 avg: every CPT strategy > base; Dense and D.-Rev. > every other CPT strategy",
+    "C8": "Table 9 bpb per family: Dense > base and Expert > base",
+    "C9": "Table 9 bpb per family: L2-SP − base < 0 (interval below 0)",
+    "C10": "Interpolation acc: middle drop > 0; |middle| > |first|, |middle| > |last|, |last| < |first|; "
+           "each middle step falls",
+    "C11": "Interpolation chrF: |last range| > |first range| and > |middle range|",
 }
 
 ALIGNMENT = ("freeze", "l2sp")
@@ -98,7 +102,7 @@ MAIN_EXCLUDED = ("base", "freeze_soup")  # C4/C6 rank the paper's main CPT strat
 class Claim:
     id: str
     text: str
-    verdict: str  # holds | does not hold | not measured
+    verdict: str  # holds | does not hold | undecided | not measured
     evidence: str
     paper: str = ""
     rule: str = ""
@@ -108,245 +112,238 @@ class Claim:
                 "verdict": self.verdict, "rule": self.rule}
 
 
-def _lab(s: str) -> str:
-    return LABELS.get(s, s)
+def _lab(s) -> str:
+    return str(s) if isinstance(s, Who) else LABELS.get(s, s)
 
 
-def _ok(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
+class _Parts:
+    """The comparisons of one claim: each a verdict and a line of evidence."""
 
+    def __init__(self, ev: Evidence, axis: str, groups: dict, digits: int = 3, scale: float = 1.0, unit: str = ""):
+        self.ev, self.axis, self.groups = ev, axis, groups
+        self.digits, self.scale, self.unit = digits, scale, unit
+        self.items: list[tuple[str, str]] = []
 
-def _val(table, row, col):
-    f = table.frame
-    if row in f.index and col in f.columns and _ok(f.at[row, col]):
-        return float(f.at[row, col])
-    return None
+    def check(self, label: str, fn, whos, sign: str, groups: Optional[dict] = None) -> str:
+        """Add the comparison ``fn(*scores) <sign> 0`` (``sign`` ``>`` or ``<``); return its verdict."""
+        iv = self.ev.statistic(fn, whos, self.axis, groups or self.groups)
+        if iv is None:
+            v = NOT_MEASURED
+            self.items.append((v, f"{label}: not measured"))
+            return v
+        v = S.verdict_greater(iv) if sign == ">" else S.verdict_less(iv)
+        self.items.append((v, f"{label} {describe(iv, self.digits, self.scale, self.unit)} ({v})"))
+        return v
 
+    def diff(self, a, b, sign: str, groups: Optional[dict] = None) -> str:
+        return self.check(f"{_lab(a)} − {_lab(b)}", lambda x, y: x - y, [a, b], sign, groups)
 
-def _se(table, row, col):
-    if table.stderr is None:
-        return None
-    f = table.stderr
-    if row in f.index and col in f.columns and _ok(f.at[row, col]):
-        return float(f.at[row, col])
-    return None
-
-
-def _avg_row(table) -> dict:
-    """``{strategy: avg value}`` for the strategies with a complete average."""
-    return {s: v for s in table.frame.columns if (v := _val(table, AVG, s)) is not None}
-
-
-def _noise(margin: float, se: Optional[float]) -> str:
-    if se is None or not _ok(se) or se <= 0:
-        return ""
-    return f"; margin {margin:+.3f} vs s.e. {se:.3f}" + (" (within noise)" if abs(margin) < se else "")
-
-
-def _fmt(values: dict, digits: int, order=None) -> str:
-    order = order or sorted(values, key=values.get)
-    return ", ".join(f"{_lab(s)} {values[s]:.{digits}f}" for s in order if s in values)
+    def claim(self, cid: str, head: str = "") -> Claim:
+        verdicts = [v for v, _ in self.items]
+        verdict = S.combine(verdicts) if verdicts else NOT_MEASURED
+        text = (head + ": " if head else "") + "; ".join(t for _, t in self.items)
+        return Claim(cid, CLAIM_TEXT[cid], verdict, text, PAPER_EVIDENCE[cid], RULES[cid])
 
 
 def _nm(cid: str, why: str) -> Claim:
     return Claim(cid, CLAIM_TEXT[cid], NOT_MEASURED, why, PAPER_EVIDENCE[cid], RULES[cid])
 
 
-def _verdict(cid: str, ok: bool, evidence: str) -> Claim:
-    return Claim(cid, CLAIM_TEXT[cid], HOLDS if ok else FAILS, evidence, PAPER_EVIDENCE[cid], RULES[cid])
+def _present(ev: Evidence, axis: str, groups: dict, strategies) -> list[str]:
+    """The strategies (in order) that have every cell of ``groups`` on ``axis``."""
+    return [s for s in strategies if ev.draws(s, axis, groups) is not None]
+
+
+def _point(ev: Evidence, s, axis: str, groups: dict) -> float:
+    return ev.draws(s, axis, groups)[0]
 
 
 # ----------------------------------------------------------------------------------------------------
 # The claims
 # ----------------------------------------------------------------------------------------------------
-def _c1(t2) -> Claim:
-    a = _avg_row(t2)
-    need = [s for s in ("base",) if s not in a]
-    if need or not ({"dense", "expert"} & set(a)) or not (set(ALIGNMENT) & set(a)):
-        return _nm("C1", f"Table 2 averages missing for: {_missing(a, ['base', 'dense', 'expert', *ALIGNMENT])}")
-    cpt = {s: v for s, v in a.items() if s != "base"}
-    lowest = min(cpt, key=lambda s: (cpt[s], s not in ("dense", "expert")))  # a tie is read in their favour
-    leaders = {s: a[s] for s in ("dense", "expert") if s in a}
-    lead = min(leaders.values())
-    between = {s: lead <= a[s] < a["base"] for s in ALIGNMENT if s in a}
-    ok = lowest in ("dense", "expert") and all(between.values())
-    why = [] if ok else ([f"lowest is {_lab(lowest)} {cpt[lowest]:.3f}"] if lowest not in leaders else []) + [
-        f"{_lab(s)} not in [{lead:.3f}, {a['base']:.3f})" for s, b in between.items() if not b]
-    return _verdict("C1", ok, f"avg bpb: {_fmt(a, 3)}" + (f" — {'; '.join(why)}" if why else ""))
+def _c1(ev, strategies) -> Claim:
+    g = ev.groups("held_in")
+    have = _present(ev, "perplexity", g, strategies)
+    leaders = [s for s in ("dense", "expert") if s in have]
+    if "base" not in have or not leaders or not set(ALIGNMENT) & set(have):
+        return _nm("C1", f"Table 2 averages missing; measured: {', '.join(map(_lab, have)) or 'none'}")
+    low = min(leaders, key=lambda s: _point(ev, s, "perplexity", g))
+    p = _Parts(ev, "perplexity", g)
+    for s in have:
+        if s not in ("base", "dense", "expert"):
+            p.diff(s, low, ">")
+    for s in ALIGNMENT:
+        if s in have:
+            p.diff(s, "base", "<")
+    return p.claim("C1", "held-in bpb, paired 95 % CIs")
 
 
-def _missing(have: dict, wanted) -> str:
-    miss = [_lab(s) for s in wanted if s not in have]
-    return ", ".join(miss) if miss else "none"
-
-
-def _c2(t2) -> Claim:
-    a = _avg_row(t2)
-    pairs = [(r, s) for r, s in (("dense_reverted", "dense"), ("expert_reverted", "expert")) if r in a and s in a]
-    if "base" not in a or not pairs:
-        return _nm("C2", f"Table 2 averages missing for: {_missing(a, ['base', 'dense', 'dense_reverted', 'expert', 'expert_reverted'])}")
-    parts, ok = [], True
+def _c2(ev, strategies) -> Claim:
+    g = ev.groups("held_in")
+    have = _present(ev, "perplexity", g, strategies)
+    pairs = [(r, s) for r, s in (("dense_reverted", "dense"), ("expert_reverted", "expert")) if r in have and s in have]
+    if "base" not in have or not pairs:
+        return _nm("C2", f"Table 2 averages missing; measured: {', '.join(map(_lab, have)) or 'none'}")
+    p = _Parts(ev, "perplexity", g)
     for r, s in pairs:
-        good = a[s] <= a[r] < a["base"]
-        ok &= good
-        gain = a["base"] - a[s]
-        kept = (a["base"] - a[r]) / gain if gain > 0 else float("nan")
-        parts.append(f"{_lab(s)} {a[s]:.3f} ≤ {_lab(r)} {a[r]:.3f} < base {a['base']:.3f}: {'yes' if good else 'no'}"
-                     + (f" (keeps {100 * kept:.0f} % of the gain)" if kept == kept else ""))
-    return _verdict("C2", ok, "avg bpb: " + "; ".join(parts))
+        p.diff(r, s, ">")
+        p.diff(r, "base", "<")
+    return p.claim("C2", "held-in bpb")
 
 
-def _score(table, rows) -> tuple[dict, dict]:
-    """Mean over ``rows`` per strategy (only strategies with every row), and its standard error."""
-    vals, ses = {}, {}
-    for s in table.frame.columns:
-        v = [_val(table, r, s) for r in rows]
-        if rows and all(x is not None for x in v):
-            vals[s] = sum(v) / len(v)
-            e = [_se(table, r, s) for r in rows]
-            ses[s] = math.sqrt(sum(x * x for x in e)) / len(e) if all(x is not None for x in e) else None
-    return vals, ses
+def _c3(ev, strategies) -> Claim:
+    g = ev.groups("held_in", probe=True)
+    have = _present(ev, "comprehension", g, strategies)
+    if "base" not in have or "dense" not in have or len(have) < 3:
+        return _nm("C3", f"Table 3 (families + English) incomplete; measured: {', '.join(map(_lab, have)) or 'none'}")
+    p = _Parts(ev, "comprehension", g, 1, 100, " pp")
+    p.diff("dense", "base", "<")
+    for s in have:
+        if s not in ("base", "dense"):
+            p.diff("dense", s, "<")
+    return p.claim("C3", "comprehension, families and English")
 
 
-def _c3(t3) -> Claim:
-    rows = [r for r in t3.frame.index if r != AVG]
-    vals, ses = _score(t3, rows)
-    if "base" not in vals or "dense" not in vals or len(vals) < 3:
-        return _nm("C3", f"Table 3 (families + English) incomplete for: {_missing(vals, ['base', 'dense'])}"
-                         + ("" if len(vals) >= 3 else "; needs at least one more CPT strategy"))
-    drops = {s: vals["base"] - v for s, v in vals.items() if s != "base"}
-    order = sorted(drops, key=lambda s: (-drops[s], s != "dense"))  # a tie is read in Dense's favour
-    ok = order[0] == "dense" and drops["dense"] > 0
-    runner = order[1] if order[0] == "dense" else order[0]
-    se = _pair_se(ses.get("dense"), ses.get(runner))
-    ev = (f"drop vs base over {len(rows)} rows ({', '.join(map(str, rows))}): "
-          + ", ".join(f"{_lab(s)} {100 * drops[s]:+.1f} pp" for s in order)
-          + f"; base {vals['base']:.3f}" + _noise(drops["dense"] - drops[runner], se))
-    return _verdict("C3", ok, ev)
+def _main(have) -> list[str]:
+    return [s for s in have if s not in MAIN_EXCLUDED]
 
 
-def _pair_se(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return math.hypot(a, b) if a is not None and b is not None else None
+def _c4(ev, strategies) -> Claim:
+    g = ev.groups("held_in")
+    have = _present(ev, "comprehension", g, strategies)
+    main = _main(have)
+    if "freeze" not in main or "base" not in have or len(main) < 2:
+        return _nm("C4", f"Table 3 averages missing; measured: {', '.join(map(_lab, have)) or 'none'}")
+    p = _Parts(ev, "comprehension", g, 1, 100, " pp")
+    for s in main:
+        if s != "freeze":
+            p.diff("freeze", s, ">")
+    p.diff("freeze", "base", ">")
+    return p.claim("C4", "comprehension avg")
 
 
-def _ranked(table, favour: str = "") -> tuple[dict, list]:
-    """Average row and the main CPT strategies from best to worst (a tie is read in ``favour``'s favour)."""
-    a = {s: v for s, v in _avg_row(table).items()}
-    main = sorted((s for s in a if s not in MAIN_EXCLUDED), key=lambda s: (-a[s], s != favour))
-    return a, main
+def _c5(ev, strategies) -> Claim:
+    g = ev.groups("held_in")
+    have = _present(ev, "comprehension", g, strategies)
+    if not all(s in have for s in ("base", "dense", "dense_reverted")):
+        return _nm("C5", f"Table 3 averages missing; measured: {', '.join(map(_lab, have)) or 'none'}")
+    p = _Parts(ev, "comprehension", g, 1, 100, " pp")
+    p.diff("dense_reverted", "dense", ">")
+    p.diff("dense_reverted", "base", "<")
+    p.check("recovery beyond half of Dense's loss", lambda r, d, b: (r - d) - 0.5 * (b - d),
+            ["dense_reverted", "dense", "base"], ">")
+    return p.claim("C5", "comprehension avg")
 
 
-def _c4(t3) -> Claim:
-    a, main = _ranked(t3, "freeze")
-    if "freeze" not in a or "base" not in a or len(main) < 2:
-        return _nm("C4", f"Table 3 averages missing for: {_missing(a, ['base', 'freeze'])}"
-                         + ("" if len(main) >= 2 else "; needs another CPT strategy to compare"))
-    ok = main[0] == "freeze" and a["freeze"] >= a["base"]
-    other = main[1] if main[0] == "freeze" else main[0]
-    se = _pair_se(_se(t3, AVG, "freeze"), _se(t3, AVG, other))
-    ev = (f"avg acc: {_fmt(a, 3, main)}; base {a['base']:.3f}; Freeze − base {100 * (a['freeze'] - a['base']):+.1f} pp"
-          + _noise(a["freeze"] - a[other], se))
-    return _verdict("C4", ok, ev)
+def _c6(ev, strategies) -> Claim:
+    g = ev.groups("held_in")
+    have = _present(ev, "comprehension", g, strategies)
+    main = _main(have)
+    if "soup" not in main or len(main) < 3:
+        return _nm("C6", f"Table 3 averages missing; measured: {', '.join(map(_lab, have)) or 'none'}")
+    others = [s for s in main if s != "soup"]
+    leader = max(others, key=lambda s: _point(ev, s, "comprehension", g))
+    p = _Parts(ev, "comprehension", g, 1, 100, " pp")
+    p.diff(leader, "soup", ">")
+    for s in others:
+        if s != leader:
+            p.diff("soup", s, ">")
+    return p.claim("C6", f"comprehension avg (best other: {_lab(leader)})")
 
 
-def _c5(t3) -> Claim:
-    a = _avg_row(t3)
-    if not all(s in a for s in ("base", "dense", "dense_reverted")):
-        return _nm("C5", f"Table 3 averages missing for: {_missing(a, ['base', 'dense', 'dense_reverted'])}")
-    loss = a["base"] - a["dense"]
-    rec = a["dense_reverted"] - a["dense"]
-    frac = rec / loss if loss > 0 else float("nan")
-    ok = a["dense"] < a["dense_reverted"] < a["base"] and frac >= 0.5
-    ev = (f"avg acc: Dense {a['dense']:.3f}, D.-Rev. {a['dense_reverted']:.3f}, base {a['base']:.3f}; "
-          + (f"recovers {100 * rec:+.1f} pp of a {100 * loss:.1f} pp loss ({100 * frac:.0f} %)" if loss > 0
-             else f"Dense lost nothing ({100 * loss:+.1f} pp vs base): no loss to recover")
-          + _noise(rec, _pair_se(_se(t3, AVG, "dense"), _se(t3, AVG, "dense_reverted"))))
-    return _verdict("C5", ok, ev)
+def _c7(ev, strategies) -> Claim:
+    g = ev.groups("held_in")
+    have = _present(ev, "translation", g, strategies)
+    if not all(s in have for s in ("base", "dense", "dense_reverted")) or len(have) < 4:
+        return _nm("C7", f"Table 5 averages missing; measured: {', '.join(map(_lab, have)) or 'none'}")
+    p = _Parts(ev, "translation", g, 1, 1, " chrF")
+    for s in have:
+        if s != "base":
+            p.diff(s, "base", ">")
+    for s in have:
+        if s not in ("base", "dense", "dense_reverted"):
+            p.diff("dense", s, ">")
+            p.diff("dense_reverted", s, ">")
+    return p.claim("C7", "chrF avg, both directions")
 
 
-def _c6(t3) -> Claim:
-    a, main = _ranked(t3)
-    if "soup" not in a or len(main) < 3:
-        return _nm("C6", f"Table 3 averages missing for: {_missing(a, ['soup'])}"
-                         + ("" if len(main) >= 3 else "; needs at least three main CPT strategies to rank"))
-    rank = 1 + sum(a[s] > a["soup"] for s in main)  # competition ranking: ties share a rank
-    ok = rank == 2
-    nb = main[0] if rank != 1 else main[1]
-    ev = f"avg acc rank {rank} of {len(main)}: {_fmt(a, 3, main)}" + _noise(
-        a["soup"] - a[nb], _pair_se(_se(t3, AVG, "soup"), _se(t3, AVG, nb)))
-    return _verdict("C6", ok, ev)
-
-
-def _c7(t5) -> Claim:
-    a = _avg_row(t5)
-    if not all(s in a for s in ("base", "dense", "dense_reverted")) or len(a) < 4:
-        return _nm("C7", f"Table 5 averages missing for: {_missing(a, ['base', 'dense', 'dense_reverted'])}"
-                         + ("" if len(a) >= 4 else "; needs at least one more CPT strategy"))
-    cpt = sorted((s for s in a if s != "base"), key=lambda s: (-a[s], s not in ("dense", "dense_reverted")))
-    below = [s for s in cpt if a[s] <= a["base"]]
-    lead = set(cpt[:2]) == {"dense", "dense_reverted"}  # ties with a third strategy read in their favour
-    ok = not below and lead
-    ev = f"avg chrF: {_fmt(a, 1, cpt)}; base {a['base']:.1f}"
-    if below:
-        ev += f" — not above base: {', '.join(map(_lab, below))}"
-    if not lead:
-        ev += f" — top two: {', '.join(map(_lab, cpt[:2]))}"
-    return _verdict("C7", ok, ev)
-
-
-def _families(table) -> list:
-    return [r for r in table.frame.index if r != AVG]
-
-
-def _per_family(table, strategy: str, cmp, label: str):
-    """``(ok, text, missing)``: ``cmp(value, base)`` in every family row of ``table``."""
-    fams = _families(table)
-    miss = [f for f in fams if _val(table, f, strategy) is None or _val(table, f, "base") is None]
-    if not fams or miss:
-        return None, "", miss or ["every family"]
-    parts, ok = [], True
-    for f in fams:
-        v, b = _val(table, f, strategy), _val(table, f, "base")
-        good = cmp(v, b)
-        ok &= good
-        parts.append(f"{f} {b:.3f}→{v:.3f}{'' if good else ' ✗'}")
-    return ok, f"{label}: " + ", ".join(parts), []
-
-
-def _c8(t9) -> Claim:
-    out, ok_all, miss_all = [], True, []
-    for s in ("dense", "expert"):
-        ok, text, miss = _per_family(t9, s, lambda v, b: v > b, f"{_lab(s)} (base→model bpb)")
-        if miss:
-            miss_all.append(f"{_lab(s)} or base in {', '.join(miss)}")
+def _per_family(ev, cid, strategies_needed, sign, exclude, strategies) -> Claim:
+    p = _Parts(ev, "perplexity", {})
+    missing = []
+    for fam in ev.params.families:
+        g = ev.groups("held_out", families=[fam], exclude=exclude)
+        if not g:
             continue
-        ok_all &= ok
-        out.append(text)
-    if miss_all:
-        return _nm("C8", "Table 9 missing: " + "; ".join(miss_all))
-    return _verdict("C8", ok_all, "; ".join(out) + " (✗ = not raised)")
+        for s in strategies_needed:
+            if s not in strategies or ev.draws(s, "perplexity", g) is None or ev.draws("base", "perplexity", g) is None:
+                missing.append(f"{_lab(s)} in {fam}")
+                continue
+            p.check(f"{fam}: {_lab(s)} − base", lambda x, y: x - y, [s, "base"], sign, g)
+    if missing or not p.items:
+        return _nm(cid, "Table 9 missing: " + (", ".join(missing) or "every family"))
+    return p.claim(cid, "held-out bpb")
 
 
-def _c9(t9) -> Claim:
-    ok, text, miss = _per_family(t9, "l2sp", lambda v, b: v <= b, "L2-SP held-out bpb, base→L2-SP")
-    if miss:
-        return _nm("C9", f"Table 9 missing L2-SP or base in: {', '.join(miss)}")
-    return _verdict("C9", ok, text + " (✗ = above base)")
+def _c8(ev, strategies, exclude) -> Claim:
+    return _per_family(ev, "C8", ("dense", "expert"), ">", exclude, strategies)
 
 
-def _ranges(curves) -> dict:
-    """``{group: (value at alpha 0, value at alpha 1, values in alpha order, stderrs)}``."""
+def _c9(ev, strategies, exclude) -> Claim:
+    return _per_family(ev, "C9", ("l2sp",), "<", exclude, strategies)
+
+
+def _points(interpolation) -> dict:
+    """(group, alpha) -> model id of the interpolation's points (alpha 1 is Dense's point, for every group)."""
     out = {}
-    for g, c in curves.groupby("group", sort=False):
-        c = c.sort_values("alpha")
-        a0 = c[c["alpha"].sub(0).abs() < 1e-9]["value"]
-        a1 = c[c["alpha"].sub(1).abs() < 1e-9]["value"]
-        if len(a0) and len(a1):
-            out[g] = (float(a0.iloc[0]), float(a1.iloc[0]), list(c["value"]), list(c["stderr"]), list(c["alpha"]))
+    if interpolation is None or len(interpolation) == 0:
+        return out
+    for r in interpolation[["group", "alpha", "model"]].drop_duplicates().itertuples():
+        out[(str(r.group), float(r.alpha))] = str(r.model)
     return out
 
 
+def _interp_groups(ev_i: Evidence, interpolation) -> dict:
+    langs = set(interpolation["language"].astype(str))
+    return {f: [x for x in ls if x in langs] for f, ls in ev_i.groups("held_in").items() if any(x in langs for x in ls)}
+
+
+def _c10(ev_i, interpolation, distances) -> Claim:
+    pts = _points(interpolation)
+    need = [(g, a) for g in ("first", "middle", "last") for a in (0.0, 1.0)]
+    if ev_i is None or not all(k in pts for k in need):
+        return _nm("C10", "no interpolation comprehension at α = 0 and 1 for every group")
+    g = _interp_groups(ev_i, interpolation)
+    m = {k: Who(model=v) for k, v in pts.items()}
+    p = _Parts(ev_i, "comprehension", g, 1, 100, " pp")
+    ends = [m[("middle", 0.0)], m[("middle", 1.0)], m[("first", 0.0)], m[("first", 1.0)], m[("last", 0.0)], m[("last", 1.0)]]
+    p.check("middle drop", lambda a, b: a - b, ends[:2], ">")
+    p.check("|middle drop| − |first drop|", lambda a, b, c, d, e, f: np.abs(a - b) - np.abs(c - d), ends, ">")
+    p.check("|middle drop| − |last drop|", lambda a, b, c, d, e, f: np.abs(a - b) - np.abs(e - f), ends, ">")
+    p.check("|first drop| − |last drop|", lambda a, b, c, d, e, f: np.abs(c - d) - np.abs(e - f), ends, ">")
+    alphas = sorted(a for (grp, a) in pts if grp == "middle")
+    for a0, a1 in zip(alphas, alphas[1:]):
+        p.check(f"middle step α {a0:g}→{a1:g}", lambda a, b: a - b, [m[("middle", a0)], m[("middle", a1)]], ">")
+    return p.claim("C10", f"held-in comprehension, {sum(map(len, g.values()))} languages" + _drift_note(distances))
+
+
+def _c11(ev_i, interpolation) -> Claim:
+    pts = _points(interpolation)
+    need = [(g, a) for g in ("first", "middle", "last") for a in (0.0, 1.0)]
+    if ev_i is None or not all(k in pts for k in need):
+        return _nm("C11", "no interpolation translation at α = 0 and 1 for every group")
+    g = _interp_groups(ev_i, interpolation)
+    m = {k: Who(model=v) for k, v in pts.items()}
+    ends = [m[("last", 0.0)], m[("last", 1.0)], m[("first", 0.0)], m[("first", 1.0)], m[("middle", 0.0)], m[("middle", 1.0)]]
+    p = _Parts(ev_i, "translation", g, 1, 1, " chrF")
+    p.check("last range", lambda a, b: b - a, ends[:2], ">")
+    p.check("|last range| − |first range|", lambda a, b, c, d, e, f: np.abs(b - a) - np.abs(d - c), ends, ">")
+    p.check("|last range| − |middle range|", lambda a, b, c, d, e, f: np.abs(b - a) - np.abs(f - e), ends, ">")
+    return p.claim("C11", "held-in chrF, both directions")
+
+
 def _drift_note(distances) -> str:
+    import math
+
     if distances is None or len(distances) == 0:
         return ""
     d = distances[distances["model"].astype(str) == "dense"]
@@ -359,64 +356,23 @@ def _drift_note(distances) -> str:
     return f"; Dense relative drift per group: {', '.join(parts)}" if parts else ""
 
 
-def _c10(interpolation, results, distances) -> Claim:
-    curves = interpolation_curves(interpolation, "comprehension", results=results)
-    r = _ranges(curves)
-    if not all(g in r for g in ("first", "middle", "last")):
-        return _nm("C10", "no interpolation comprehension rows at α = 0 and 1 for every group"
-                          + (" (interpolation.csv missing or empty)" if interpolation is None or len(interpolation) == 0 else ""))
-    rng = {g: abs(v[1] - v[0]) for g, v in r.items()}
-    a0, a1, vals, ses, alphas = r["middle"]
-    ups = [(alphas[i + 1], vals[i + 1] - vals[i], ses[i + 1]) for i in range(len(vals) - 1)
-           if vals[i + 1] - vals[i] > (ses[i + 1] if _ok(ses[i + 1]) else 0.0)]
-    falls = a1 < a0
-    ok = max(rng, key=rng.get) == "middle" and min(rng, key=rng.get) == "last" and falls and not ups
-    se_mid = ses[0] if _ok(ses[0]) else None
-    ev = (f"acc range |α1−α0|: first {rng['first']:.3f}, middle {rng['middle']:.3f}, last {rng['last']:.3f}; "
-          f"middle curve {' → '.join(f'{v:.3f}' for v in vals)} (α {', '.join(f'{x:g}' for x in alphas)})"
-          + (f", s.e. ≈ {se_mid:.3f}" if se_mid else "")
-          + ("" if falls else "; middle does not fall from α=0 to α=1")
-          + (f"; steps up beyond 1 s.e. at α {', '.join(f'{x:g}' for x, _, _ in ups)}" if ups else "")
-          + f"; {int(curves['languages'].max())} held-in languages" + _drift_note(distances))
-    return _verdict("C10", ok, ev)
-
-
-def _c11(interpolation, results) -> Claim:
-    curves = interpolation_curves(interpolation, "translation", results=results)
-    r = _ranges(curves)
-    if not all(g in r for g in ("first", "middle", "last")):
-        return _nm("C11", "no interpolation translation rows at α = 0 and 1 for every group"
-                          + (" (interpolation.csv missing or empty)" if interpolation is None or len(interpolation) == 0 else ""))
-    rng = {g: abs(v[1] - v[0]) for g, v in r.items()}
-    ok = max(rng, key=rng.get) == "last"
-    per_dir = interpolation_curves(interpolation, "translation", results=results, by_direction=True)
-    dirs = []
-    for d, c in per_dir.groupby("direction"):
-        rd = _ranges(c)
-        if "last" in rd:
-            dirs.append(f"{d} last {rd['last'][1] - rd['last'][0]:+.1f}")
-    ev = (f"chrF range |α1−α0| (directions averaged): first {rng['first']:.1f}, middle {rng['middle']:.1f}, "
-          f"last {rng['last']:.1f}; restoring last-layer drift changes chrF by {r['last'][1] - r['last'][0]:+.1f}"
-          + (f" ({', '.join(dirs)})" if dirs else ""))
-    return _verdict("C11", ok, ev)
-
-
-def check_claims(params, results, interpolation=None, distances=None) -> list[Claim]:
-    """Decide C1-C11 on this scale's results (see the module docstring for each rule)."""
+def check_claims(params, results, interpolation=None, distances=None, evidence=None) -> list[Claim]:
+    """Decide C1-C11 on this scale's records (see the module docstring for each rule)."""
     import pandas as pd
 
+    from famlib.config import STRATEGIES
     from famlib.evaluate.results import COLUMNS
 
     results = results if results is not None else pd.DataFrame(columns=COLUMNS)
-    kw = table_kwargs(params)
-    t = {name: build_table(results, name, families=kw["families"], probe=kw["probe"],
-                           exclude=kw["exclude"] if name.startswith("table9") else ())
-         for name in ("table2", "table3", "table5", "table9")}
-    return [
-        _c1(t["table2"]), _c2(t["table2"]), _c3(t["table3"]), _c4(t["table3"]), _c5(t["table3"]),
-        _c6(t["table3"]), _c7(t["table5"]), _c8(t["table9"]), _c9(t["table9"]),
-        _c10(interpolation, results, distances), _c11(interpolation, results),
-    ]
+    ev = evidence or Evidence(params, results, iters=params.evaluation.bootstrap_iters)
+    ev_i = (Evidence(params, interpolation, "interpolation", iters=params.evaluation.bootstrap_iters)
+            if interpolation is not None and len(interpolation) else None)
+    present = set(results["strategy"].astype(str)) if len(results) else set()
+    strategies = [s for s in STRATEGIES if s in present]
+    exclude = table_kwargs(params)["exclude"]
+    return [_c1(ev, strategies), _c2(ev, strategies), _c3(ev, strategies), _c4(ev, strategies),
+            _c5(ev, strategies), _c6(ev, strategies), _c7(ev, strategies), _c8(ev, strategies, exclude),
+            _c9(ev, strategies, exclude), _c10(ev_i, interpolation, distances), _c11(ev_i, interpolation)]
 
 
 def claims_frame(claims: list[Claim]):

@@ -183,7 +183,15 @@ class L2SPConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     shots: int = 2  # the paper evaluates 2-shot throughout
-    max_items: Optional[int] = None  # per task and language; None = all items
+    # Multiple-choice shots; None = shots. Every shot adds a passage to every prompt: a scale whose model
+    # is short of context or of compute may ask zero-shot (famlib.evaluate.items, "Prompts that fit").
+    mc_shots: Optional[int] = None
+    max_items: Optional[int] = None  # per multiple-choice task and language; None = all items
+    translation_items: Optional[int] = None  # per translation direction and language; None = max_items
+    # Items per language and task for the random-model gate (a random model of the base's architecture must
+    # score at chance); None = every item. The random model's rows say that they are a sample.
+    gate_limit: Optional[int] = None
+    bootstrap_iters: int = 1000  # cluster-bootstrap draws behind every interval (famlib.evidence)
     batch_size: int = 8
     max_gen_tokens: int = 64
     perplexity_max_tokens: Optional[int] = None  # per language; None = all held-out text
@@ -544,8 +552,13 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
                                             or not isinstance(e.perplexity_window, int) or e.perplexity_window < 2):
         fail("evaluation.perplexity_window", e.perplexity_window,
              "an integer of at least 2 (tokens per window, <bos> included) or null (data.seq_len)")
-    if e.max_items is not None and e.max_items < 1:
-        fail("evaluation.max_items", e.max_items, "a positive integer or null (all items)")
+    for k in ("max_items", "translation_items", "gate_limit"):
+        if getattr(e, k) is not None and getattr(e, k) < 1:
+            fail(f"evaluation.{k}", getattr(e, k), "a positive integer or null (all items)")
+    if e.mc_shots is not None and e.mc_shots < 0:
+        fail("evaluation.mc_shots", e.mc_shots, "a non-negative integer or null (evaluation.shots)")
+    if e.bootstrap_iters < 100:
+        fail("evaluation.bootstrap_iters", e.bootstrap_iters, "an integer of at least 100 (draws per interval)")
     if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):
         fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from famlib.claims import HOLDS, NOT_MEASURED, check_claims, compare_scales, write_claims
+from famlib.claims import FAILS, HOLDS, NOT_MEASURED, UNDECIDED, VERDICTS, check_claims, compare_scales, write_claims
 from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
 from famlib.tables import AVG, INTERP_GROUPS, LABELS, MISSING, build_tables, load_inputs
 
@@ -110,16 +110,33 @@ def _results_name(params) -> str:
 
 
 def _claims_section(claims) -> str:
-    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, "does not hold", NOT_MEASURED)}
+    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     rows = [(c.id, c.text, c.paper, c.evidence, f"**{c.verdict}**" if c.verdict == HOLDS else c.verdict)
             for c in claims]
     rules = "\n".join(f"- {c.id}: {c.rule}" for c in claims)
     return ("## Claims C1-C11\n\n"
-            f"{counts[HOLDS]} hold, {counts['does not hold']} do not hold, {counts[NOT_MEASURED]} not measured. "
-            "Each verdict follows a fixed rule (below; `famlib/claims.py`); \"within noise\" marks a deciding margin "
-            "smaller than one standard error.\n\n"
+            f"{counts[HOLDS]} hold, {counts[FAILS]} do not hold, {counts[UNDECIDED]} undecided, "
+            f"{counts[NOT_MEASURED]} not measured. Each claim is a set of comparisons, each with a paired 95 % "
+            "interval (cluster bootstrap over item keys: `famlib/evidence.py`): a comparison holds when its interval "
+            "excludes the contrary, does not hold when it excludes the claim, and is undecided when it spans both; a "
+            "claim holds when all its comparisons hold and does not hold when any does not (rules below; "
+            "`famlib/claims.py`).\n\n"
             + _md_table(["", "claim", "paper", "this run", "verdict"], rows)
             + f"\n<details><summary>Decision rules</summary>\n\n{rules}\n\n</details>\n")
+
+
+def _gates_section(params) -> str:
+    """The instrument's gates (famlib.evaluate.gates), from the saved gate table."""
+    from famlib.evaluate.gates import gates_markdown, load_gate_table
+
+    table = load_gate_table(params.scale)
+    return ("## The instrument's gates\n\n"
+            "A multiple-choice task measures something only if a random model of the base's architecture scores at "
+            "chance (within 2 s.e.), shortcut baselines that need no language model stay within chance + 0.10 "
+            "(worst baseline and split shown), and the base clears chance by 4 standard errors (held-in average and "
+            "English, cluster-bootstrap s.e.). `famlib/evaluate/gates.py` defines each.\n\n"
+            + (gates_markdown(table) if table is not None else "_Not measured yet: notebook 05 for the base writes it._")
+            + "\n")
 
 
 def _scales_section(claims, scale: str) -> str:
@@ -132,7 +149,8 @@ def _scales_section(claims, scale: str) -> str:
     header = ["", "claim", f"{scale} scale (this run)", *(f"{o} scale" for o in others), "the paper's evidence"]
     rows = [(cid, r["claim"], r[scale], *(r[o] for o in others), r["paper's evidence"])
             for cid, r in frame.iterrows()]
-    counts = ", ".join(f"{s}: {sum(frame[s] == HOLDS)} hold" for s in (scale, *others))
+    counts = ", ".join(f"{s}: {sum(frame[s] == HOLDS)} hold, {sum(frame[s] == UNDECIDED)} undecided"
+                       for s in (scale, *others))
     return ("## Claims across scales\n\n"
             f"This run's verdicts beside those saved by the last run of each other scale ({counts}). "
             "The same rules decide every scale; the paper's column is its own evidence.\n\n"
@@ -243,6 +261,7 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              "model of the language's family; the others are single models.\n",
              _what_ran(params, results, interpolation, distances),
              _forgetting_section(params, tables),
+             _gates_section(params),
              _claims_section(claims),
              _scales_section(claims, params.scale),
              _paper_averages(params, tables),

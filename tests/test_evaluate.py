@@ -13,6 +13,7 @@ import torch
 
 from famlib.config import load_params
 from famlib.errors import ConfigError, FamlibError
+from famlib.languages import language
 
 # Perplexity on all of the smoke corpus's evaluation text takes minutes on a random model; a cap keeps it
 # to seconds and exercises the capped path (documents taken whole, in hash order).
@@ -96,7 +97,9 @@ def _all_item_sets(params, corpus):
     from famlib.evaluate import items as it
 
     for lang in params.languages:
-        for task in ("verse_cloze_4way", "word_order_2way"):
+        for task in it.MC_BUILDERS:
+            if task == "verse_match_2way" and lang == params.probe_language:
+                continue  # no probe items: the right English verse would be the prompt's own text
             yield task, lang, it.multiple_choice_items(params, corpus, task, lang)
         if lang != params.probe_language:
             for direction in ("en-xx", "xx-en"):
@@ -117,7 +120,8 @@ def test_fewshot_examples_never_overlap_the_test_items(params, smoke_corpus):
         assert not any(x["query"] in {t["query"] for t in s.test} for x in s.fewshot), (task, lang)
         assert answers, (task, lang)
         checked += 1
-    assert checked == 8 * 2 + 7 * 2  # every language, both multiple-choice tasks, both directions
+    assert checked == 8 + 7 + 7 * 2  # every language's comprehension, the others' reasoning and two directions
+    assert it.multiple_choice_items(params, smoke_corpus, "verse_match_2way", "en").test == []
     # UDHR-only Catalan has no validation split: few-shot examples come from reserved articles
     pools = it.unit_pools(params, smoke_corpus, "ca")
     assert pools.fewshot_from == "reserved evaluation groups" and pools.reserved_groups
@@ -135,19 +139,33 @@ def test_items_are_deterministic_capped_and_well_formed(params, smoke_corpus):
         for x in s.test:
             if "choices" in x:
                 assert len(set(x["choices"])) == len(x["choices"]) == (4 if "4way" in task else 2)
-        text = {u["key"]: u["text"] for u in smoke_corpus.units(lang, "evaluation")}
-        if task == "word_order_2way":  # the corrupted half holds the same characters: no length cue
-            for x in s.test:
-                assert sorted(x["choices"][0]) == sorted(x["choices"][1])
-                assert " ".join(text[x["key"]].split()) == x["query"] + " " + x["choices"][x["label"]]
-        if task == "verse_cloze_4way":  # the right choice restores the verse; the others differ in one word
-            for x in s.test:
-                assert (x["query"] + " " + x["choices"][x["label"]]).endswith(" ".join(text[x["key"]].split()))
-                lengths = {len(c.split()) for c in x["choices"]}
-                assert len(lengths) == 1
+        if task not in it.MC_BUILDERS:
+            continue
+        info = s.info
+        xx = {u["key"]: u["text"] for u in smoke_corpus.units(lang, "evaluation", info["text_id"])}
+        en = {u["key"]: u["text"] for u in smoke_corpus.units("en", "evaluation", info["probe_text_id"])}
+        keys = [u["key"] for u in smoke_corpus.units(lang, "evaluation", info["text_id"]) if u["key"] in en]
+        nxt = {a: b for a, b in zip(keys, keys[1:])}
+        prev = {b: a for a, b in zip(keys, keys[1:])}
+        for x in s.test:
+            assert x["query"].startswith(f"{language(lang).name}: ")
+            assert xx[x["key"]] in x["query"]  # the passage ends with the anchor verse, in the asked language
+            if task == "verse_match_2way":  # the verse's English rendering against another of its passage
+                assert x["choices"][x["label"]] == en[x["key"]]
+                assert x["query"].endswith("\nThe same, in English:")
+                near = [en[k] for k in keys[max(0, keys.index(x["key"]) - 6):keys.index(x["key"]) + 7]]
+                assert x["choices"][1 - x["label"]] in near and x["choices"][1 - x["label"]] != en[x["key"]]
+                continue
+            if task == "next_verse_4way":  # the English next verse; the others from the same chapter
+                assert x["query"].endswith("\nNext, in English:")
+                assert x["choices"][x["label"]] == en[nxt[x["key"]]]
+                assert xx[prev[x["key"]]] in x["query"]  # two verses of passage
+                chapter = {en[k] for k in en if k.rsplit(".", 1)[0] == x["key"].rsplit(".", 1)[0]}
+                if info["text_id"].startswith("bible"):
+                    assert set(x["choices"]) <= chapter
     # the same verses are asked in every Bible language (order by key, not by language)
-    es = it.multiple_choice_items(params, smoke_corpus, "word_order_2way", "es").test
-    fr = it.multiple_choice_items(params, smoke_corpus, "word_order_2way", "fr").test
+    es = it.multiple_choice_items(params, smoke_corpus, "verse_match_2way", "es").test
+    fr = it.multiple_choice_items(params, smoke_corpus, "verse_match_2way", "fr").test
     assert len({x["key"] for x in es} & {x["key"] for x in fr}) >= len(es) // 2
     assert {x["key"] for x in it.translation_items(params, smoke_corpus, "es", "en-xx").test} == \
         {x["key"] for x in it.translation_items(params, smoke_corpus, "es", "xx-en").test}
@@ -165,18 +183,6 @@ def test_perplexity_documents_are_the_training_documents_rule(smoke_corpus, smok
     docs = it.perplexity_documents(capped, smoke_corpus, "en", smoke_tokenizer)
     sizes = [len(smoke_tokenizer(d["text"], add_special_tokens=False)["input_ids"]) for d in docs]
     assert sum(sizes[:-1]) < 300 <= sum(sizes) or len(docs) == 1
-
-
-def test_word_swap_keeps_punctuation_in_place():
-    import random
-
-    from famlib.evaluate.items import split_halves, swap_two_words
-
-    out = swap_two_words("said the LORD, behold Israel.", random.Random(0))
-    assert out != "said the LORD, behold Israel." and out.endswith(".") and "," in out.split()[2]
-    assert swap_two_words("a b c", random.Random(0)) is None
-    assert split_halves("one two three four five six") == ("one two three", "four five six")
-    assert split_halves("too short here") is None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -219,9 +225,10 @@ def test_every_task_runs_end_to_end(report, suite, params):
 
     rows = report.rows
     assert set(report.ran) == {"perplexity", "comprehension", "reasoning", "translation"} and not report.cached
-    assert not suite.skipped  # every language has every axis at smoke scale
+    # every language has every axis at smoke scale, but English has no reasoning items (its own text)
+    assert list(suite.skipped) == ["famlib_verse_match_2way_en"]
     per_language = rows.groupby("language")["harness_task"].nunique().to_dict()
-    assert per_language == {lang: 3 if lang == "en" else 5 for lang in params.languages}
+    assert per_language == {lang: 2 if lang == "en" else 5 for lang in params.languages}
     got = set(zip(rows["harness_task"], rows["metric"]))
     for name, entry in suite.tasks.items():
         from famlib.evaluate.suite import TASKS
@@ -246,13 +253,17 @@ def test_random_model_accuracies_sit_near_chance(smoke_corpus, base_dir, tmp_pat
     many = load_params("smoke", {**OVERRIDES, "evaluation.max_items": 40, "evaluation.shots": 0})
     r = evaluate_model(many, "base", model_dir=base_dir, corpus=smoke_corpus, axes=["comprehension", "reasoning"],
                        batch_size=32, log=lambda *_: None)
-    acc = r.rows[r.rows.metric == "acc"]
-    for task, g in acc.groupby("task"):
-        n = g["n"].sum()
-        mean = (g["value"] * g["n"]).sum() / n
+    from famlib.evaluate.gates import clustered_accuracy
+    from famlib.evaluate.records import read_items
+
+    primary = r.rows[r.rows["primary"].astype(bool)]
+    for task, g in primary.groupby("task_name"):
+        recs = [x for t in g["harness_task"] for x in read_items("smoke", "base", t)]
+        acc, se, n, keys = clustered_accuracy(recs)
         chance = g["chance"].iloc[0]
-        assert n >= 280, task
-        assert abs(mean - chance) < 4 * math.sqrt(chance * (1 - chance) / n) + 0.03, (task, mean, chance)
+        assert n >= 200 and keys >= 40, task
+        # design.md's gate: a randomly initialised model scores at chance, within 2 standard errors
+        assert abs(acc - chance) <= 2 * se, (task, acc, se, chance)
 
 
 def test_cache_skips_done_work_and_notices_new_weights(report, params, smoke_corpus, base_dir, monkeypatch):
@@ -283,7 +294,7 @@ def test_cache_skips_done_work_and_notices_new_weights(report, params, smoke_cor
     for f in base_dir.glob("tokenizer*"):
         (changed / f.name).write_bytes(f.read_bytes())
     r = evaluate_model(params, "dense", corpus=smoke_corpus, axes=["comprehension"], languages=["en"], log=lambda *_: None)
-    assert r.ran == {"comprehension": ["famlib_verse_cloze_4way_en"]}
+    assert r.ran == {"comprehension": ["famlib_next_verse_4way_en"]}
     assert r.rows["model_sha256"].iloc[0] != report.rows["model_sha256"].iloc[0]
     assert set(load_results("smoke")["model"]) == {"base", "dense"}
     with pytest.raises(FamlibError, match="Models present: base, dense"):
@@ -376,7 +387,7 @@ def test_paper_task_names_exist_in_the_harness_registry(tmp_path):
     cfg = load_yaml(manager.task_index[paper.flores_task("en", "pl")].yaml_path)
     doc = paper.flores_row("en", "pl", "The cat sleeps.", "Kot śpi.")
     assert apply_template("{{" + cfg["doc_to_text"] + "}}", doc) == "English: The cat sleeps.\nPolish:"
-    assert doc[cfg["doc_to_target"]] == "Kot śpi." and cfg["generation_kwargs"]["until"] == ["\n"]
+    assert doc[cfg["doc_to_target"]] == "Kot śpi." and cfg["generation_kwargs"]["until"] == [] and cfg["generation_kwargs"]["famlib_paper_stop"] is True
     assert cfg["fewshot_split"] == "dev" and cfg["test_split"] == "devtest"
     truncation = cfg["filter_list"][0]["filter"][0]["function"]
     assert truncation().apply([[" Kot śpi.\\nEnglish:"]], [doc]) == [["Kot śpi."]]
@@ -549,3 +560,96 @@ def test_generation_batching_check_runs_on_the_smoke_suite(base_dir, suite, caps
     assert lines[0].count(" 0/") == 2  # the first batch size against itself
     with pytest.raises(SystemExit, match="no translation task for language 'xx'"):
         bench.main(["--scale", "smoke", "--model", "base", "--language", "xx"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-item records and the paired evidence built on them
+# ----------------------------------------------------------------------------------------------------
+def test_item_records_round_trip_and_agree_with_the_aggregate_rows(report, params):
+    import sacrebleu
+
+    from famlib.evaluate import load_results
+    from famlib.evaluate.records import items_path, read_items
+
+    table = load_results("smoke")
+    primary = table[table["primary"].astype(bool) & (table["model"] == "base")]
+    assert len(primary)
+    for r in primary.itertuples():
+        recs = read_items("smoke", "base", r.harness_task)
+        assert recs and items_path("smoke", "base", r.harness_task).name.endswith(".jsonl.gz")
+        assert len(recs) == r.n and {x["language"] for x in recs} == {r.language}
+        assert all(x["key"] for x in recs) and len({x["id"] for x in recs}) == len(recs)
+        if r.task in ("comprehension", "reasoning"):
+            assert r.metric == "acc_mutual_info"
+            assert sum(x["correct_pmi"] for x in recs) / len(recs) == pytest.approx(r.value)
+            for x in recs:  # what was asked and answered, whole
+                assert x["context"].endswith(x["context"].split("\n")[-1]) and len(x["ll"]) == len(x["choices"])
+                assert x["pmi"] == pytest.approx([c - u for c, u in zip(x["ll"], x["ll_uncond"])])
+                assert x["correct"] == (x["pred"] == x["gold"])
+        elif r.task == "translation":
+            chrf = sacrebleu.corpus_chrf([x["hypothesis"] for x in recs], [[x["reference"] for x in recs]]).score
+            assert chrf == pytest.approx(r.value)
+            assert r.empty_rate == pytest.approx(sum(x["empty"] for x in recs) / len(recs))
+        else:
+            bpb = -sum(x["ll"] for x in recs) / (math.log(2) * sum(x["n_bytes"] for x in recs))
+            assert bpb == pytest.approx(r.value)
+    # the truncation count the report shows is the records' count
+    assert (primary["truncated"] == [sum(x["truncated"] for x in read_items("smoke", "base", t))
+                                     for t in primary["harness_task"]]).all()
+
+
+def test_paired_evidence_is_zero_for_a_model_against_itself_and_deterministic(report, params):
+    from famlib.evaluate import load_results
+    from famlib.evidence import Evidence
+
+    results = load_results("smoke")
+    ev = Evidence(params, results, iters=200)
+    for axis in ("perplexity", "comprehension", "reasoning", "translation"):
+        g = ev.groups("held_in", probe=axis == "comprehension")
+        iv = ev.diff("base", "base", axis, g)
+        assert (iv.estimate, iv.low, iv.high) == (0.0, 0.0, 0.0), axis
+        one = ev.score("base", axis, g)
+        assert one.low <= one.estimate <= one.high and one.low < one.high, axis
+        again = Evidence(params, results, iters=200).score("base", axis, g)
+        assert (again.low, again.high) == (one.low, one.high), axis
+    assert ev.score("dense", "comprehension", ev.groups("held_in")) is None  # no such model: not measured
+
+
+def test_shortcut_baselines_stay_near_chance_on_the_smoke_corpus(smoke_corpus):
+    """design.md's gate: no baseline that needs no language model beats chance + 0.10 (per split)."""
+    from famlib.evaluate import items as it
+    from famlib.evaluate.shortcuts import BASELINES, baseline_scores, train_shortcut_lm
+    from famlib.evaluate.suite import TASKS
+
+    p = load_params("smoke", {"evaluation.max_items": 200})
+    seen = 0
+    for task, builder in it.MC_BUILDERS.items():
+        chance = TASKS[task].chance
+        by_split: dict = {}
+        for lang in p.languages:
+            s = it.multiple_choice_items(p, smoke_corpus, task, lang)
+            if not s.test:
+                continue
+            lm = train_shortcut_lm(p, smoke_corpus, s.info["text_id"], s.info["probe_text_id"])
+            scores = baseline_scores(s.test, lm, s.fewshot)
+            by_split.setdefault(p.split_of(lang), []).append((len(s.test), scores))
+            seen += 1
+        for split, rows in by_split.items():
+            n = sum(k for k, _ in rows)
+            for b in BASELINES:
+                mean = sum(k * sc[b] for k, sc in rows) / n
+                assert mean <= chance + 0.10, (task, split, b, mean, n)
+    assert seen >= 12
+
+
+def test_shortcut_baselines_catch_a_task_that_gives_itself_away():
+    """The baselines can fail: items whose answer is always the longest, the first, or the one repeating the
+    passage are caught."""
+    from famlib.evaluate.shortcuts import TrigramLM, baseline_scores
+
+    lm = TrigramLM(["the cat sat on the mat", "a dog ran in the park"] * 20)
+    items = [{"query": f"English: word{i} alpha beta gamma\nNext, in English:",
+              "choices": [f"word{i} alpha beta gamma delta epsilon", "zzz", "qqq y", "rr"], "label": 0}
+             for i in range(40)]
+    got = baseline_scores(items, lm, items[:8])
+    assert got["char_overlap"] == 1.0 and got["position"] == 1.0 and got["length"] == 1.0

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -42,13 +41,13 @@ ITEM_SALT = "famlib-eval-items-v1"  # changing it draws other items: never do it
 RESERVED_FRACTION = 0.10  # share of groups reserved for few-shot examples when a text has no validation
 MIN_RESERVED_GROUPS = 2
 FEWSHOT_POOL = 64  # few-shot candidates kept per language and task (the sampler draws `shots` of them)
-# Preceding verses shown before a cloze verse. One: the tiny base scored the same with 0 or 2 (it reads
-# little context), and each verse costs prompt length in every shot and every choice.
-PASSAGE_UNITS = 1
-MIN_WORDS = 6  # a verse is split into halves of at least 3 words each
-MIN_CORE_CHARS = 3  # a "content word" for the swap: at least this many characters besides punctuation
-CLOZE_CORE_CHARS = 4  # a blanked word (and its distractors): at least this many characters
-DISTRACTOR_SAMPLE = 60  # distractor candidates drawn before choosing the nearest lengths
+# Verses in a comprehension passage. Two: one verse is often too little to tell which of four verses of
+# its chapter follows, and each verse costs prompt length in every shot.
+PASSAGE_UNITS = 2
+NEXT_PROMPT = "Next, in English:"
+MATCH_PROMPT = "The same, in English:"  # the reasoning task's question
+# Distractors come from this many verses on each side of the passage and its next verse (see _matched).
+NEAR = 6  # what the model is asked after the passage; the choices follow it
 # Longest unit (UTF-8 bytes) an item is made of: a verse, not a long UDHR paragraph, so that an answer
 # always fits a model's context, even in a script the tokenizer splits into single bytes.
 MAX_UNIT_BYTES = 600
@@ -150,56 +149,10 @@ def perplexity_documents(params: Params, corpus, lang: str, tokenizer=None) -> l
 
 
 # ----------------------------------------------------------------------------------------------------
-# Verse halves
+# Cross-lingual multiple choice: what comes next, read in one language and answered in English
 # ----------------------------------------------------------------------------------------------------
 def _short(text: str) -> bool:
     return len(text.encode("utf-8")) <= MAX_UNIT_BYTES
-
-
-def split_halves(text: str) -> Optional[tuple[str, str]]:
-    """Split at the word boundary nearest the middle (by characters).
-
-    None below ``MIN_WORDS`` words or above ``MAX_UNIT_BYTES`` bytes.
-    """
-    words = text.split()
-    if len(words) < MIN_WORDS or not _short(text):
-        return None
-    half = len(text) / 2
-    best, best_d = 3, None
-    for k in range(3, len(words) - 2):
-        d = abs(len(" ".join(words[:k])) - half)
-        if best_d is None or d < best_d:
-            best, best_d = k, d
-    return " ".join(words[:best]), " ".join(words[best:])
-
-
-def _core(word: str) -> tuple[int, int]:
-    """Start and end of a word without leading/trailing punctuation and symbols (any script)."""
-    s, e = 0, len(word)
-    while s < e and unicodedata.category(word[s])[0] in "PS":
-        s += 1
-    while e > s and unicodedata.category(word[e - 1])[0] in "PS":
-        e -= 1
-    return s, e
-
-
-def swap_two_words(text: str, rng: random.Random) -> Optional[str]:
-    """``text`` with the cores of two different content words swapped, punctuation left in place.
-
-    Returns None when fewer than two distinct words of ``MIN_CORE_CHARS`` characters exist.
-    """
-    words = text.split()
-    spans = [_core(w) for w in words]
-    eligible = [i for i, (s, e) in enumerate(spans) if e - s >= MIN_CORE_CHARS]
-    pairs = [(i, j) for a, i in enumerate(eligible) for j in eligible[a + 1:]
-             if words[i][spans[i][0]:spans[i][1]] != words[j][spans[j][0]:spans[j][1]]]
-    if not pairs:
-        return None
-    i, j = pairs[rng.randrange(len(pairs))]
-    (si, ei), (sj, ej) = spans[i], spans[j]
-    ci, cj = words[i][si:ei], words[j][sj:ej]
-    words[i], words[j] = words[i][:si] + cj + words[i][ei:], words[j][:sj] + ci + words[j][ej:]
-    return " ".join(words)
 
 
 def _ordered(units, task: str, kind: str) -> list[dict]:
@@ -207,97 +160,204 @@ def _ordered(units, task: str, kind: str) -> list[dict]:
     return sorted(units, key=lambda u: _order_key(task, kind, u["key"]))
 
 
-def _passages(units) -> dict[str, str]:
-    """Key -> up to PASSAGE_UNITS preceding units of the same document, joined by spaces."""
-    out, prev_doc, window = {}, None, []
-    for u in units:
-        d = doc_key(u["key"])
-        if d != prev_doc:
-            prev_doc, window = d, []
-        out[u["key"]] = " ".join(window[-PASSAGE_UNITS:]) if PASSAGE_UNITS else ""
-        window.append(u["text"])
+def neighbourhood(kind: str, key: str) -> str:
+    """Where a unit's distractors come from: its chapter (Bible) or sura (Quran); the whole text for the
+    UDHR, whose articles hold one to five paragraphs."""
+    return "all" if kind == "udhr" else doc_key(key)
+
+
+def _adjacent(a: str, b: str, kind: str) -> bool:
+    """``b`` directly follows ``a`` in the text: the next verse of the same chapter (numbered keys); for the
+    UDHR the next paragraph of the same article or the first of the next article."""
+    try:
+        (da, na), (db, nb) = a.rsplit(".", 1), b.rsplit(".", 1)
+        if da == db:
+            return int(nb) == int(na) + 1
+        if kind != "udhr":
+            return False
+        return int(db.lstrip("U")) == int(da.lstrip("U")) + 1 and int(nb) == 1
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """One text's units of a pool, in text order, each with its English rendering (same key)."""
+
+    kind: str
+    keys: tuple[str, ...]
+    xx: dict  # key -> text in the asked language
+    en: dict  # key -> text in English (the probe): the candidates
+
+
+def _aligned(l_units, p_units, kind: str) -> Aligned:
+    en = {u["key"]: u["text"] for u in p_units if u["text"].strip() and _short(u["text"])}
+    keys, xx = [], {}
+    for u in l_units:
+        if u["key"] in en and u["text"].strip() and _short(u["text"]):
+            keys.append(u["key"])
+            xx[u["key"]] = u["text"]
+    return Aligned(kind, tuple(keys), xx, en)
+
+
+def _runs(al: Aligned, before: int, after: int) -> dict[str, tuple[list[str], list[str]]]:
+    """Anchor key -> (the ``before`` keys preceding it and the anchor, the ``after`` keys following it), for
+    every anchor whose neighbours are all present and adjacent in the text."""
+    out = {}
+    keys = al.keys
+    for i in range(before, len(keys) - after):
+        window = keys[i - before:i + after + 1]
+        if all(_adjacent(x, y, al.kind) for x, y in zip(window, window[1:])):
+            out[keys[i]] = (list(window[:before + 1]), list(window[before + 1:]))
     return out
 
 
-def _cloze(params: Params, lang: str, kind: str, units, cap: int, tag: str) -> list[dict]:
-    units = list(units)
-    passages = _passages(units)
-    # Distractors are drawn from running text (one entry per occurrence), like the blanked word itself: drawn
-    # from the set of word types they would be rarer, longer in tokens, and a model that only counts tokens
-    # would beat chance (a random model did: 0.44 of 4).
-    occurrences = [w[s:e] for u in units for w in u["text"].split()
-                   for s, e in [_core(w)] if e - s >= CLOZE_CORE_CHARS]
+def _query(lang: str, passage: str, ask: str = "") -> str:
+    from famlib.languages import language
+
+    return f"{language(lang).name}: {passage}\n{ask or NEXT_PROMPT}"
+
+
+def _matched(pool: list[str], gold: str, al: Aligned, passage: list[str], rng: random.Random,
+             choices: int = CHOICES) -> Optional[list[str]]:
+    """``choices - 1`` keys of ``pool`` (the chapter, in text order, without the passage) chosen so that the
+    passage's character overlap gives nothing away, or None when the chapter has too few verses.
+
+    The right verse shares names and words with the passage more than other verses do (picking the English
+    verse of greatest character 3-gram overlap with the passage found the next verse 0.37-0.40 of the time
+    with random or nearby distractors, chance 0.25). So the right verse's rank in overlap among the choices
+    is drawn uniformly: that many distractors overlap less than it and the rest more, each drawn at random
+    from the ``NEAR`` verses on either side (close in the text: the same scene, similar length and wording).
+    """
+    from famlib.evaluate.shortcuts import char_ngrams, overlap
+
+    at = pool.index(gold)
+    near = [k for k in pool[max(0, at - NEAR):at + NEAR + 1] if k != gold]
+    grams = char_ngrams(" ".join(al.xx[k] for k in passage))
+    ov = {k: overlap(grams, char_ngrams(al.en[k])) for k in near + [gold]}
+    tie = {k: rng.random() for k in near + [gold]}  # equal overlaps (often 0 across scripts) in random order
+    lower = [k for k in near if (ov[k], tie[k]) < (ov[gold], tie[gold])]
+    higher = [k for k in near if (ov[k], tie[k]) > (ov[gold], tie[gold])]
+    if len(lower) < choices - 1 or len(higher) < choices - 1:
+        # Only items where every rank is possible: keeping an item whenever its drawn rank happens to be
+        # possible would keep, for a language that shares names with English, mostly the items where the
+        # right verse overlaps most (0.69 for Spanish on the 2-way task).
+        return None
+    r = rng.randrange(choices)  # r distractors below the right verse in overlap, the others above
+    return rng.sample(lower, r) + rng.sample(higher, choices - 1 - r)
+
+
+def _next_verse(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> list[dict]:
+    """Comprehension: a passage of ``PASSAGE_UNITS`` verses in ``lang``; choose its next verse among four
+    English verses of the same chapter, the others the nearest in byte length to the right one."""
+    by_hood: dict[str, list[str]] = {}
+    for k in al.keys:
+        by_hood.setdefault(neighbourhood(al.kind, k), []).append(k)
+    runs = _runs(al, PASSAGE_UNITS - 1, 1)
     items = []
-    for u in _ordered(units, "cloze", kind):
+    for anchor in _ordered([{"key": k} for k in runs], "next", al.kind):
         if len(items) >= cap:
             break
-        words = u["text"].split()
-        if len(words) < MIN_WORDS or not _short(u["text"]):
-            continue
-        rng = _rng(params, "cloze", tag, u["key"])
-        spans = [_core(w) for w in words]
-        # a blank after the first third, so that some of the verse leads up to it
-        eligible = [i for i, (s, e) in enumerate(spans) if e - s >= CLOZE_CORE_CHARS and i >= len(words) // 3]
-        if not eligible:
-            continue
-        i = eligible[rng.randrange(len(eligible))]
-        s, e = spans[i]
-        true = words[i][s:e]
-        present = {w[a:b].lower() for w, (a, b) in zip(words, spans)}
-        # same case as the blanked word: a capital letter mid-verse would give a wrong choice away
-        sample = [v for v in rng.sample(occurrences, min(len(occurrences), DISTRACTOR_SAMPLE))
-                  if v.lower() not in present and v[0].isupper() == true[0].isupper()]
-        size = len(true.encode("utf-8"))
-        sample.sort(key=lambda v: (abs(len(v.encode("utf-8")) - size), v))
-        distractors = list(dict.fromkeys(sample))[:CHOICES - 1]
-        if len(distractors) < CHOICES - 1:
+        passage, (gold,) = runs[anchor["key"]]
+        rng = _rng(params, "next", tag, gold)
+        pool = [k for k in by_hood[neighbourhood(al.kind, gold)] if k not in passage]  # gold stays: text order
+        picked = _matched(pool, gold, al, passage, rng)
+        distractors = [al.en[k] for k in picked or []]
+        if len(distractors) < CHOICES - 1 or len(set(distractors) | {al.en[gold]}) < CHOICES:
             continue
         label = rng.randrange(CHOICES)
-        options = distractors[:label] + [true] + distractors[label:]
-        choices = [" ".join([words[i][:s] + o + words[i][e:], *words[i + 1:]]) for o in options]
-        query = f"{passages[u['key']]} {' '.join(words[:i])}".strip()
-        items.append({"id": f"{lang}:{u['key']}", "key": u["key"], "query": query, "choices": choices,
-                      "label": label})
+        choices = distractors[:label] + [al.en[gold]] + distractors[label:]
+        items.append({"id": f"{lang}:{anchor['key']}", "key": anchor["key"],
+                      "query": _query(lang, " ".join(al.xx[k] for k in passage)),
+                      "choices": choices, "label": label})
     return items
 
 
-def _word_order(params: Params, lang: str, kind: str, units, cap: int, tag: str) -> list[dict]:
+def _verse_match(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> list[dict]:
+    """Reasoning: one verse in ``lang``; of two English verses of its passage, choose the one that says what
+    it says (the other is a verse near it, chosen as :func:`_matched` chooses). None for the probe itself,
+    where the right verse would be the prompt's own text."""
+    if lang == params.probe_language:
+        return []
+    by_hood: dict[str, list[str]] = {}
+    for k in al.keys:
+        by_hood.setdefault(neighbourhood(al.kind, k), []).append(k)
     items = []
-    for u in _ordered(units, "order", kind):
+    for u in _ordered([{"key": k} for k in al.keys], "match", al.kind):
         if len(items) >= cap:
             break
-        halves = split_halves(u["text"])
-        if not halves:
-            continue
-        head, tail = halves
-        rng = _rng(params, "order", tag, u["key"])
-        corrupted = swap_two_words(tail, rng)
-        if corrupted is None:
+        key = u["key"]
+        rng = _rng(params, "match", tag, key)
+        picked = _matched(by_hood[neighbourhood(al.kind, key)], key, al, [key], rng, choices=2)
+        if not picked or al.en[picked[0]] == al.en[key]:
             continue
         label = rng.randrange(2)
-        choices = [corrupted, tail] if label else [tail, corrupted]
-        items.append({"id": f"{lang}:{u['key']}", "key": u["key"], "query": head, "choices": choices,
-                      "label": label})
+        choices = [al.en[picked[0]], al.en[key]] if label else [al.en[key], al.en[picked[0]]]
+        items.append({"id": f"{lang}:{key}", "key": key, "query": _query(lang, al.xx[key], MATCH_PROMPT),
+                      "choices": choices, "label": label})
     return items
+
+
+def _mc_texts(params: Params, corpus, lang: str) -> tuple[str, str]:
+    """(probe text, language text) of a multiple-choice task: the pair translation uses; for the probe
+    itself, its primary text on both sides (a monolingual task)."""
+    if lang == params.probe_language:
+        tid = corpus.texts(lang)[0]
+        return tid, tid
+    texts = translation_texts(params, corpus, lang)
+    if texts is None:
+        raise DataError(f"language {lang!r} has no text of a kind that the probe {params.probe_language!r} also "
+                        f"has (its texts: {corpus.texts(lang)}): its multiple-choice candidates are English")
+    return texts
+
+
+MC_BUILDERS = {"next_verse_4way": _next_verse, "verse_match_2way": _verse_match}
+
+
+def mc_shots(params: Params) -> int:
+    """Shots of the multiple-choice tasks: ``evaluation.mc_shots``, else ``evaluation.shots``."""
+    e = params.evaluation
+    return e.shots if e.mc_shots is None else e.mc_shots
 
 
 def multiple_choice_items(params: Params, corpus, task: str, lang: str) -> ItemSet:
-    """Items of ``verse_cloze_4way`` or ``word_order_2way`` for one language (its primary text).
+    """Items of ``next_verse_4way`` or ``verse_match_2way`` for one language.
 
     Raises:
-        DataError: an unknown task, or the language's text is missing.
+        DataError: an unknown task, or the language has no text aligned with the probe's.
     """
-    builders = {"verse_cloze_4way": _cloze, "word_order_2way": _word_order}
-    if task not in builders:
-        raise DataError(f"unknown multiple-choice task {task!r}; {one_of(builders)}")
-    pools = unit_pools(params, corpus, lang)
-    kind = pools.text_id.split(":", 1)[0]
+    if task not in MC_BUILDERS:
+        raise DataError(f"unknown multiple-choice task {task!r}; {one_of(MC_BUILDERS)}")
+    ptid, ltid = _mc_texts(params, corpus, lang)
+    probe = params.probe_language
+    l_pools = unit_pools(params, corpus, lang, ltid)
+    p_pools = l_pools if lang == probe else unit_pools(params, corpus, probe, ptid)
+    kind = ltid.split(":", 1)[0]
     cap = params.evaluation.max_items or 10**9
-    build = builders[task]
-    test = build(params, lang, kind, pools.test, cap, "test")
-    fewshot = build(params, lang, kind, pools.fewshot, FEWSHOT_POOL, "fewshot")
-    return ItemSet(test, fewshot, {"text_id": pools.text_id, "fewshot_from": pools.fewshot_from,
-                                   "reserved_groups": list(pools.reserved_groups)})
+    build = MC_BUILDERS[task]
+    test = build(params, lang, _aligned(l_pools.test, p_pools.test, kind), cap, "test")
+    fewshot = build(params, lang, _aligned(l_pools.fewshot, p_pools.fewshot, kind), FEWSHOT_POOL, "fewshot")
+    fewshot_from = l_pools.fewshot_from
+    if test and len(fewshot) < max(1, mc_shots(params)):
+        # The UDHR's reserved articles are a handful of paragraphs: too few to make a passage, its next
+        # paragraph and three others. Another language's examples (the first in the run's order whose own
+        # pool makes enough: the probe's, for the comprehension task) then show the format; they share no
+        # unit with any test item of this language (other texts, or validation verses).
+        for other in params.languages:
+            if other == lang:
+                continue
+            o_ptid, o_ltid = _mc_texts(params, corpus, other)
+            o_l = unit_pools(params, corpus, other, o_ltid)
+            o_p = o_l if other == probe else unit_pools(params, corpus, probe, o_ptid)
+            if o_l.fewshot_from != "validation":
+                continue
+            shots = build(params, other, _aligned(o_l.fewshot, o_p.fewshot, o_ltid.split(":", 1)[0]), FEWSHOT_POOL,
+                          "fewshot")
+            if len(shots) >= max(1, mc_shots(params)):
+                fewshot, fewshot_from = shots, f"{other}'s examples: {l_pools.fewshot_from} make too few"
+                break
+    return ItemSet(test, fewshot, {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": fewshot_from,
+                                   "reserved_groups": list(l_pools.reserved_groups)})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -346,7 +406,8 @@ def translation_items(params: Params, corpus, lang: str, direction: str) -> Item
         return [{"id": f"{lang}:{k}", "key": k, "source": by[src][k],
                  "query": translation_query(src, tgt, by[src][k]), "target": by[tgt][k]} for k in keys]
 
-    cap = params.evaluation.max_items or 10**9
+    e = params.evaluation
+    cap = e.translation_items or e.max_items or 10**9
     return ItemSet(pairs(p_pools.test, l_pools.test, cap), pairs(p_pools.fewshot, l_pools.fewshot, FEWSHOT_POOL),
                    {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": l_pools.fewshot_from,
                     "reserved_groups": list(l_pools.reserved_groups)})

@@ -31,6 +31,8 @@ COLUMNS = [
     "chance",  # accuracy of a uniform guess (multiple choice)
     "empty_baseline", "copy_baseline",  # chrF of an empty output and of copying the source (translation)
     "constant_baseline",  # chrF of one fixed target-language sentence for every item: fluent but source-blind
+    "truncated",  # items whose prompt did not fit the model's context (the harness cut it from the left)
+    "empty_rate",  # translation: share of hypotheses empty after the paper's truncation rule
     "limit",  # the sample limit the run used; empty for a complete run (never report limited rows as complete)
     "scale", "harness_task", "model_sha256", "task_config_hash", "cache_key", "lm_eval", "evaluated_at",
 ]
@@ -40,6 +42,7 @@ COLUMNS = [
 COLLECTIONS = {
     "results": ("parts", "results.csv", []),
     "interpolation": ("interpolation_parts", "interpolation.csv", ["group", "alpha"]),
+    "gates": ("gates_parts", "gates.csv", []),  # the random-model gate (famlib.evaluate.gates)
 }
 
 

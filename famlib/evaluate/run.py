@@ -37,12 +37,17 @@ from typing import Callable, Optional
 
 from famlib.config import Params
 from famlib.errors import ConfigError, FamlibError, near
+from famlib.evaluate import records as rec
 from famlib.evaluate import results as res
 from famlib.evaluate.assign import evaluation_languages, model_identity
 from famlib.evaluate.suite import AXES, Suite, build_suite
 from famlib.io import sha256_json
 
-PRIMARY = {"perplexity": "bits_per_byte", "comprehension": "acc", "reasoning": "acc", "translation": "chrf"}
+# The headline metric per axis. Multiple choice is scored by pointwise mutual information: see
+# famlib.evaluate.suite.TASKS (the paper scale's Belebele and Global-PIQA keep lm-eval's acc).
+PRIMARY = {"perplexity": "bits_per_byte", "comprehension": "acc_mutual_info", "reasoning": "acc_mutual_info",
+           "translation": "chrf"}
+PAPER_PRIMARY = {"comprehension": "acc", "reasoning": "acc"}
 EXAMPLES_KEPT = 20  # generations kept per translation task in its part file, to read what a model wrote
 
 
@@ -101,9 +106,9 @@ def settings(params: Params, max_length: Optional[int], limit, axis: Optional[st
 
     e = params.evaluation
     window = perplexity_window(params) if axis == "perplexity" else params.data.seq_len
-    # format 3: multiple choice scored by SharedPrefixLM; float32 log-softmax on every path (2: bf16 outside MC).
-    return {"shots": e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": window,
-            "limit": limit, "lm_eval": lm_eval.__version__, "format": 3, "dtype": eval_dtype(params)}
+    # format 4: per-item records kept (3: multiple choice by SharedPrefixLM, float32 log-softmax everywhere).
+    return {"shots": axis_shots(params, axis) if axis else e.shots, "seed": params.seed, "max_length": max_length, "ppl_window": window,
+            "limit": limit, "lm_eval": lm_eval.__version__, "format": 4, "dtype": eval_dtype(params)}
 
 
 def perplexity_window(params: Params) -> int:
@@ -142,7 +147,7 @@ def _lm(model, tokenizer, params: Params, axis: str, max_length: Optional[int], 
                               f"at most the model's max_position_embeddings, {positions}")
         kwargs = {"batch_size": perplexity_batch_size(params, batch_size), "max_length": window,
                   "add_bos_token": False}
-    with ExpectedNotices(params.evaluation.shots):  # HFLM notes, on being built, that it got a model object
+    with ExpectedNotices(axis_shots(params, axis)):  # HFLM notes, on being built, that it got a model object
         return HFLM(pretrained=model, tokenizer=tokenizer, softmax_dtype="float32", **kwargs)
 
 
@@ -179,19 +184,28 @@ class ExpectedNotices(logging.Filter):
             logging.getLogger(name).removeFilter(self)
 
 
-def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None) -> dict:
-    """``simple_evaluate`` on ``tasks`` of ``suite`` with the run's seeds and shots; returns its result dict."""
+def axis_shots(params: Params, axis: str) -> int:
+    """Shots of an axis: ``evaluation.mc_shots`` for multiple choice (when set), ``evaluation.shots`` else."""
+    from famlib.evaluate.items import mc_shots
+
+    return mc_shots(params) if axis in ("comprehension", "reasoning") else params.evaluation.shots
+
+
+def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None, shots: Optional[int] = None) -> dict:
+    """``simple_evaluate`` on ``tasks`` of ``suite`` with the run's seeds and ``shots`` (default
+    ``evaluation.shots``); returns its result dict."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     include_defaults = bool(suite.manifest.get("include_defaults"))
     tm = TaskManager(include_path=str(suite.path), include_defaults=include_defaults)
     seed = params.seed
-    with ExpectedNotices(params.evaluation.shots):
+    shots = params.evaluation.shots if shots is None else shots
+    with ExpectedNotices(shots):
         return simple_evaluate(
-            model=lm, tasks=tasks, task_manager=tm, num_fewshot=params.evaluation.shots, limit=limit,
+            model=lm, tasks=tasks, task_manager=tm, num_fewshot=shots, limit=limit,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            bootstrap_iters=0,  # no bootstrap: chrF's would cost minutes; accuracies get a binomial stderr below
+            bootstrap_iters=0,  # intervals come from the per-item records (famlib.evidence), paired and clustered
             log_samples=True, fewshot_as_multiturn=False,
         )
 
@@ -205,7 +219,16 @@ def task_label(entry: dict, probe: str) -> str:
     return entry["language"]
 
 
-def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict) -> tuple[list[dict], list[dict]]:
+def primary_metric(entry: dict) -> str:
+    """The headline metric of a suite task: PMI accuracy for famlib's multiple choice, lm-eval's acc for the
+    paper's own multiple-choice tasks."""
+    if entry["task"] in ("belebele", "global_piqa"):
+        return PAPER_PRIMARY[entry["axis"]]
+    return PRIMARY[entry["axis"]]
+
+
+def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict,
+             records: Optional[list[dict]] = None) -> tuple[list[dict], list[dict]]:
     """Result rows (and a few translation examples) of one harness task from simple_evaluate's output."""
     metrics = {}
     for k, v in out["results"][task].items():
@@ -221,12 +244,15 @@ def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict) -> tuple[
     if entry["axis"] == "translation":
         examples = [{"id": s["doc"].get("id"), "query": s["doc"].get("query"), "output": s["filtered_resps"][0],
                      "reference": s["target"]} for s in samples[:EXAMPLES_KEPT]]
+    counts = rec.summary(records or [])
     rows = []
     for metric, value in metrics.items():
         acc = metric.startswith("acc")
         rows.append({**base, "metric": metric, "value": value, "n": n,
-                     "primary": metric == PRIMARY[entry["axis"]],
-                     "stderr": math.sqrt(value * (1 - value) / n) if acc and n else None})
+                     "primary": metric == primary_metric(entry),
+                     "stderr": math.sqrt(value * (1 - value) / n) if acc and n else None,
+                     "truncated": counts["truncated"] if records is not None else None,
+                     "empty_rate": counts["empty"] / n if "empty" in counts and n else None})
     return rows, examples
 
 
@@ -298,10 +324,14 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
         setting = settings(params, max_length, limit, entry["axis"])
         keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
         part = None if force else res.read_part(params.scale, model, task, collection)
+        if part is not None and rec.read_items(params.scale, model, task, collection) is None:
+            part = None  # a result without its per-item records is re-run: every difference needs them
         if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
             other = res.read_part(params.scale, reuse[1], task, reuse[0])
-            if other is not None and other.get("key") == keys[task]:
+            other_items = rec.read_items(params.scale, reuse[1], task, reuse[0])
+            if other is not None and other.get("key") == keys[task] and other_items is not None:
                 part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
+                rec.write_items(params.scale, model, task, [{**r, "model": model} for r in other_items], collection)
                 res.write_part(params.scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
         if part is not None and part.get("key") == keys[task]:
             report.cached.setdefault(entry["axis"], []).append(task)
@@ -323,13 +353,22 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
             t0 = time.time()
             labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
             log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
-            out = run_harness(_lm(model_obj, tok, params, axis, max_length, bs), tasks, suite, params, limit)
+            lm = _lm(model_obj, tok, params, axis, max_length, bs)
+            out = run_harness(lm, tasks, suite, params, limit, axis_shots(params, axis))
             stamp = res.evaluated_at()
             for task in tasks:
                 base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
                         "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
-                rows, examples = _rows_of(task, suite.tasks[task], out, tok, base)
+                records = rec.records_of(suite.tasks[task], out.get("samples", {}).get(task, []), lm=lm,
+                                         tokenizer=tok, max_gen=params.evaluation.max_gen_tokens,
+                                         base={"model": model, "harness_task": task, "cache_key": keys[task]})
+                rows, examples = _rows_of(task, suite.tasks[task], out, tok, base, records)
+                rec.write_items(params.scale, model, task, records, collection)
                 res.write_part(params.scale, model, task, keys[task], rows, examples, collection)
+                cut = sum(r["truncated"] for r in records)
+                if cut:
+                    log(f"{model}: {task}: {cut} of {len(records)} prompts did not fit the model's context "
+                        f"({lm.max_length} tokens) and lost tokens from the left")
             report.seconds[axis] = time.time() - t0
             report.ran[axis] = tasks
             log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s")

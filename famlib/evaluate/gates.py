@@ -1,0 +1,216 @@
+"""The instrument's gates: a multiple-choice task earns its place only if it passes all of them.
+
+design.md, "Offline evaluation suite". Per task (and scale):
+
+* **random**: a randomly initialised model of the base's architecture (the base's tokenizer, weights drawn
+  from the architecture's own initialisation with the run seed) scores at chance, within 2 standard errors
+  over all the items it answered (cluster-robust over item keys: :func:`clustered_accuracy`).
+* **shortcuts**: every shortcut baseline of :mod:`famlib.evaluate.shortcuts` (computed when the suite is
+  built) scores at most chance + 0.10, averaged over the languages of each split.
+* **base**: the scale's base model clears chance by at least 4 standard errors, on the held-in average and
+  on English. Its standard error is the cluster-bootstrap one (:mod:`famlib.evidence`): the half-width of
+  the 95 % interval divided by 1.96.
+
+:func:`gate_table` reads what the suite manifest, the gates collection and the results hold; nothing is
+decided from a partial run without saying so (the random model's rows carry their sample limit).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+SHORTCUT_MARGIN = 0.10  # shortcut baselines may score at most chance + this
+RANDOM_SE = 2.0  # a random model within this many standard errors of chance
+BASE_SE = 4.0  # the base at least this many standard errors above chance
+MC_AXES = ("comprehension", "reasoning")
+
+
+def random_model_dir(params) -> Path:
+    from famlib.paths import model_dir
+
+    return model_dir(params.scale, "random")
+
+
+def build_random_model(params) -> Path:
+    """``runs/<scale>/models/random``: the base's config and tokenizer, weights freshly initialised (seeded).
+
+    Rebuilt only when the base's config changes. Raises FamlibError when the base does not exist yet.
+    """
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from famlib.base import base_dir
+    from famlib.errors import FamlibError
+    from famlib.evaluate.run import load_tokenizer
+    from famlib.io import atomic_write_json, sha256_file
+
+    base = base_dir(params)
+    if not (base / "config.json").exists():
+        raise FamlibError(f"no base model at {base}: build it first (famlib base --scale {params.scale})")
+    out = random_model_dir(params)
+    key = {"config": sha256_file(base / "config.json"), "seed": params.seed, "strategy": "base", "random_init": True}
+    prov = out / "famlib_provenance.json"
+    if prov.exists() and json.loads(prov.read_text()) == key:
+        return out
+    cfg = AutoConfig.from_pretrained(str(base))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params.seed)
+        model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(out)
+    load_tokenizer(base).save_pretrained(out)
+    atomic_write_json(prov, key)  # last: a directory without it is rebuilt
+    return out
+
+
+def evaluate_random(params, corpus=None, log=print):
+    """Evaluate the random model on the multiple-choice axes (``evaluation.gate_limit`` items per task)."""
+    from famlib.evaluate.run import evaluate_model
+
+    d = build_random_model(params)
+    return evaluate_model(params, "random", corpus=corpus, model_dir=d, strategy="base", axes=list(MC_AXES),
+                          limit=params.evaluation.gate_limit, collection="gates", log=log)
+
+
+def clustered_accuracy(records: list[dict]) -> tuple[float, float, int, int]:
+    """(accuracy, its cluster-robust standard error, items, distinct keys) of multiple-choice records.
+
+    Languages of one source are asked about the same verses with the same English choices, so their items
+    are not independent (a random model answers the same English choices alike whatever the passage): the
+    standard error treats each item key as one cluster, sqrt(sum_k (sum_{i in k} (x_i - p))^2) / n.
+    """
+    xs = [(str(r["key"]), float(r.get("correct_pmi", r["correct"]))) for r in records]
+    n = len(xs)
+    if not n:
+        return float("nan"), float("nan"), 0, 0
+    p = sum(x for _, x in xs) / n
+    by: dict[str, float] = {}
+    for k, x in xs:
+        by[k] = by.get(k, 0.0) + (x - p)
+    return p, math.sqrt(sum(v * v for v in by.values())) / n, n, len(by)
+
+
+def gate_table(params, suite, results, gates=None, evidence=None):
+    """One row per multiple-choice task: chance, shortcut baselines, random model, base, and each verdict.
+
+    Args:
+        suite: the built suite (its manifest holds the shortcut baselines per language).
+        results: the scale's results (the base's rows); gates: the gates collection's rows (random model).
+        evidence: a :class:`famlib.evidence.Evidence` over ``results`` (built here when None).
+    """
+    import pandas as pd
+
+    from famlib.evaluate.suite import TASKS
+    from famlib.evidence import Evidence
+
+    ev = evidence or Evidence(params, results)
+    out = []
+    for name, spec in TASKS.items():
+        if spec.output_type != "multiple_choice":
+            continue
+        entries = [e for e in suite.tasks.values() if e["task"] == name]
+        if not entries:
+            continue
+        chance = spec.chance
+        row = {"task": name, "axis": spec.axis, "chance": chance, "languages": len(entries),
+               "items": sum(e["n"] for e in entries)}
+        # shortcuts: the worst baseline, averaged over each split's languages
+        worst = {}
+        for split in ("base", "held_in", "held_out"):
+            sub = [e for e in entries if params.split_of(e["language"]) == split and e.get("shortcuts")]
+            for b in (sub[0]["shortcuts"] if sub else {}):
+                v = sum(e["shortcuts"][b] for e in sub) / len(sub)
+                if not math.isnan(v) and v > worst.get(b, (-1, ""))[0]:
+                    worst[b] = (v, split)
+        top = max(worst.items(), key=lambda kv: kv[1][0]) if worst else None
+        row.update({f"shortcut_{b}": v for b, (v, _) in worst.items()})
+        row["shortcut_max"] = top[1][0] if top else float("nan")
+        row["shortcut_max_is"] = f"{top[0]} ({top[1][1]})" if top else ""
+        row["shortcut_gate"] = ("not measured" if top is None else
+                                "passes" if top[1][0] <= chance + SHORTCUT_MARGIN else "fails")
+        # random model, over every item it answered (keys as clusters)
+        recs = []
+        if gates is not None and len(gates):
+            from famlib.evaluate.records import read_items
+
+            g = gates[(gates["task_name"] == name) & gates["primary"].astype(bool) & (gates["model"] == "random")]
+            for t in g["harness_task"].unique():
+                recs += read_items(params.scale, "random", t, "gates") or []
+        if recs:
+            acc, se, n, keys = clustered_accuracy(recs)
+            row.update({"random": acc, "random_se": se, "random_n": n, "random_keys": keys,
+                        "random_limit": g["limit"].max(),
+                        "random_gate": "passes" if abs(acc - chance) <= RANDOM_SE * se else "fails"})
+        else:
+            row.update({"random": float("nan"), "random_n": 0, "random_gate": "not measured"})
+        # base: held-in average (families' mean) and English
+        for label, groups in (("held_in", ev.groups("held_in")), ("english", {params.probe_language: [params.probe_language]})):
+            iv = ev.score("base", spec.axis, groups)
+            if iv is None:
+                row.update({f"base_{label}": float("nan"), f"base_{label}_gate": "not measured"})
+                continue
+            se = (iv.high - iv.low) / (2 * 1.96)
+            row.update({f"base_{label}": iv.estimate, f"base_{label}_low": iv.low, f"base_{label}_high": iv.high,
+                        f"base_{label}_se": se,
+                        f"base_{label}_gate": "passes" if iv.estimate >= chance + BASE_SE * se else "fails"})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def gates_markdown(table) -> str:
+    """The gate table as Markdown: one line per task, each gate's number and verdict."""
+    if table is None or len(table) == 0:
+        return "_No multiple-choice task in this suite._"
+    lines = ["| task | axis | chance | worst shortcut | random model | base, held-in (95 % CI) | base, English (95 % CI) |",
+             "|---|---|---|---|---|---|---|"]
+
+    def base(r, k):
+        v = r.get(f"base_{k}")
+        if v is None or v != v:
+            return "not measured"
+        return (f"{v:.3f} [{r[f'base_{k}_low']:.3f}, {r[f'base_{k}_high']:.3f}], "
+                f"{(v - r['chance']) / r[f'base_{k}_se']:.1f} s.e. above chance: {r[f'base_{k}_gate']}")
+
+    for _, r in table.iterrows():
+        sc = (f"{r['shortcut_max']:.3f} {r['shortcut_max_is']}: {r['shortcut_gate']}" if r["shortcut_max"] == r["shortcut_max"]
+              else "not measured")
+        if r["random_n"]:
+            lim = r.get("random_limit")
+            sample = f", first {int(lim)} items per language" if lim == lim and lim is not None else ""
+            rnd = (f"{r['random']:.3f} ± {r['random_se']:.3f} (n {r['random_n']}, {r['random_keys']} keys{sample}): "
+                   f"{r['random_gate']}")
+        else:
+            rnd = "not measured"
+        lines.append(f"| `{r['task']}` | {r['axis']} | {r['chance']:.2f} | {sc} | {rnd} | {base(r, 'held_in')} | {base(r, 'english')} |")
+    return "\n".join(lines)
+
+
+def gate_table_path(scale: str) -> Path:
+    from famlib.evaluate.results import results_dir
+
+    return results_dir(scale) / "gates_table.csv"
+
+
+def load_gate_table(scale: str):
+    """The saved gate table of a scale (None when there is none)."""
+    import pandas as pd
+
+    path = gate_table_path(scale)
+    return pd.read_csv(path) if path.exists() else None
+
+
+def run_gates(params, corpus=None, log=print):
+    """Evaluate the random model, decide every gate, save ``results/gates_table.csv``; return the table."""
+    from famlib.evaluate.results import load_results
+    from famlib.evaluate.suite import build_suite, load_suite, suite_dir
+    from famlib.io import atomic_path
+
+    evaluate_random(params, corpus, log)
+    suite = load_suite(suite_dir(params)) if (suite_dir(params) / "suite.json").exists() else build_suite(params, corpus)
+    table = gate_table(params, suite, load_results(params.scale), load_results(params.scale, "gates"))
+    with atomic_path(gate_table_path(params.scale)) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
