@@ -298,7 +298,8 @@ def _points(interpolation) -> dict:
     if interpolation is None or len(interpolation) == 0:
         return out
     for r in interpolation[["group", "alpha", "model"]].drop_duplicates().itertuples():
-        out[(str(r.group), float(r.alpha))] = str(r.model)
+        for g in (("first", "middle", "last") if str(r.group) == "all" else (str(r.group),)):
+            out[(g, float(r.alpha))] = str(r.model)  # "all": Dense's own point, the end of every curve
     return out
 
 

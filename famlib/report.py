@@ -125,6 +125,55 @@ def _claims_section(claims) -> str:
             + f"\n<details><summary>Decision rules</summary>\n\n{rules}\n\n</details>\n")
 
 
+# (title, axis, split, with the probe row, digits, scale, unit): the differences the report sets out
+DIFFERENCES = (
+    ("Table 2: held-in bits per byte", "perplexity", "held_in", False, 3, 1, ""),
+    ("English bits per byte", "perplexity", "base", False, 3, 1, ""),
+    ("Table 9: held-out bits per byte", "perplexity", "held_out", False, 3, 1, ""),
+    ("Table 3: held-in comprehension", "comprehension", "held_in", False, 1, 100, " pp"),
+    ("English comprehension", "comprehension", "base", False, 1, 100, " pp"),
+    ("Table 9b: held-out comprehension", "comprehension", "held_out", False, 1, 100, " pp"),
+    ("Table 4: held-in reasoning", "reasoning", "held_in", False, 1, 100, " pp"),
+    ("Table 5: held-in translation", "translation", "held_in", False, 1, 1, " chrF"),
+    ("Table 9c: held-out translation", "translation", "held_out", False, 1, 1, " chrF"),
+)
+
+
+def _differences_section(params, results, evidence) -> str:
+    """Every strategy against the base on each table's average (and English), with its paired interval."""
+    from famlib.tables import table_kwargs
+
+    present = [s for s in STRATEGIES if s != "base" and len(results) and s in set(results["strategy"].astype(str))]
+    if not present:
+        return ""
+    rows = []
+    for title, axis, split, _, digits, scale, unit in DIFFERENCES:
+        if split == "base":
+            groups = {params.probe_language: [params.probe_language]}
+        else:
+            groups = evidence.groups(split, exclude=table_kwargs(params)["exclude"] if split == "held_out" else ())
+        cells = []
+        for s in present:
+            iv = evidence.diff(s, "base", axis, groups)
+            if iv is None:
+                cells.append(MISSING)
+                continue
+            lower = axis == "perplexity"
+            mark = ""
+            if iv.low > 0 or iv.high < 0:
+                better = (iv.high < 0) if lower else (iv.low > 0)
+                mark = " ▲" if better else " ▼"
+            cells.append(f"{iv.estimate * scale:+.{digits}f}{mark}<br><sub>[{iv.low * scale:+.{digits}f}, "
+                         f"{iv.high * scale:+.{digits}f}]</sub>")
+        rows.append([f"{title}{unit and f' ({unit.strip()})'}", *cells])
+    return ("## Differences from the base, with paired 95 % intervals\n\n"
+            "Each cell is the strategy minus the base on that table's average over families (or on English), "
+            "with its paired cluster-bootstrap interval (item keys resampled together across languages and "
+            "models; `famlib/evidence.py`). ▲ = the interval excludes 0 and the strategy is better than the base, "
+            "▼ = excludes 0 and worse (for bits per byte, lower is better); no mark = undecided.\n\n"
+            + _md_table(["", *[LABELS.get(s, s) for s in present]], rows))
+
+
 def _gates_section(params) -> str:
     """The instrument's gates (famlib.evaluate.gates), from the saved gate table."""
     from famlib.evaluate.gates import gates_markdown, load_gate_table
@@ -250,7 +299,10 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
 
         figures = write_figures(params, results, interpolation, distances)
     tables = build_tables(params, results)
-    claims = check_claims(params, results, interpolation, distances)
+    from famlib.evidence import Evidence
+
+    evidence = Evidence(params, results, iters=params.evaluation.bootstrap_iters)
+    claims = check_claims(params, results, interpolation, distances, evidence=evidence)
     path = report_path(params.scale)
     today = datetime.date.today().isoformat()
     parts = [f"# Reproduction report: scale `{params.scale}` ({today})\n",
@@ -262,6 +314,7 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              _what_ran(params, results, interpolation, distances),
              _forgetting_section(params, tables),
              _gates_section(params),
+             _differences_section(params, results, evidence),
              _claims_section(claims),
              _scales_section(claims, params.scale),
              _paper_averages(params, tables),

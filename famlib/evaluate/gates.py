@@ -160,6 +160,14 @@ def gate_table(params, suite, results, gates=None, evidence=None):
     return pd.DataFrame(out)
 
 
+def _number(x) -> bool:
+    """A real number (not None, NaN or pandas' NA)."""
+    try:
+        return x is not None and not math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
 def gates_markdown(table) -> str:
     """The gate table as Markdown: one line per task, each gate's number and verdict."""
     if table is None or len(table) == 0:
@@ -169,17 +177,17 @@ def gates_markdown(table) -> str:
 
     def base(r, k):
         v = r.get(f"base_{k}")
-        if v is None or v != v:
+        if not _number(v):
             return "not measured"
         return (f"{v:.3f} [{r[f'base_{k}_low']:.3f}, {r[f'base_{k}_high']:.3f}], "
                 f"{(v - r['chance']) / r[f'base_{k}_se']:.1f} s.e. above chance: {r[f'base_{k}_gate']}")
 
     for _, r in table.iterrows():
-        sc = (f"{r['shortcut_max']:.3f} {r['shortcut_max_is']}: {r['shortcut_gate']}" if r["shortcut_max"] == r["shortcut_max"]
+        sc = (f"{r['shortcut_max']:.3f} {r['shortcut_max_is']}: {r['shortcut_gate']}" if _number(r["shortcut_max"])
               else "not measured")
         if r["random_n"]:
             lim = r.get("random_limit")
-            sample = f", first {int(lim)} items per language" if lim == lim and lim is not None else ""
+            sample = f", first {int(lim)} items per language" if _number(lim) else ""
             rnd = (f"{r['random']:.3f} ± {r['random_se']:.3f} (n {r['random_n']}, {r['random_keys']} keys{sample}): "
                    f"{r['random_gate']}")
         else:

@@ -46,7 +46,10 @@ FEWSHOT_POOL = 64  # few-shot candidates kept per language and task (the sampler
 PASSAGE_UNITS = 2
 NEXT_PROMPT = "Next, in English:"
 MATCH_PROMPT = "The same, in English:"  # the reasoning task's question
-# Distractors come from this many verses on each side of the passage and its next verse (see _matched).
+# The reasoning task's other verse comes from this many verses on either side of the right one (same
+# scene); the comprehension task's distractors come from the whole chapter: drawn from the six verses
+# around it, gemma-3-270m's next-verse accuracy was 0.14-0.36 (chance 0.25): nearby verses follow about
+# as well as the next one.
 NEAR = 6  # what the model is asked after the passage; the choices follow it
 # Longest unit (UTF-8 bytes) an item is made of: a verse, not a long UDHR paragraph, so that an answer
 # always fits a model's context, even in a script the tokenizer splits into single bytes.
@@ -219,7 +222,7 @@ def _query(lang: str, passage: str, ask: str = "") -> str:
 
 
 def _matched(pool: list[str], gold: str, al: Aligned, passage: list[str], rng: random.Random,
-             choices: int = CHOICES) -> Optional[list[str]]:
+             choices: int = CHOICES, near_only: Optional[int] = None) -> Optional[list[str]]:
     """``choices - 1`` keys of ``pool`` (the chapter, in text order, without the passage) chosen so that the
     passage's character overlap gives nothing away, or None when the chapter has too few verses.
 
@@ -227,12 +230,12 @@ def _matched(pool: list[str], gold: str, al: Aligned, passage: list[str], rng: r
     verse of greatest character 3-gram overlap with the passage found the next verse 0.37-0.40 of the time
     with random or nearby distractors, chance 0.25). So the right verse's rank in overlap among the choices
     is drawn uniformly: that many distractors overlap less than it and the rest more, each drawn at random
-    from the ``NEAR`` verses on either side (close in the text: the same scene, similar length and wording).
+    from the chapter (or from the ``near_only`` verses on either side of the right one).
     """
     from famlib.evaluate.shortcuts import char_ngrams, overlap
 
     at = pool.index(gold)
-    near = [k for k in pool[max(0, at - NEAR):at + NEAR + 1] if k != gold]
+    near = [k for k in (pool if near_only is None else pool[max(0, at - near_only):at + near_only + 1]) if k != gold]
     grams = char_ngrams(" ".join(al.xx[k] for k in passage))
     ov = {k: overlap(grams, char_ngrams(al.en[k])) for k in near + [gold]}
     tie = {k: rng.random() for k in near + [gold]}  # equal overlaps (often 0 across scripts) in random order
@@ -288,7 +291,7 @@ def _verse_match(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> 
             break
         key = u["key"]
         rng = _rng(params, "match", tag, key)
-        picked = _matched(by_hood[neighbourhood(al.kind, key)], key, al, [key], rng, choices=2)
+        picked = _matched(by_hood[neighbourhood(al.kind, key)], key, al, [key], rng, choices=2, near_only=NEAR)
         if not picked or al.en[picked[0]] == al.en[key]:
             continue
         label = rng.randrange(2)
