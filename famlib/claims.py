@@ -15,15 +15,16 @@ estimate.
 * C2: Table 2. For each reverted variant: above its source (gives back part of the gain), below the base.
 * C3: Table 3 with English (held-in families and the probe). Dense below the base, and below every other
   CPT strategy (its drop is the largest).
-* C4: Table 3 average. Freeze above every other main CPT strategy, and above the base (the paper's "at or
-  above": an interval that spans 0 leaves it undecided).
+* C4: Table 3 average. Freeze above every other main CPT strategy, and at or above the base (holds when the
+  interval of Freeze - base lies at or above 0, fails when it lies below 0).
 * C5: Table 3 average. Dense-Reverted above Dense, below the base, and its recovery at least half of
   Dense's loss: (D.-Rev. - Dense) - 0.5 (base - Dense) > 0.
 * C6: Table 3 average. Soup below the best other main strategy and above all the rest (rank 2).
 * C7: Table 5 average (chrF, both directions). Every CPT strategy above the base; Dense and Dense-Reverted
   each above every other CPT strategy.
 * C8: Table 9 (held-out bits per byte), per family. Dense above the base and Expert above the base.
-* C9: Table 9, per family. L2-SP not above the base: holds where the interval lies below 0.
+* C9: Table 9, per family. L2-SP not above the base: holds where the interval of L2-SP - base lies at or
+  below 0, fails where it lies above 0.
 * C10: interpolation, held-in comprehension. drop(G) = acc(alpha 0) - acc(alpha 1) for group G. The middle
   drop positive; |drop(middle)| above |drop(first)| and |drop(last)|; |drop(last)| below |drop(first)|;
   every step of the middle curve falling (acc(alpha_i) - acc(alpha_i+1) > 0).
@@ -83,12 +84,12 @@ RULES = {
     "C1": "Table 2 bpb avg: every other CPT strategy > min(Dense, Expert); Freeze, L2-SP < base",
     "C2": "Table 2 bpb avg: reverted > its source and reverted < base, for D.-Rev./Dense and E.-Rev./Expert",
     "C3": "Table 3 (families + English): Dense < base and Dense < every other CPT strategy",
-    "C4": "Table 3 avg: Freeze > every other main CPT strategy, and Freeze > base",
+    "C4": "Table 3 avg: Freeze > every other main CPT strategy, and Freeze ≥ base",
     "C5": "Table 3 avg: D.-Rev. > Dense, D.-Rev. < base, (D.-Rev. − Dense) − ½(base − Dense) > 0",
     "C6": "Table 3 avg: best other main strategy > Soup > every remaining main strategy",
     "C7": "Table 5 avg: every CPT strategy > base; Dense and D.-Rev. > every other CPT strategy",
     "C8": "Table 9 bpb per family: Dense > base and Expert > base",
-    "C9": "Table 9 bpb per family: L2-SP − base < 0 (interval below 0)",
+    "C9": "Table 9 bpb per family: L2-SP ≤ base (interval of L2-SP − base at or below 0)",
     "C10": "Interpolation acc: middle drop > 0; |middle| > |first|, |middle| > |last|, |last| < |first|; "
            "each middle step falls",
     "C11": "Interpolation chrF: |last range| > |first range| and > |middle range|",
@@ -131,7 +132,7 @@ class _Parts:
             v = NOT_MEASURED
             self.items.append((v, f"{label}: not measured"))
             return v
-        v = S.verdict_greater(iv) if sign == ">" else S.verdict_less(iv)
+        v = _verdict(iv, sign)
         self.items.append((v, f"{label} {describe(iv, self.digits, self.scale, self.unit)} ({v})"))
         return v
 
@@ -143,6 +144,21 @@ class _Parts:
         verdict = S.combine(verdicts) if verdicts else NOT_MEASURED
         text = (head + ": " if head else "") + "; ".join(t for _, t in self.items)
         return Claim(cid, CLAIM_TEXT[cid], verdict, text, PAPER_EVIDENCE[cid], RULES[cid])
+
+
+def _verdict(iv: S.Interval, sign: str) -> str:
+    """The verdict on ``statistic <sign> 0``. Strict (``>``, ``<``): the interval must lie wholly on the claim's
+    side. Inclusive (``>=``, ``<=``, the paper's "at or above", "never raises"): an interval on the claim's
+    side of 0 or touching it holds, one wholly on the other side does not."""
+    if sign == ">":
+        return S.verdict_greater(iv)
+    if sign == "<":
+        return S.verdict_less(iv)
+    if sign == ">=":
+        return HOLDS if iv.low >= 0 else FAILS if iv.high < 0 else UNDECIDED
+    if sign == "<=":
+        return HOLDS if iv.high <= 0 else FAILS if iv.low > 0 else UNDECIDED
+    raise ValueError(f"sign {sign!r}: one of >, <, >=, <=")
 
 
 def _nm(cid: str, why: str) -> Claim:
@@ -218,7 +234,7 @@ def _c4(ev, strategies) -> Claim:
     for s in main:
         if s != "freeze":
             p.diff("freeze", s, ">")
-    p.diff("freeze", "base", ">")
+    p.diff("freeze", "base", ">=")
     return p.claim("C4", "comprehension avg")
 
 
@@ -289,7 +305,7 @@ def _c8(ev, strategies, exclude) -> Claim:
 
 
 def _c9(ev, strategies, exclude) -> Claim:
-    return _per_family(ev, "C9", ("l2sp",), "<", exclude, strategies)
+    return _per_family(ev, "C9", ("l2sp",), "<=", exclude, strategies)
 
 
 def _points(interpolation) -> dict:

@@ -62,29 +62,38 @@ def _done(fig):
 # ----------------------------------------------------------------------------------------------------
 # Figure 2: held-out deltas against the base
 # ----------------------------------------------------------------------------------------------------
-def heldout_deltas(results, *, families: Optional[Sequence[str]] = None, exclude=()):
+def heldout_deltas(results, *, families: Optional[Sequence[str]] = None, exclude=(), evidence=None):
     """Per strategy: held-out comprehension accuracy and chrF minus the base's (``avg`` rows of Tables 9b/9c).
 
-    Returns a DataFrame indexed by strategy (base excluded) with columns ``acc_delta, acc_se, chrf_delta``.
+    Returns a DataFrame indexed by strategy (base excluded) with columns ``acc_delta, acc_se, chrf_delta`` and,
+    with ``evidence`` (a :class:`famlib.evidence.Evidence`), the paired 95 % interval of each difference,
+    ``acc_low, acc_high, chrf_low, chrf_high``.
     """
     import pandas as pd
 
     acc = build_table(results, "table9b", families=families, exclude=exclude)
     chrf = build_table(results, "table9c", families=families, exclude=exclude)
     strategies = [s for s in present_strategies(results) if s != "base"]
-    out = pd.DataFrame(index=strategies, columns=["acc_delta", "acc_se", "chrf_delta"], dtype=float)
+    cols = ["acc_delta", "acc_se", "chrf_delta", "acc_low", "acc_high", "chrf_low", "chrf_high"]
+    out = pd.DataFrame(index=strategies, columns=cols, dtype=float)
+    groups = evidence.groups("held_out", families=families, exclude=exclude) if evidence is not None else None
     for s in strategies:
         if AVG in acc.frame.index and "base" in acc.frame.columns and s in acc.frame.columns:
             out.at[s, "acc_delta"] = acc.frame.at[AVG, s] - acc.frame.at[AVG, "base"]
             out.at[s, "acc_se"] = np.hypot(acc.stderr.at[AVG, s], acc.stderr.at[AVG, "base"])
         if AVG in chrf.frame.index and "base" in chrf.frame.columns and s in chrf.frame.columns:
             out.at[s, "chrf_delta"] = chrf.frame.at[AVG, s] - chrf.frame.at[AVG, "base"]
+        for axis, key in (("comprehension", "acc"), ("translation", "chrf")):
+            iv = evidence.diff(s, "base", axis, groups) if groups else None
+            if iv is not None:
+                out.at[s, f"{key}_delta"], out.at[s, f"{key}_low"], out.at[s, f"{key}_high"] = iv.estimate, iv.low, iv.high
     return out
 
 
-def figure2(results, *, families: Optional[Sequence[str]] = None, exclude=()):
-    """Held-out comprehension accuracy delta and translation chrF delta vs base, averaged over families."""
-    d = heldout_deltas(results, families=families, exclude=exclude)
+def figure2(results, *, families: Optional[Sequence[str]] = None, exclude=(), evidence=None):
+    """Held-out comprehension accuracy delta and translation chrF delta vs base, averaged over families; the
+    error bars are the paired 95 % intervals when ``evidence`` is given (±1 s.e. of the table otherwise)."""
+    d = heldout_deltas(results, families=families, exclude=exclude, evidence=evidence)
     if d[["acc_delta", "chrf_delta"]].isna().all().all():
         return _empty("Figure 2: held-out deltas vs base", "no held-out comprehension or translation for base and a CPT strategy")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -97,7 +106,11 @@ def figure2(results, *, families: Optional[Sequence[str]] = None, exclude=()):
             ax.text(0.5, 0.5, f"{title}: not measured", ha="center", va="center")
             continue
         x = np.arange(len(sub))
-        err = d.loc[sub.index, se_col] * scale if se_col else None
+        key = col.split("_")[0]
+        if d.loc[sub.index, f"{key}_low"].notna().all():  # paired intervals: asymmetric bars
+            err = np.vstack([(sub - d.loc[sub.index, f"{key}_low"]) * scale, (d.loc[sub.index, f"{key}_high"] - sub) * scale])
+        else:
+            err = d.loc[sub.index, se_col] * scale if se_col else None
         bars = ax.bar(x, sub * scale, yerr=err, capsize=3, color=[STRATEGY_COLORS.get(s, "#777") for s in sub.index],
                       edgecolor="black", linewidth=0.5)
         ax.bar_label(bars, labels=[f"{v:+.1f}" for v in sub * scale], fontsize=7, padding=2)
@@ -106,7 +119,10 @@ def figure2(results, *, families: Optional[Sequence[str]] = None, exclude=()):
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    if d["acc_se"].notna().any():
+    if d["acc_low"].notna().any():
+        axes[0].text(0.01, 0.01, "error bars: paired 95 % intervals (cluster bootstrap)", transform=axes[0].transAxes,
+                     fontsize=7, va="bottom")
+    elif d["acc_se"].notna().any():
         axes[0].text(0.01, 0.01, "error bars: ±1 s.e.", transform=axes[0].transAxes, fontsize=7, va="bottom")
     fig.suptitle("Figure 2: held-out languages, each strategy minus the base model (mean over families; 0 = base)",
                  fontsize=11)
@@ -389,10 +405,13 @@ def make_figures(params, results=None, interpolation=None, distances=None) -> di
         results = r if results is None else results
         interpolation = i if interpolation is None else interpolation
         distances = d if distances is None else distances
+    from famlib.evidence import Evidence
+
     kw = table_kwargs(params)
     fams = kw["families"]
+    evidence = Evidence(params, results, iters=params.evaluation.bootstrap_iters) if len(results) else None
     return {
-        "figure2": figure2(results, families=fams, exclude=kw["exclude"]),
+        "figure2": figure2(results, families=fams, exclude=kw["exclude"], evidence=evidence),
         "figure3": figure3(interpolation, results),
         "figure4": figure4(interpolation, results, families=fams),
         "figure5": figure5(interpolation, results, families=fams),
