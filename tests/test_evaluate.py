@@ -144,7 +144,8 @@ def test_items_are_deterministic_capped_and_well_formed(params, smoke_corpus):
         info = s.info
         xx = {u["key"]: u["text"] for u in smoke_corpus.units(lang, "evaluation", info["text_id"])}
         en = {u["key"]: u["text"] for u in smoke_corpus.units("en", "evaluation", info["probe_text_id"])}
-        keys = [u["key"] for u in smoke_corpus.units(lang, "evaluation", info["text_id"]) if u["key"] in en]
+        pool = it.unit_pools(params, smoke_corpus, lang, info["text_id"]).test  # test items' units, in text order
+        keys = [u["key"] for u in pool if u["key"] in en]
         nxt = {a: b for a, b in zip(keys, keys[1:])}
         prev = {b: a for a, b in zip(keys, keys[1:])}
         for x in s.test:
@@ -476,7 +477,8 @@ def test_a_long_perplexity_window_reads_each_document_whole_from_bos(base_dir, s
     for axis in ("comprehension", "reasoning", "translation"):
         assert settings(long, None, None, axis) == settings(short, None, None, axis)
     assert settings(long, None, None, "perplexity") != settings(short, None, None, "perplexity")
-    assert settings(short, None, None, "perplexity") == settings(short, None, None, "reasoning")
+    # (translation: the same shots as perplexity's; multiple choice has its own, evaluation.mc_shots)
+    assert settings(short, None, None, "perplexity") == settings(short, None, None, "translation")
 
 
 def test_a_perplexity_window_beyond_the_model_is_refused(base_dir):
