@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _proc import status as _status  # benchmarks/_proc.py: this script's folder is on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -45,12 +47,6 @@ SEED = 42
 PAPER_TOKENS = 25_000_000_000  # Dense CPT; the five family sets hold the same 25B again
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status (this benchmark needs Linux)")
 
 
 # ----------------------------------------------------------------------------------------------------

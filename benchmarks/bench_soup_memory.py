@@ -31,17 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _proc import status as _status  # benchmarks/_proc.py: this script's folder is on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status (this benchmark needs Linux)")
 
 
 def _rss_now() -> int:

@@ -167,7 +167,8 @@ def _nm(cid: str, why: str) -> Claim:
 
 def _present(ev: Evidence, axis: str, groups: dict, strategies) -> list[str]:
     """The strategies (in order) that have every cell of ``groups`` on ``axis``."""
-    return [s for s in strategies if ev.draws(s, axis, groups) is not None]
+    langs = [x for v in groups.values() for x in v]
+    return [s for s in strategies if ev.cells(s, axis, langs) is not None]
 
 
 def _point(ev: Evidence, s, axis: str, groups: dict) -> float:
@@ -324,32 +325,38 @@ def _interp_groups(ev_i: Evidence, interpolation) -> dict:
     return {f: [x for x in ls if x in langs] for f, ls in ev_i.groups("held_in").items() if any(x in langs for x in ls)}
 
 
-def _c10(ev_i, interpolation, distances) -> Claim:
+def _interp_setup(ev_i, interpolation, cid: str, what: str):
+    """(groups, {(group, alpha): Who}) of the interpolation's points, or the NOT_MEASURED claim when the
+    curves lack their ends (alpha 0 and 1 for every group)."""
     pts = _points(interpolation)
     need = [(g, a) for g in ("first", "middle", "last") for a in (0.0, 1.0)]
     if ev_i is None or not all(k in pts for k in need):
-        return _nm("C10", "no interpolation comprehension at α = 0 and 1 for every group")
-    g = _interp_groups(ev_i, interpolation)
-    m = {k: Who(model=v) for k, v in pts.items()}
+        return _nm(cid, f"no interpolation {what} at α = 0 and 1 for every group")
+    return _interp_groups(ev_i, interpolation), {k: Who(model=v) for k, v in pts.items()}
+
+
+def _c10(ev_i, interpolation, distances) -> Claim:
+    setup = _interp_setup(ev_i, interpolation, "C10", "comprehension")
+    if isinstance(setup, Claim):
+        return setup
+    g, m = setup
     p = _Parts(ev_i, "comprehension", g, 1, 100, " pp")
     ends = [m[("middle", 0.0)], m[("middle", 1.0)], m[("first", 0.0)], m[("first", 1.0)], m[("last", 0.0)], m[("last", 1.0)]]
     p.check("middle drop", lambda a, b: a - b, ends[:2], ">")
     p.check("|middle drop| − |first drop|", lambda a, b, c, d, e, f: np.abs(a - b) - np.abs(c - d), ends, ">")
     p.check("|middle drop| − |last drop|", lambda a, b, c, d, e, f: np.abs(a - b) - np.abs(e - f), ends, ">")
     p.check("|first drop| − |last drop|", lambda a, b, c, d, e, f: np.abs(c - d) - np.abs(e - f), ends, ">")
-    alphas = sorted(a for (grp, a) in pts if grp == "middle")
+    alphas = sorted(a for (grp, a) in m if grp == "middle")
     for a0, a1 in zip(alphas, alphas[1:]):
         p.check(f"middle step α {a0:g}→{a1:g}", lambda a, b: a - b, [m[("middle", a0)], m[("middle", a1)]], ">")
     return p.claim("C10", f"held-in comprehension, {sum(map(len, g.values()))} languages" + _drift_note(distances))
 
 
 def _c11(ev_i, interpolation) -> Claim:
-    pts = _points(interpolation)
-    need = [(g, a) for g in ("first", "middle", "last") for a in (0.0, 1.0)]
-    if ev_i is None or not all(k in pts for k in need):
-        return _nm("C11", "no interpolation translation at α = 0 and 1 for every group")
-    g = _interp_groups(ev_i, interpolation)
-    m = {k: Who(model=v) for k, v in pts.items()}
+    setup = _interp_setup(ev_i, interpolation, "C11", "translation")
+    if isinstance(setup, Claim):
+        return setup
+    g, m = setup
     ends = [m[("last", 0.0)], m[("last", 1.0)], m[("first", 0.0)], m[("first", 1.0)], m[("middle", 0.0)], m[("middle", 1.0)]]
     p = _Parts(ev_i, "translation", g, 1, 1, " chrF")
     p.check("last range", lambda a, b: b - a, ends[:2], ">")
