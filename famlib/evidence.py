@@ -209,6 +209,14 @@ class Evidence:
         return self.statistic(lambda x, y: x - y, [a, b], axis, groups)
 
 
+def for_results(params, results, collection: str = "results") -> Optional[Evidence]:
+    """The scale's :class:`Evidence` at ``evaluation.bootstrap_iters`` draws; None for an empty frame. Build it
+    once per notebook or report and pass it on: its draws and records are cached on the object."""
+    if results is None or len(results) == 0:
+        return None
+    return Evidence(params, results, collection, iters=params.evaluation.bootstrap_iters)
+
+
 def describe(iv: Optional[S.Interval], digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
     """``+0.031 [+0.012, +0.050]`` (times ``scale``, e.g. 100 for percentage points), or ``n/a``."""
     if iv is None:

@@ -396,8 +396,9 @@ def as_image(fig, dpi: int = 110):
 FIGURE_ORDER = ("figure2", "figure3", "figure4", "figure5", "frontier", "drift")
 
 
-def make_figures(params, results=None, interpolation=None, distances=None) -> dict:
-    """Every figure of the scale: ``{stem: Figure}`` (missing inputs are loaded from ``runs/<scale>/results``)."""
+def make_figures(params, results=None, interpolation=None, distances=None, evidence=None) -> dict:
+    """Every figure of the scale: ``{stem: Figure}`` (missing inputs are loaded from ``runs/<scale>/results``;
+    ``evidence``, the results' :class:`famlib.evidence.Evidence`, is built when not given)."""
     from famlib.tables import load_inputs, table_kwargs
 
     if results is None or interpolation is None or distances is None:
@@ -405,11 +406,11 @@ def make_figures(params, results=None, interpolation=None, distances=None) -> di
         results = r if results is None else results
         interpolation = i if interpolation is None else interpolation
         distances = d if distances is None else distances
-    from famlib.evidence import Evidence
+    from famlib.evidence import for_results
 
     kw = table_kwargs(params)
     fams = kw["families"]
-    evidence = Evidence(params, results, iters=params.evaluation.bootstrap_iters) if len(results) else None
+    evidence = evidence if evidence is not None else for_results(params, results)
     return {
         "figure2": figure2(results, families=fams, exclude=kw["exclude"], evidence=evidence),
         "figure3": figure3(interpolation, results),
@@ -420,12 +421,13 @@ def make_figures(params, results=None, interpolation=None, distances=None) -> di
     }
 
 
-def write_figures(params, results=None, interpolation=None, distances=None, figures: Optional[dict] = None) -> list[Path]:
+def write_figures(params, results=None, interpolation=None, distances=None, figures: Optional[dict] = None,
+                  evidence=None) -> list[Path]:
     """Save every figure with data as ``figures/<scale>/<stem>.png`` and ``.pdf``; return the PNG and PDF paths."""
     from famlib.notebook import figure_dir
     from famlib.plots import save
 
-    figures = figures if figures is not None else make_figures(params, results, interpolation, distances)
+    figures = figures if figures is not None else make_figures(params, results, interpolation, distances, evidence)
     out = []
     for stem, fig in figures.items():
         if not getattr(fig, "famlib_empty", False):

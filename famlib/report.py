@@ -280,13 +280,14 @@ def _forgetting_section(params, tables) -> str:
 
 
 def write_report(params, figures: Optional[Sequence[Path]] = None, results=None, interpolation=None,
-                 distances=None) -> Path:
+                 distances=None, evidence=None) -> Path:
     """Write ``runs/<scale>/report.md`` and return its path.
 
     Args:
         params: the scale's parameters.
         figures: saved figure files (``write_figures``'s return); None = make and save them now.
         results, interpolation, distances: the tidy inputs; None = read from ``runs/<scale>/results``.
+        evidence: the results' :class:`famlib.evidence.Evidence` (its draws are cached); None = build it.
     """
     from famlib.io import atomic_write_text
 
@@ -294,14 +295,14 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
     results = loaded[0] if results is None else results
     interpolation = loaded[1] if interpolation is None else interpolation
     distances = loaded[2] if distances is None else distances
+    from famlib.evidence import Evidence
+
+    evidence = evidence if evidence is not None else Evidence(params, results, iters=params.evaluation.bootstrap_iters)
     if figures is None:
         from famlib.figures import write_figures
 
-        figures = write_figures(params, results, interpolation, distances)
-    tables = build_tables(params, results)
-    from famlib.evidence import Evidence
-
-    evidence = Evidence(params, results, iters=params.evaluation.bootstrap_iters)
+        figures = write_figures(params, results, interpolation, distances, evidence=evidence)
+    tables = build_tables(params, results, evidence)
     claims = check_claims(params, results, interpolation, distances, evidence=evidence)
     path = report_path(params.scale)
     today = datetime.date.today().isoformat()

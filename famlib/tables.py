@@ -40,6 +40,10 @@ from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
 
 MISSING = "–"  # an en dash: a cell that was not measured
 PARTIAL = "†"  # a cell averaged over fewer languages than the fullest cell of its row
+BETTER = "▲"  # the paired 95 % interval of (cell - Base) excludes 0, on the better side
+WORSE = "▼"  # ... on the worse side
+# Evidence's axes score one metric each; a table of another metric (token perplexity) gets no marks
+_EVIDENCE_METRIC = {"perplexity": "bits_per_byte", "comprehension": "acc", "reasoning": "acc", "translation": "chrf"}
 
 LABELS = {
     "base": "Base", "dense": "Dense", "expert": "Expert", "freeze": "Freeze", "l2sp": "L2-SP",
@@ -187,6 +191,7 @@ class Table:
     stderr: "object" = None  # DataFrame like ``frame`` (accuracies), else None
     partial: "object" = None  # DataFrame of bool like ``frame``: averaged over fewer languages than the row's fullest
     row_labels: dict = field(default_factory=dict)
+    resolved: "object" = None  # DataFrame of BETTER / WORSE / "" like ``frame``: see :func:`resolve_against_base`
 
     def marks(self):
         """``"bold"`` / ``"underline"`` / ``""`` per cell, from :func:`marks`."""
@@ -207,6 +212,8 @@ class Table:
                 text = bold(text) if m.at[row, col] == "bold" else underline(text) if m.at[row, col] == "underline" else text
                 if self.partial is not None and bool(self.partial.at[row, col]):
                     text += PARTIAL
+                if self.resolved is not None and row in self.resolved.index and col in self.resolved.columns:
+                    text += self.resolved.at[row, col]
                 cells.append(text)
             out[row] = cells
         return out
@@ -232,7 +239,8 @@ class Table:
         for row, c in cells.items():
             if row == AVG:
                 lines.append(r"\midrule")
-            lines.append(" & ".join([tex_escape(self._label(row))] + [t.replace(PARTIAL, r"$^\dagger$") for t in c]) + r" \\")
+            lines.append(" & ".join([tex_escape(self._label(row))] + [t.replace(PARTIAL, r"$^\dagger$").replace(
+                BETTER, r"$^\blacktriangle$").replace(WORSE, r"$^\blacktriangledown$") for t in c]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines) + "\n"
 
@@ -496,17 +504,62 @@ def table_kwargs(params) -> dict:
     return {"families": list(params.families), "probe": params.probe_language, "exclude": exclude}
 
 
-def build_tables(params, results) -> dict[str, Table]:
+def build_tables(params, results, evidence=None) -> dict[str, Table]:
     """Every table of :data:`SPECS` for ``params``'s scale: ``{name: Table}``.
 
-    ``exclude`` (German at the paper scale) applies to the held-out tables only.
+    ``exclude`` (German at the paper scale) applies to the held-out tables only. With ``evidence`` (the
+    results' :class:`famlib.evidence.Evidence`), each cell is marked where its paired 95 % interval against
+    the Base column resolves the difference (:func:`resolve_against_base`).
     """
     kw = table_kwargs(params)
     out = {}
     for name, spec in SPECS.items():
         exclude = kw["exclude"] if spec.split == "held_out" else ()
         out[name] = build_table(results, name, families=kw["families"], probe=kw["probe"], exclude=exclude)
+        if evidence is not None:
+            resolve_against_base(out[name], evidence, exclude=exclude)
     return out
+
+
+def resolve_against_base(table: Table, evidence, exclude: Iterable[str] = ()) -> Table:
+    """Mark ``table``'s cells whose paired 95 % interval of (cell - Base) excludes 0: :data:`BETTER` or
+    :data:`WORSE`; "" where the interval spans 0 or has no per-item records. Sets ``table.resolved``
+    (and adds the marks' legend to the caption) and returns the table.
+
+    Each cell's interval averages the same languages (and models) as the cell: a family row its family's
+    languages of the table's split, Avg. every family row's, the probe row the probe language.
+    """
+    import pandas as pd
+
+    spec = SPECS[table.name]
+    if _EVIDENCE_METRIC.get(spec.task) != spec.metric or "base" not in table.frame.columns:
+        return table
+    probe = evidence.params.probe_language
+    fams = [r for r in table.frame.index if r in evidence.params.families]
+    res = pd.DataFrame("", index=table.frame.index, columns=table.frame.columns)
+    for row in table.frame.index:
+        if row == AVG:
+            groups = evidence.groups(spec.split, families=fams, exclude=exclude)
+        elif row in evidence.params.families:
+            groups = evidence.groups(spec.split, families=[row], exclude=exclude)
+        elif row == probe:
+            groups = {probe: [probe]}
+        else:
+            continue
+        if not groups:
+            continue
+        for col in table.frame.columns:
+            if col == "base" or _isnan(table.frame.at[row, col]):
+                continue
+            iv = evidence.diff(col, "base", spec.task, groups)
+            if iv is None or (iv.low <= 0 <= iv.high):
+                continue
+            better = (iv.high < 0) if table.lower_is_better else (iv.low > 0)
+            res.at[row, col] = BETTER if better else WORSE
+    table.resolved = res
+    table.caption += (f" {BETTER} / {WORSE} = better / worse than Base: the paired 95 % interval of the difference "
+                      f"(cluster bootstrap over item keys) excludes 0; unmarked = undecided or no per-item records.")
+    return table
 
 
 def table2(results, **kw) -> Table:
@@ -535,14 +588,17 @@ def tables_dir(scale: str) -> Path:
     return run_dir(scale) / "tables"
 
 
-def write_tables(params, results=None) -> list[Path]:
-    """Write every table as ``runs/<scale>/tables/<name>.md`` and ``.tex`` (atomically); return the paths."""
+def write_tables(params, results=None, evidence=None) -> list[Path]:
+    """Write every table as ``runs/<scale>/tables/<name>.md`` and ``.tex`` (atomically); return the paths.
+    Cells are marked against Base by ``evidence`` (built from the results' per-item records when not given)."""
     from famlib.evaluate.results import load_results
+    from famlib.evidence import for_results
     from famlib.io import atomic_write_text
 
     results = load_results(params.scale) if results is None else results
+    evidence = evidence if evidence is not None else for_results(params, results)
     out = []
-    for name, table in build_tables(params, results).items():
+    for name, table in build_tables(params, results, evidence).items():
         for ext, text in (("md", table.markdown()), ("tex", table.latex())):
             path = tables_dir(params.scale) / f"{name}.{ext}"
             atomic_write_text(path, text)

@@ -245,6 +245,28 @@ def test_every_claim_holds_on_the_papers_story(params):
     assert "drift" in v["C10"].evidence  # the Dense per-group drift from layer_distance.csv
 
 
+def test_table_cells_are_marked_where_the_paired_interval_against_base_resolves(params):
+    """Comprehension on 1,000 nested items per language: Dense 10 pp below Base and Freeze 2 pp above are
+    resolved (their paired intervals are points); L2-SP set equal to Base is not; token perplexity, a metric
+    the evidence does not score, gets no marks; without evidence no table is marked."""
+    from famlib.evidence import for_results
+
+    res = synth(override=_set("l2sp", "comprehension", value=0.60))
+    write_records(res)
+    built = T.build_tables(params, res, for_results(params, res))
+    t3 = built["table3"]
+    assert t3.resolved.at["avg", "dense"] == T.WORSE and t3.resolved.at["slavic", "dense"] == T.WORSE
+    assert t3.resolved.at["avg", "freeze"] == T.BETTER and t3.resolved.at["en", "freeze"] == T.BETTER
+    assert t3.resolved.at["avg", "l2sp"] == "" and (t3.resolved["base"] == "").all()
+    assert "| 0.500▼ |" in t3.markdown() and "| **0.620**▲ |" in t3.markdown()
+    assert r"\textbf{0.620}$^\blacktriangle$" in t3.latex()
+    assert T.BETTER in t3.caption and "excludes 0" in t3.caption
+    assert built["table2_token_perplexity"].resolved is None
+    bpb = built["table2"].resolved  # lower is better: Dense's 1.60 bits per byte against Base's 2.00
+    assert bpb.at["avg", "dense"] == T.BETTER
+    assert all(t.resolved is None for t in T.build_tables(params, res).values())
+
+
 def _set(strategy, task, split=None, family=None, value=None, direction=None):
     def override(r):
         if (r["strategy"] == strategy and r["task"] == task and (split is None or r["split"] == split)
