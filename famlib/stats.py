@@ -11,6 +11,7 @@ interval excludes the claim), ``undecided`` (the interval spans the margin) and 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable, Mapping, Optional, Sequence, Union
@@ -105,7 +106,15 @@ def chrf_stats(hyps: Sequence[str], refs: Sequence[str]) -> np.ndarray:
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references; they must match")
     if not hyps:
         return np.zeros((0, METRICS["chrf"].n_stats))
-    return np.asarray(_CHRF._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=float)
+    return np.asarray([_chrf_pair(h, r) for h, r in zip(hyps, refs)], dtype=float)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _chrf_pair(hyp: str, ref: str) -> tuple:
+    """sacrebleu's statistics of one (hypothesis, reference) pair, memoised: models that write the same
+    sentence (a copy of the source, an empty output, the layer interpolation's neighbouring points) and a
+    collection read twice in one process cost one extraction per distinct pair."""
+    return tuple(_CHRF._extract_corpus_statistics([hyp], [[ref]])[0])
 
 
 # ----------------------------------------------------------------------------------------------- cells
