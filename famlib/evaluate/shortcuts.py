@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
-from typing import Iterable, Sequence
+from collections import Counter
+from typing import Iterable, Optional, Sequence
 
 ORDER = 3
 DISCOUNT = 0.75
@@ -45,33 +45,54 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-class TrigramLM:
-    """Word trigram model with interpolated absolute discounting, trained on sentences (one unit each)."""
+def count_ngrams(sentences: Iterable[str], max_words: int = MAX_TRAIN_WORDS) -> list[Counter]:
+    """Per order k (0 to ``ORDER - 1``), the counts of (k history words..., word) tuples over ``sentences``
+    (one unit each, padded with ``BOS`` and ended by ``EOS``), stopping once ``max_words`` are counted."""
+    grams = [Counter() for _ in range(ORDER)]
+    total = 0
+    for s in sentences:
+        toks = [BOS] * (ORDER - 1) + words(s) + [EOS]
+        n = len(toks) - ORDER + 1
+        for k in range(ORDER):  # zip of shifted slices: Counter counts the tuples in C
+            start = ORDER - 1 - k
+            grams[k].update(zip(*(toks[start + j:start + j + n] for j in range(k + 1))))
+        total += n
+        if total >= max_words:
+            break
+    return grams
 
-    def __init__(self, sentences: Iterable[str], max_words: int = MAX_TRAIN_WORDS):
-        self.counts = [defaultdict(Counter) for _ in range(ORDER)]  # order k: context tuple (k words) -> next
-        total = 0
-        for s in sentences:
-            toks = [BOS] * (ORDER - 1) + words(s) + [EOS]
-            for i in range(ORDER - 1, len(toks)):
-                for k in range(ORDER):
-                    self.counts[k][tuple(toks[i - k:i])][toks[i]] += 1
-            total += len(toks) - ORDER + 1
-            if total >= max_words:
-                break
-        unigrams = self.counts[0][()]
-        self.vocab = len(unigrams) + 1  # + unknown word
-        self.total = sum(unigrams.values())
-        self._sums = [{c: (sum(n.values()), len(n)) for c, n in level.items()} for level in self.counts]
+
+class TrigramLM:
+    """Word trigram model with interpolated absolute discounting, trained on sentences (one unit each).
+
+    ``parts``: n-gram counts already made by :func:`count_ngrams` (one per text), summed instead of
+    counting ``sentences``: the suite reuses the English text's counts for every language's model."""
+
+    def __init__(self, sentences: Iterable[str] = (), max_words: int = MAX_TRAIN_WORDS,
+                 parts: Sequence[list[Counter]] = ()):
+        parts = list(parts) or [count_ngrams(sentences, max_words)]
+        self.grams = [Counter(parts[0][k]) for k in range(ORDER)]  # a copy: the parts stay as they were
+        for part in parts[1:]:
+            for k in range(ORDER):
+                self.grams[k].update(part[k])
+        self.vocab = len(self.grams[0]) + 1  # + unknown word
+        self.total = sum(self.grams[0].values())
+        self._sums: list[dict] = [{}]  # order k >= 1: history tuple -> (count, distinct next words)
+        for k in range(1, ORDER):
+            n, types = Counter(), Counter()
+            for g, c in self.grams[k].items():
+                n[g[:-1]] += c
+                types[g[:-1]] += 1
+            self._sums.append({h: (n[h], types[h]) for h in n})
 
     def prob(self, history: Sequence[str], word: str) -> float:
-        p = (self.counts[0][()].get(word, 0) + 1) / (self.total + self.vocab)  # add-one unigram floor
+        p = (self.grams[0].get((word,), 0) + 1) / (self.total + self.vocab)  # add-one unigram floor
         for k in range(1, ORDER):
             ctx = tuple(history[-k:]) if len(history) >= k else None
             if ctx is None or ctx not in self._sums[k]:
                 continue
             n, types = self._sums[k][ctx]
-            c = self.counts[k][ctx].get(word, 0)
+            c = self.grams[k].get(ctx + (word,), 0)
             p = max(c - DISCOUNT, 0) / n + DISCOUNT * types / n * p
         return p
 
@@ -158,12 +179,14 @@ def _rank(values: Sequence[float], i: int) -> int:
     return sorted(range(len(values)), key=lambda j: (values[j], j)).index(i)
 
 
-def train_shortcut_lm(params, corpus, text_id: str, probe_text_id: str) -> TrigramLM:
+def train_shortcut_lm(params, corpus, text_id: str, probe_text_id: str, cache: Optional[dict] = None) -> TrigramLM:
     """The shortcut baselines' word trigram for items made of two texts: their train splits (the first
-    ``MAX_TRAIN_UNITS`` units of each), never the evaluation text the items come from."""
+    ``MAX_TRAIN_UNITS`` units of each), never the evaluation text the items come from. ``cache`` (a dict the
+    caller keeps) holds each text's n-gram counts across calls: the probe text is counted once per suite."""
     texts = [text_id] if text_id == probe_text_id else [text_id, probe_text_id]
-    sentences = []
+    cache = {} if cache is None else cache
     for tid in texts:
-        lang = next(lg for lg in params.languages if tid in corpus.texts(lg))
-        sentences += [u["text"] for u in corpus.units(lang, "train", tid)][:MAX_TRAIN_UNITS]
-    return TrigramLM(sentences)
+        if tid not in cache:
+            lang = next(lg for lg in params.languages if tid in corpus.texts(lg))
+            cache[tid] = count_ngrams([u["text"] for u in corpus.units(lang, "train", tid)][:MAX_TRAIN_UNITS])
+    return TrigramLM(parts=[cache[t] for t in texts])

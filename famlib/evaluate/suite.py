@@ -269,10 +269,11 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
                           "chance": spec.chance, "config_hash": config_hash, "info": info, **(extra or {})}
 
     lms: dict[tuple[str, str], TrigramLM] = {}
+    counts: dict = {}  # text id -> its n-gram counts, shared by the models that include the text
 
     def shortcut_lm(text_id: str, probe_text_id: str) -> TrigramLM:
         if (text_id, probe_text_id) not in lms:
-            lms[(text_id, probe_text_id)] = train_shortcut_lm(params, corpus, text_id, probe_text_id)
+            lms[(text_id, probe_text_id)] = train_shortcut_lm(params, corpus, text_id, probe_text_id, counts)
         return lms[(text_id, probe_text_id)]
 
     paper = params.data.source == "madlad"
