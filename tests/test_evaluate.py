@@ -128,6 +128,42 @@ def test_fewshot_examples_never_overlap_the_test_items(params, smoke_corpus):
     assert not {u["group"] for u in pools.test} & set(pools.reserved_groups)
 
 
+def test_translation_prompts_fit_a_small_models_context(params, smoke_corpus, smoke_tokenizer):
+    """With the models' tokenizer, every translation prompt - the pool's two longest examples before the query -
+    fits the positions left after the generation budget; a tighter budget drops the long test pairs (and says
+    how many) instead of letting the harness cut the prompt's beginning; without a tokenizer nothing changes."""
+    from famlib.evaluate import items as it
+    from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER
+
+    def n(text):
+        return len(smoke_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def example(x):
+        return x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER
+
+    assert it.prompt_budget(params) == 256 - params.evaluation.max_gen_tokens
+    tight = load_params("smoke", {**OVERRIDES, "evaluation.max_gen_tokens": 60})  # 196 tokens of prompt
+    dropped = 0
+    for p in (params, tight):
+        budget = it.prompt_budget(p)
+        for lang in ("ru", "es", "ca"):
+            for d in ("en-xx", "xx-en"):
+                s = it.translation_items(p, smoke_corpus, lang, d, n)
+                plain = it.translation_items(p, smoke_corpus, lang, d)
+                assert "prompt_budget" not in plain.info and len(plain.test) >= len(s.test)
+                assert s.test and len(s.fewshot) >= p.evaluation.shots, (lang, d)
+                shots = sorted(s.fewshot, key=lambda x: -n(example(x)))[:p.evaluation.shots]
+                over = [x["key"] for x in s.test if n("".join(example(y) for y in shots) + x["query"]) + 1 > budget]
+                if s.info["test_may_overflow"]:  # too few would fit: the items are kept, and the overflow counted
+                    assert s.test == plain.test and 0 < len(over) <= s.info["test_may_overflow"], (lang, d)
+                else:
+                    assert over == [], (lang, d)
+                    dropped += s.info["test_dropped_too_long"] if p is tight else 0
+                if p is params and lang != "ca":  # a Bible pair: its shortest verses make room for all
+                    assert not s.info["test_may_overflow"], (lang, d)
+    assert dropped > 0  # the tight budget did bind
+
+
 def test_items_are_deterministic_capped_and_well_formed(params, smoke_corpus):
     from famlib.evaluate import items as it
 
@@ -221,6 +257,7 @@ def test_evaluation_languages_follow_the_paper(params):
 # ----------------------------------------------------------------------------------------------------
 # End to end at smoke scale, results and cache
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_every_task_runs_end_to_end(report, suite, params):
     from famlib.evaluate import COLUMNS, load_results
 
@@ -246,6 +283,7 @@ def test_every_task_runs_end_to_end(report, suite, params):
     assert len(table) == len(rows) and table["limit"].isna().all()
 
 
+@pytest.mark.slow
 def test_random_model_accuracies_sit_near_chance(smoke_corpus, base_dir, tmp_path, monkeypatch):
     from famlib.evaluate import evaluate_model
 
@@ -357,6 +395,7 @@ def test_results_merge_is_atomic_and_keeps_the_schema(runs):
 # ----------------------------------------------------------------------------------------------------
 # Paper scale: lm-eval's real task names
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_paper_task_names_exist_in_the_harness_registry(tmp_path):
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._yaml_loader import load_yaml  # how the harness itself reads a task YAML
@@ -567,7 +606,7 @@ def test_generation_batching_check_runs_on_the_smoke_suite(base_dir, suite, caps
 # ----------------------------------------------------------------------------------------------------
 # Per-item records and the paired evidence built on them
 # ----------------------------------------------------------------------------------------------------
-def test_item_records_round_trip_and_agree_with_the_aggregate_rows(report, params):
+def test_item_records_round_trip_and_agree_with_the_aggregate_rows(report, params, suite):
     import sacrebleu
 
     from famlib.evaluate import load_results
@@ -595,9 +634,11 @@ def test_item_records_round_trip_and_agree_with_the_aggregate_rows(report, param
         else:
             bpb = -sum(x["ll"] for x in recs) / (math.log(2) * sum(x["n_bytes"] for x in recs))
             assert bpb == pytest.approx(r.value)
-    # the truncation count the report shows is the records' count
+    # the truncation count the report shows is the records' count, and no translation prompt was cut
     assert (primary["truncated"] == [sum(x["truncated"] for x in read_items("smoke", "base", t))
                                      for t in primary["harness_task"]]).all()
+    for r in primary[primary["task"] == "translation"].itertuples():  # cut only where the suite said it may be
+        assert r.truncated <= suite.tasks[r.harness_task]["info"]["test_may_overflow"], r.harness_task
 
 
 def test_paired_evidence_is_zero_for_a_model_against_itself_and_deterministic(report, params):
@@ -617,6 +658,7 @@ def test_paired_evidence_is_zero_for_a_model_against_itself_and_deterministic(re
     assert ev.score("dense", "comprehension", ev.groups("held_in")) is None  # no such model: not measured
 
 
+@pytest.mark.slow
 def test_shortcut_baselines_stay_near_chance_on_the_smoke_corpus(smoke_corpus):
     """design.md's gate: no baseline that needs no language model beats chance + 0.10 (per split)."""
     from famlib.evaluate import items as it

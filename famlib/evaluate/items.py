@@ -35,7 +35,7 @@ from typing import Optional
 from famlib.config import Params
 from famlib.data.sources import parse_text_id
 from famlib.errors import DataError, one_of
-from famlib.prompts import translation_query
+from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER, translation_query
 
 ITEM_SALT = "famlib-eval-items-v1"  # changing it draws other items: never do it silently
 RESERVED_FRACTION = 0.10  # share of groups reserved for few-shot examples when a text has no validation
@@ -382,11 +382,28 @@ def translation_texts(params: Params, corpus, lang: str) -> Optional[tuple[str, 
     return None
 
 
-def translation_items(params: Params, corpus, lang: str, direction: str) -> ItemSet:
+def prompt_budget(params: Params) -> Optional[int]:
+    """Tokens a translation prompt may take: the model's positions minus ``evaluation.max_gen_tokens``, for a
+    from-scratch base (tiny: 512 - 48); None for a pretrained Gemma 3, whose 32k positions hold any prompt here."""
+    if params.model.kind != "scratch":
+        return None
+    positions = params.model.architecture.get("max_position_embeddings")
+    return int(positions) - int(params.evaluation.max_gen_tokens) if positions else None
+
+
+def translation_items(params: Params, corpus, lang: str, direction: str, n_tokens=None) -> ItemSet:
     """Aligned pairs of ``lang`` and the probe, ``direction`` ``en-xx`` or ``xx-en``.
 
     Items: ``{"id", "key", "source", "query", "target"}`` where ``query`` is famlib.prompts'
     ``"English: <src>\\nPolish:"`` and ``target`` the reference. Both directions use the same pairs.
+
+    ``n_tokens`` (text -> token count, the evaluated models' tokenizer) makes every prompt fit
+    :func:`prompt_budget`: the few-shot pool becomes the ``FEWSHOT_POOL`` candidates whose example is
+    shortest in tokens, and a test pair is kept only if its query after the ``shots`` longest examples of that
+    pool still fits (a margin of two tokens per part covers merges across the joins). Where fewer than half
+    of the items would fit (examples too long for the context: a UDHR-only language's few reserved articles),
+    the items are kept unfiltered and ``info["test_may_overflow"]`` counts those the harness may cut. Without
+    ``n_tokens`` (or when the budget is None), nothing is filtered. ``info`` records what was dropped.
 
     Raises:
         DataError: a bad direction, the probe itself, or no text aligned with the probe.
@@ -405,16 +422,42 @@ def translation_items(params: Params, corpus, lang: str, direction: str) -> Item
     src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
     kind = ltid.split(":", 1)[0]
 
-    def pairs(p_units, l_units, cap):
+    def pairs(p_units, l_units, cap, keep=lambda item: True):
         by = {probe: {u["key"]: u["text"] for u in p_units}, lang: {u["key"]: u["text"] for u in l_units}}
         keys = [k for k in by[lang] if k in by[probe] and by[lang][k].strip() and by[probe][k].strip()
                 and _short(by[lang][k]) and _short(by[probe][k])]
-        keys = sorted(keys, key=lambda k: _order_key("translation", kind, k))[:cap]
-        return [{"id": f"{lang}:{k}", "key": k, "source": by[src][k],
-                 "query": translation_query(src, tgt, by[src][k]), "target": by[tgt][k]} for k in keys]
+        keys = sorted(keys, key=lambda k: _order_key("translation", kind, k))
+        items = [{"id": f"{lang}:{k}", "key": k, "source": by[src][k],
+                  "query": translation_query(src, tgt, by[src][k]), "target": by[tgt][k]} for k in keys]
+        kept = [x for x in items if keep(x)]
+        return kept[:cap], len(items) - len(kept)
 
     e = params.evaluation
     cap = e.translation_items or e.max_items or 10**9
-    return ItemSet(pairs(p_pools.test, l_pools.test, cap), pairs(p_pools.fewshot, l_pools.fewshot, FEWSHOT_POOL),
-                   {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": l_pools.fewshot_from,
-                    "reserved_groups": list(l_pools.reserved_groups)})
+    info = {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": l_pools.fewshot_from,
+            "reserved_groups": list(l_pools.reserved_groups)}
+    budget = prompt_budget(params) if n_tokens is not None else None
+    if budget is None:
+        return ItemSet(pairs(p_pools.test, l_pools.test, cap)[0], pairs(p_pools.fewshot, l_pools.fewshot, FEWSHOT_POOL)[0],
+                       info)
+    margin = 2  # tokens per part: a join can merge or split a token at either side
+    shot_len = lambda x: n_tokens(x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER) + margin  # noqa: E731
+    candidates, _ = pairs(p_pools.fewshot, l_pools.fewshot, 10**9)
+    order = {x["key"]: i for i, x in enumerate(candidates)}
+    lengths = {x["key"]: shot_len(x) for x in candidates}
+    shortest = sorted(candidates, key=lambda x: (lengths[x["key"]], order[x["key"]]))[:FEWSHOT_POOL]
+    fewshot = sorted(shortest, key=lambda x: order[x["key"]])  # back in the salted order
+    worst = sum(sorted((lengths[x["key"]] for x in fewshot), reverse=True)[:e.shots])
+    room = budget - worst - 1  # <bos>
+    fits = lambda x: n_tokens(x["query"]) + margin <= room  # noqa: E731
+    test, dropped = pairs(p_pools.test, l_pools.test, cap, keep=fits)
+    unfitted, _ = pairs(p_pools.test, l_pools.test, cap)
+    overflow = 0
+    if len(test) < len(unfitted) / 2:
+        # Examples too long for most of the language's items (a UDHR-only language's few reserved articles
+        # in a small context): keep its items, let the harness cut them, and say how many will be cut.
+        test, dropped, overflow = unfitted, 0, sum(not fits(x) for x in unfitted)
+    info.update({"prompt_budget": budget, "fewshot_candidates": len(candidates),
+                 "fewshot_max_tokens": max(lengths[x["key"]] for x in fewshot) if fewshot else 0,
+                 "test_dropped_too_long": dropped, "test_may_overflow": overflow})
+    return ItemSet(test, fewshot, info)

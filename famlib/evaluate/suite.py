@@ -32,7 +32,7 @@ from famlib.evaluate.truncation import scoring_yaml
 from famlib.io import atomic_write_json, atomic_write_text, sha256_file, sha256_json
 from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER
 
-SUITE_FORMAT = 2  # bump when the generated files change for the same inputs
+SUITE_FORMAT = 3  # bump when the generated files change for the same inputs
 AXES = ("perplexity", "comprehension", "reasoning", "translation")  # the results' `task` column
 DIRECTIONS = ("en-xx", "xx-en")
 MIN_TEST_ITEMS = 5  # fewer items than this measure nothing: the (task, language) is skipped, with a reason
@@ -172,7 +172,8 @@ def suite_key(params: Params, corpus, out: Path, tokenizer=None) -> str:
     from famlib.tokenizer import tokenizer_fingerprint
 
     d = params.to_dict()
-    tok = tokenizer_fingerprint(tokenizer) if (tokenizer is not None and params.evaluation.perplexity_max_tokens) else None
+    uses = params.evaluation.perplexity_max_tokens or it.prompt_budget(params) is not None  # the two token rules
+    tok = tokenizer_fingerprint(tokenizer) if (tokenizer is not None and uses) else None
     # The code that builds items and writes tasks is part of the key: a changed rule rebuilds the suite.
     code = {Path(m.__file__).name: sha256_file(Path(m.__file__)) for m in (it, sys.modules[__name__])}
     return sha256_json({"format": SUITE_FORMAT, "code": code, "evaluation": d["evaluation"],
@@ -192,7 +193,9 @@ def build_suite(params: Params, corpus, out: Optional[Path] = None, tokenizer=No
         params: the scale's parameters (evaluation section: shots, max_items, max_gen_tokens, ...).
         corpus: the built corpus (:func:`famlib.data.build_corpus`).
         out: target directory; default ``runs/<scale>/evaluation/tasks``.
-        tokenizer: needed only when ``evaluation.perplexity_max_tokens`` caps the perplexity text.
+        tokenizer: the evaluated models' tokenizer, needed when ``evaluation.perplexity_max_tokens`` caps the
+            perplexity text and when translation prompts must fit a small context
+            (:func:`famlib.evaluate.items.prompt_budget`, the from-scratch bases).
     """
     from famlib.evaluate.results import locked
 
@@ -277,6 +280,10 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
         return lms[(text_id, probe_text_id)]
 
     paper = params.data.source == "madlad"
+    n_tokens = None
+    if tokenizer is not None:
+        def n_tokens(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
     for lang in params.languages:
         docs = it.perplexity_documents(params, corpus, lang, tokenizer)
         emit(f"famlib_heldout_perplexity_{lang}", "heldout_perplexity", lang, "", docs, None,
@@ -298,7 +305,7 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
             harness = f"famlib_translation_{src}-{tgt}"
             try:
-                s = it.translation_items(params, corpus, lang, direction)
+                s = it.translation_items(params, corpus, lang, direction, n_tokens)
             except DataError as exc:
                 skipped[harness] = str(exc)
                 continue
