@@ -174,6 +174,34 @@ def _differences_section(params, results, evidence) -> str:
             + _md_table(["", *[LABELS.get(s, s) for s in present]], rows))
 
 
+def _prompts_section(results) -> str:
+    """How many evaluated prompts did not fit the model's context (the harness cut their beginning), per
+    task and direction over every model; and the share of empty translations after the truncation rule."""
+    import pandas as pd
+
+    if results is None or len(results) == 0 or "truncated" not in results:
+        return ""
+    r = results[results["primary"].astype(bool)].copy()
+    r["truncated"] = pd.to_numeric(r["truncated"], errors="coerce")
+    cut = r[r["truncated"].fillna(0) > 0]
+    head = "## Prompts that fit\n\n"
+    if cut.empty:
+        text = (f"No prompt lost tokens: every one of the {int(r['n'].sum()):,} evaluated items of "
+                f"{r['model'].nunique()} models fit its model's context.\n")
+    else:
+        g = cut.groupby("harness_task").agg(models=("model", "nunique"), cut=("truncated", "sum"), n=("n", "sum"))
+        rows = "\n".join(f"| `{t}` | {int(x.models)} | {int(x.cut)} of {int(x.n)} |" for t, x in g.iterrows())
+        text = (f"{int(cut['truncated'].sum()):,} of {int(r['n'].sum()):,} evaluated items lost tokens from the left "
+                "to fit the model's context (the harness cut the prompt's beginning), in these tasks:\n\n"
+                "| task | models | items cut |\n|---|---:|---:|\n" + rows + "\n")
+    if "empty_rate" in r:
+        e = pd.to_numeric(r.loc[r["task"] == "translation", "empty_rate"], errors="coerce").dropna()
+        if len(e):
+            text += (f"\nTranslations empty after the paper's truncation rule: {e.mean():.1%} on average, at most "
+                     f"{e.max():.1%} in one model and direction.\n")
+    return head + text
+
+
 def _gates_section(params) -> str:
     """The instrument's gates (famlib.evaluate.gates), from the saved gate table."""
     from famlib.evaluate.gates import gates_markdown, load_gate_table
@@ -315,6 +343,7 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              _what_ran(params, results, interpolation, distances),
              _forgetting_section(params, tables),
              _gates_section(params),
+             _prompts_section(results),
              _differences_section(params, results, evidence),
              _claims_section(claims),
              _scales_section(claims, params.scale),

@@ -378,6 +378,19 @@ def test_figures_on_partial_data_return_figures(params):
         F.plt.close(f)
 
 
+def test_report_counts_the_prompts_that_did_not_fit():
+    from famlib.report import _prompts_section
+
+    res = synth(strategies=["base", "dense"])
+    res["truncated"], res["empty_rate"] = 0, np.where(res["task"] == "translation", 0.0, np.nan)
+    assert "No prompt lost tokens" in _prompts_section(res)
+    hit = (res["model"] == "dense") & (res["harness_task"] == "h_translation_ru_en-xx")
+    res.loc[hit, "truncated"] = 3
+    text = _prompts_section(res)
+    assert "| `h_translation_ru_en-xx` | 1 | 3 of 100 |" in text and "3 of " in text.split("\n")[2]
+    assert "empty after the paper's truncation rule: 0.0%" in text
+
+
 def test_report_links_figures_relative_to_the_report(params, tmp_path, monkeypatch):
     monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "elsewhere" / "runs"))
     monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figs"))
