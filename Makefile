@@ -13,11 +13,12 @@ export TOKENIZERS_PARALLELISM ?= false
 
 STAMP := $(VENV)/.famlib-installed
 
-.PHONY: paper test install data lab clean-runs help
+.PHONY: paper test test-fast install data lab clean-runs help
 
 help:
 	@echo "make paper [SCALE=smoke|tiny|small|paper] [JOBS=N]   regenerate the paper at a scale (default tiny)"
 	@echo "make test                                             run the whole test suite"
+	@echo "make test-fast                                        the unit tests only (no notebook or training run)"
 	@echo "make lab                                              open the notebooks in JupyterLab"
 
 # Re-install only when the project's dependency list changes: a second `make` costs nothing.
@@ -36,6 +37,10 @@ paper: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The fast lane while changing code: every test not marked slow (notebooks, training runs, the pipeline).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 data: $(STAMP)
 	$(VENV)/bin/famlib data --scale $(SCALE)

@@ -31,6 +31,7 @@ def test_gpu_cpt_flop_count_covers_every_matmul_parameter_of_gemma_3_270m():
     assert fpt == pytest.approx(6 * matrices + 18 * 3 * 4 * 4 * 256 * 128.0)
 
 
+@pytest.mark.slow
 def test_gpu_cpt_benchmark_runs_on_the_cpu(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(BENCH / "bench_gpu_cpt.py"), "--device", "cpu", "--tiny",

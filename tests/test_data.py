@@ -78,6 +78,7 @@ def test_split_fractions_are_respected():
     assert set(assign_splits("udhr", sizes, SplitFractions(1.0, 0.0)).values()) == {"evaluation"}
 
 
+@pytest.mark.slow
 def test_no_evaluation_text_in_any_training_set(smoke_params, smoke_corpus, smoke_tokenizer, tmp_path):
     asked = []
     real_units = smoke_corpus.units
@@ -143,6 +144,7 @@ def test_packed_sets_match_their_budgets(smoke_params, smoke_corpus, smoke_token
     assert "en>es" in bb and "es>en" in bb and "ca" not in bb  # UDHR-only Catalan has no training text
 
 
+@pytest.mark.slow
 def test_translation_rows_use_the_evaluation_prompt_format(smoke_params, smoke_corpus, smoke_tokenizer, tmp_path):
     base = build_base_set(smoke_params, smoke_corpus, smoke_tokenizer, tmp_path / "base")["train"]
     text = smoke_tokenizer.decode(np.asarray(base.tokens[base.rows_of("en>es")[0]]))
@@ -154,6 +156,7 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_same_params_give_byte_identical_outputs(smoke_params, tmp_path):
     from famlib.tokenizer import train_tokenizer
 

@@ -243,6 +243,7 @@ def suite(smoke_corpus, smoke_tokenizer, tmp_path_factory):
                                tokenizer=smoke_tokenizer)
 
 
+@pytest.mark.slow
 def test_an_output_beginning_with_a_newline_is_kept_by_the_whole_pipeline(suite, tiny_model, smoke_tokenizer):
     """The generated translation task, run by lm-eval on SharedPrefixLM: every output begins with two
     newlines; lm-eval cuts nothing, PaperStop ends each row at the newline after the text, and the

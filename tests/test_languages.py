@@ -35,6 +35,7 @@ def test_paper_translation_tasks_use_flores_plus_names_and_frisian_is_a_gap():
     assert paper.global_piqa_task("fil") == "global_piqa_nonparallel_cloze_tgl_latn"
 
 
+@pytest.mark.slow
 def test_every_belebele_and_global_piqa_task_of_the_paper_scale_is_in_the_installed_lm_eval():
     import lm_eval
     from lm_eval.tasks import TaskManager

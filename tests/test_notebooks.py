@@ -263,6 +263,7 @@ def test_pipeline_kernels_run_without_progress_bars(tmp_path, monkeypatch):
     assert pipeline._kernel_env(2, {"TQDM_DISABLE": "0"}) == {"TQDM_DISABLE": "0", "FAMLIB_THREADS": "2"}
 
 
+@pytest.mark.slow
 def test_status_keeps_the_longest_execution_after_a_cached_rerun(tmp_path, monkeypatch, capsys):
     """A re-run that finds its work cached records its own short time; `famlib status` still shows the
     execution that did the work, so a user can plan a run from it."""

@@ -142,6 +142,7 @@ def test_deterministic(reference, tmp_path):
     assert again.evals == result.evals
 
 
+@pytest.mark.slow
 def test_sigkill_resume_is_bit_identical(reference, tmp_path):
     _, weights, result = reference
     out = tmp_path / "killed"

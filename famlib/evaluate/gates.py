@@ -66,13 +66,14 @@ def build_random_model(params) -> Path:
     return out
 
 
-def evaluate_random(params, corpus=None, log=print):
-    """Evaluate the random model on the multiple-choice axes (``evaluation.gate_limit`` items per task)."""
+def evaluate_random(params, corpus=None, log=print, languages=None):
+    """Evaluate the random model on the multiple-choice axes (``evaluation.gate_limit`` items per task), on
+    every language or on ``languages``."""
     from famlib.evaluate.run import evaluate_model
 
     d = build_random_model(params)
     return evaluate_model(params, "random", corpus=corpus, model_dir=d, strategy="base", axes=list(MC_AXES),
-                          limit=params.evaluation.gate_limit, collection="gates", log=log)
+                          languages=languages, limit=params.evaluation.gate_limit, collection="gates", log=log)
 
 
 def clustered_accuracy(records: list[dict]) -> tuple[float, float, int, int]:
@@ -210,13 +211,14 @@ def load_gate_table(scale: str):
     return pd.read_csv(path) if path.exists() else None
 
 
-def run_gates(params, corpus=None, log=print):
-    """Evaluate the random model, decide every gate, save ``results/gates_table.csv``; return the table."""
+def run_gates(params, corpus=None, log=print, languages=None):
+    """Evaluate the random model (on ``languages``, default all), decide every gate, save
+    ``results/gates_table.csv``; return the table."""
     from famlib.evaluate.results import load_results
     from famlib.evaluate.suite import build_suite, load_suite, suite_dir
     from famlib.io import atomic_path
 
-    evaluate_random(params, corpus, log)
+    evaluate_random(params, corpus, log, languages)
     suite = load_suite(suite_dir(params)) if (suite_dir(params) / "suite.json").exists() else build_suite(params, corpus)
     table = gate_table(params, suite, load_results(params.scale), load_results(params.scale, "gates"))
     with atomic_path(gate_table_path(params.scale)) as tmp:
