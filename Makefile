@@ -18,7 +18,7 @@ STAMP := $(VENV)/.famlib-installed
 help:
 	@echo "make paper [SCALE=smoke|tiny|small|paper] [JOBS=N]   regenerate the paper at a scale (default tiny)"
 	@echo "make test                                             run the whole test suite"
-	@echo "make test-fast                                        the unit tests only (no notebook or training run)"
+	@echo "make test-fast                                        the tests not marked slow (no notebook, no pipeline run)"
 	@echo "make lab                                              open the notebooks in JupyterLab"
 
 # Re-install only when the project's dependency list changes: a second `make` costs nothing.
@@ -38,7 +38,7 @@ paper: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# The fast lane while changing code: every test not marked slow (notebooks, training runs, the pipeline).
+# The fast lane while changing code: every test not marked slow (notebooks, the pipeline, minute-scale tests).
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 

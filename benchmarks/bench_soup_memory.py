@@ -38,8 +38,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-
-
 def _rss_now() -> int:
     return _status("VmRSS")
 

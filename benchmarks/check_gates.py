@@ -1,14 +1,15 @@
 """The evaluation gates of a scale's base without evaluating every language: the base on the held-in
 languages and English (the two averages the base gate judges), the random model on the same languages,
-the shortcut baselines from the suite (every language). Writes ``runs/<scale>/results/gates_table.csv`` and
-prints the gate table as the report shows it.
+the shortcut baselines from the suite (every language). The base's sampled rows go to the ``gates``
+collection (``results/gates.csv``, ``results/gates_items/base/``), never beside notebook 05's complete ones;
+writes ``runs/<scale>/results/gates_check.csv`` and prints the gate table as the report shows it.
 
 At the small scale a multiple-choice item costs about 1-3 s on a 2-core CPU, so notebook 05's full base
 evaluation (27 languages, 4 axes) takes hours; this is the gate alone. Items are the first ``--items`` of
 each task (the suite's own pseudo-random order, the same keys in every language), English ``--english-items``:
 the rows record the sample limit, and the table says "first N items".
 
-    .venv/bin/python benchmarks/check_gates.py --scale small --items 40 --english-items 100
+    .venv/bin/python benchmarks/check_gates.py --scale small --items 40 --reasoning-items 20 --english-items 100
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     ap.add_argument("--scale", default="small")
     ap.add_argument("--items", type=int, default=40, help="items per held-in language and task")
     ap.add_argument("--english-items", type=int, default=100, help="items for the English probe")
+    ap.add_argument("--reasoning-items", type=int, default=None,
+                    help="items per held-in language for the reasoning task (default --items)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads; default: the params file's")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override")
     args = ap.parse_args()
@@ -35,8 +38,12 @@ def main() -> None:
     from famlib.cli import _overrides
     from famlib.config import load_params
     from famlib.data import build_corpus
-    from famlib.evaluate.gates import gates_markdown, run_gates
+    from famlib.evaluate.gates import evaluate_random, gate_table, gate_table_path, gates_markdown
+    from famlib.evaluate.results import load_results
     from famlib.evaluate.run import evaluate_model
+    from famlib.evaluate.suite import load_suite, suite_dir
+    from famlib.evidence import Evidence
+    from famlib.io import atomic_path
     from famlib.train import set_threads
 
     overrides, origins = _overrides(args)
@@ -46,14 +53,23 @@ def main() -> None:
     held_in = [lang for f in params.families.values() for lang in f.train]
     probe = params.probe_language
     t0 = time.time()
-    axes = ["comprehension", "reasoning"]
-    evaluate_model(params, "base", corpus=corpus, axes=axes, languages=held_in, limit=args.items)
-    evaluate_model(params, "base", corpus=corpus, axes=axes, languages=[probe], limit=args.english_items)
+    kw = {"corpus": corpus, "collection": "gates"}
+    others = [x for x in held_in if x != probe]
+    evaluate_model(params, "base", axes=["comprehension"], languages=others, limit=args.items, **kw)
+    evaluate_model(params, "base", axes=["reasoning"], languages=others, limit=args.reasoning_items or args.items, **kw)
+    evaluate_model(params, "base", axes=["comprehension"], languages=[probe], limit=args.english_items, **kw)  # no English reasoning row
     t1 = time.time()
-    table = run_gates(params, corpus, languages=held_in + [probe])
+    evaluate_random(params, corpus, languages=held_in + [probe])
+    gates = load_results(params.scale, "gates")
+    base = gates[gates["model"] == "base"]
+    evidence = Evidence(params, base, "gates", iters=params.evaluation.bootstrap_iters)
+    table = gate_table(params, load_suite(suite_dir(params)), base, gates, evidence=evidence)
+    with atomic_path(gate_table_path(params.scale).with_name("gates_check.csv")) as tmp:
+        table.to_csv(tmp, index=False)
     t2 = time.time()
-    print(f"\n{args.scale}: base {t1 - t0:.0f} s ({args.items} items per held-in language, {args.english_items} "
-          f"English), random model and gate table {t2 - t1:.0f} s, torch threads {threads}\n")
+    print(f"\n{args.scale}: base {t1 - t0:.0f} s ({args.items} comprehension and {args.reasoning_items or args.items} "
+          f"reasoning items per held-in language, {args.english_items} English), random model and gate table "
+          f"{t2 - t1:.0f} s, torch threads {threads}\n")
     print(gates_markdown(table))
 
 

@@ -158,6 +158,17 @@ class Evidence:
             out[p.probe_language] = [p.probe_language]
         return out
 
+    def present(self, whos: Sequence, axis: str, groups: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+        """``groups`` keeping only the languages where every ``who`` has records on ``axis`` (a language the
+        suite or the harness skipped, as the paper scale's Belebele gaps, leaves the average instead of
+        voiding it); groups left empty are dropped."""
+        out = {}
+        for g, langs in groups.items():
+            kept = [x for x in langs if all(self.cells(w, axis, [x]) is not None for w in whos)]
+            if kept:
+                out[g] = kept
+        return out
+
     # ------------------------------------------------------------------------------------------------
     # Draws and intervals
     # ------------------------------------------------------------------------------------------------
@@ -207,6 +218,13 @@ class Evidence:
     def diff(self, a, b, axis: str, groups) -> Optional[S.Interval]:
         """score(a) - score(b), paired."""
         return self.statistic(lambda x, y: x - y, [a, b], axis, groups)
+
+
+def resolved(iv: Optional[S.Interval], lower_is_better: bool = False) -> str:
+    """``"better"`` / ``"worse"`` when the interval of a difference (a - b) excludes 0, else ``""``."""
+    if iv is None or iv.low <= 0 <= iv.high:
+        return ""
+    return "better" if ((iv.high < 0) if lower_is_better else (iv.low > 0)) else "worse"
 
 
 def for_results(params, results, collection: str = "results") -> Optional[Evidence]:

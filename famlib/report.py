@@ -81,7 +81,7 @@ def _what_ran(params, results, interpolation, distances) -> str:
         out.append("")
         out.append(_md_table(["family", "training (held-in)", "held-out"],
                              [(f, ", ".join(v.train), ", ".join(v.held_out)) for f, v in params.families.items()]))
-        prim = results[results["primary"].map(lambda v: str(v).lower() in ("true", "1", "1.0"))]
+        prim = results[_primary(results)]
         rows = []
         for (task, name, metric), g in prim.groupby(["task", "task_name", "metric"], sort=False):
             n = sorted({int(x) for x in g["n"].dropna()})
@@ -141,6 +141,7 @@ DIFFERENCES = (
 
 def _differences_section(params, results, evidence) -> str:
     """Every strategy against the base on each table's average (and English), with its paired interval."""
+    from famlib.evidence import resolved
     from famlib.tables import table_kwargs
 
     present = [s for s in STRATEGIES if s != "base" and len(results) and s in set(results["strategy"].astype(str))]
@@ -154,15 +155,12 @@ def _differences_section(params, results, evidence) -> str:
             groups = evidence.groups(split, exclude=table_kwargs(params)["exclude"] if split == "held_out" else ())
         cells = []
         for s in present:
-            iv = evidence.diff(s, "base", axis, groups)
+            both = evidence.present([s, "base"], axis, groups)
+            iv = evidence.diff(s, "base", axis, both) if both else None
             if iv is None:
                 cells.append(MISSING)
                 continue
-            lower = axis == "perplexity"
-            mark = ""
-            if iv.low > 0 or iv.high < 0:
-                better = (iv.high < 0) if lower else (iv.low > 0)
-                mark = " ▲" if better else " ▼"
+            mark = {"better": " ▲", "worse": " ▼"}.get(resolved(iv, lower_is_better=axis == "perplexity"), "")
             cells.append(f"{iv.estimate * scale:+.{digits}f}{mark}<br><sub>[{iv.low * scale:+.{digits}f}, "
                          f"{iv.high * scale:+.{digits}f}]</sub>")
         rows.append([f"{title}{unit and f' ({unit.strip()})'}", *cells])
@@ -174,6 +172,11 @@ def _differences_section(params, results, evidence) -> str:
             + _md_table(["", *[LABELS.get(s, s) for s in present]], rows))
 
 
+def _primary(results):
+    """The ``primary`` column as booleans, whether read from CSV ("True") or built in memory (True, 1.0)."""
+    return results["primary"].map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+
+
 def _prompts_section(results) -> str:
     """How many evaluated prompts did not fit the model's context (the harness cut their beginning), per
     task and direction over every model; and the share of empty translations after the truncation rule."""
@@ -181,24 +184,30 @@ def _prompts_section(results) -> str:
 
     if results is None or len(results) == 0 or "truncated" not in results:
         return ""
-    r = results[results["primary"].astype(bool)].copy()
+    r = results[_primary(results) & results["task"].astype(str).isin(["comprehension", "reasoning", "translation"])].copy()
     r["truncated"] = pd.to_numeric(r["truncated"], errors="coerce")
-    cut = r[r["truncated"].fillna(0) > 0]
+    unmeasured = int(r["truncated"].isna().sum())
+    r = r[r["truncated"].notna()]
+    if r.empty:
+        return ""
+    cut = r[r["truncated"] > 0]
     head = "## Prompts that fit\n\n"
+    note = (f" ({unmeasured} task rows without per-item records are not counted.)" if unmeasured else "")
     if cut.empty:
-        text = (f"No prompt lost tokens: every one of the {int(r['n'].sum()):,} evaluated items of "
-                f"{r['model'].nunique()} models fit its model's context.\n")
+        text = (f"No prompt lost tokens: every one of the {int(r['n'].sum()):,} evaluated multiple-choice and "
+                f"translation items of {r['model'].nunique()} models fit its model's context.{note}\n")
     else:
         g = cut.groupby("harness_task").agg(models=("model", "nunique"), cut=("truncated", "sum"), n=("n", "sum"))
         rows = "\n".join(f"| `{t}` | {int(x.models)} | {int(x.cut)} of {int(x.n)} |" for t, x in g.iterrows())
-        text = (f"{int(cut['truncated'].sum()):,} of {int(r['n'].sum()):,} evaluated items lost tokens from the left "
-                "to fit the model's context (the harness cut the prompt's beginning), in these tasks:\n\n"
+        text = (f"{int(cut['truncated'].sum()):,} of {int(r['n'].sum()):,} evaluated multiple-choice and translation "
+                "items lost tokens from the left to fit the model's context (the harness cut the prompt's beginning), "
+                f"in these tasks:{note}\n\n"
                 "| task | models | items cut |\n|---|---:|---:|\n" + rows + "\n")
     if "empty_rate" in r:
         e = pd.to_numeric(r.loc[r["task"] == "translation", "empty_rate"], errors="coerce").dropna()
         if len(e):
             text += (f"\nTranslations empty after the paper's truncation rule: {e.mean():.1%} on average, at most "
-                     f"{e.max():.1%} in one model and direction.\n")
+                     f"{e.max():.1%} in one model, language and direction.\n")
     return head + text
 
 

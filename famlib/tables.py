@@ -42,8 +42,6 @@ MISSING = "–"  # an en dash: a cell that was not measured
 PARTIAL = "†"  # a cell averaged over fewer languages than the fullest cell of its row
 BETTER = "▲"  # the paired 95 % interval of (cell - Base) excludes 0, on the better side
 WORSE = "▼"  # ... on the worse side
-# Evidence's axes score one metric each; a table of another metric (token perplexity) gets no marks
-_EVIDENCE_METRIC = {"perplexity": "bits_per_byte", "comprehension": "acc", "reasoning": "acc", "translation": "chrf"}
 
 LABELS = {
     "base": "Base", "dense": "Dense", "expert": "Expert", "freeze": "Freeze", "l2sp": "L2-SP",
@@ -239,8 +237,7 @@ class Table:
         for row, c in cells.items():
             if row == AVG:
                 lines.append(r"\midrule")
-            lines.append(" & ".join([tex_escape(self._label(row))] + [t.replace(PARTIAL, r"$^\dagger$").replace(
-                BETTER, r"$^\blacktriangle$").replace(WORSE, r"$^\blacktriangledown$") for t in c]) + r" \\")
+            lines.append(" & ".join([tex_escape(self._label(row))] + [tex_escape_marks(t) for t in c]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines) + "\n"
 
@@ -248,7 +245,12 @@ class Table:
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
         "→": r"$\to$", "–": "--", "±": r"$\pm$", "≤": r"$\le$", "≥": r"$\ge$", "α": r"$\alpha$", "†": r"$^\dagger$",
-        "×": r"$\times$"}
+        "×": r"$\times$", "▲": r"$^\blacktriangle$", "▼": r"$^\blacktriangledown$"}  # the triangles: amssymb
+
+
+def tex_escape_marks(cell: str) -> str:
+    """A rendered cell's marks in LaTeX (its number and \\textbf / \\underline are already LaTeX)."""
+    return "".join(_TEX[ch] if ch in (PARTIAL, BETTER, WORSE) else ch for ch in cell)
 
 
 def tex_escape(text: str) -> str:
@@ -527,13 +529,17 @@ def resolve_against_base(table: Table, evidence, exclude: Iterable[str] = ()) ->
     (and adds the marks' legend to the caption) and returns the table.
 
     Each cell's interval averages the same languages (and models) as the cell: a family row its family's
-    languages of the table's split, Avg. every family row's, the probe row the probe language.
+    languages of the table's split, Avg. every family row's, the probe row the probe language, each kept
+    where both the strategy and Base have per-item records (:meth:`famlib.evidence.Evidence.present`).
+    LaTeX renders the marks with amssymb's ``\\blacktriangle``.
     """
     import pandas as pd
 
+    from famlib.evidence import METRIC, resolved
+
     spec = SPECS[table.name]
-    if _EVIDENCE_METRIC.get(spec.task) != spec.metric or "base" not in table.frame.columns:
-        return table
+    if METRIC.get(spec.task) != ("accuracy" if spec.metric == "acc" else spec.metric) or "base" not in table.frame.columns:
+        return table  # the evidence scores one metric per axis: a table of another (token perplexity) is unmarked
     probe = evidence.params.probe_language
     fams = [r for r in table.frame.index if r in evidence.params.families]
     res = pd.DataFrame("", index=table.frame.index, columns=table.frame.columns)
@@ -551,11 +557,9 @@ def resolve_against_base(table: Table, evidence, exclude: Iterable[str] = ()) ->
         for col in table.frame.columns:
             if col == "base" or _isnan(table.frame.at[row, col]):
                 continue
-            iv = evidence.diff(col, "base", spec.task, groups)
-            if iv is None or (iv.low <= 0 <= iv.high):
-                continue
-            better = (iv.high < 0) if table.lower_is_better else (iv.low > 0)
-            res.at[row, col] = BETTER if better else WORSE
+            both = evidence.present([col, "base"], spec.task, groups)
+            verdict = resolved(evidence.diff(col, "base", spec.task, both), table.lower_is_better) if both else ""
+            res.at[row, col] = {"better": BETTER, "worse": WORSE}.get(verdict, "")
     table.resolved = res
     table.caption += (f" {BETTER} / {WORSE} = better / worse than Base: the paired 95 % interval of the difference "
                       f"(cluster bootstrap over item keys) excludes 0; unmarked = undecided or no per-item records.")

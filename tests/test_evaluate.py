@@ -128,6 +128,7 @@ def test_fewshot_examples_never_overlap_the_test_items(params, smoke_corpus):
     assert not {u["group"] for u in pools.test} & set(pools.reserved_groups)
 
 
+@pytest.mark.slow
 def test_translation_prompts_fit_a_small_models_context(params, smoke_corpus, smoke_tokenizer):
     """With the models' tokenizer, every translation prompt - the pool's two longest examples before the query -
     fits the positions left after the generation budget; a tighter budget drops the long test pairs (and says
@@ -161,6 +162,9 @@ def test_translation_prompts_fit_a_small_models_context(params, smoke_corpus, sm
                     dropped += s.info["test_dropped_too_long"] if p is tight else 0
                 if p is params and lang != "ca":  # a Bible pair: its shortest verses make room for all
                     assert not s.info["test_may_overflow"], (lang, d)
+            both = [it.translation_items(p, smoke_corpus, lang, d, n) for d in ("en-xx", "xx-en")]
+            assert [x["key"] for x in both[0].test] == [x["key"] for x in both[1].test]  # the same pairs both ways
+            assert [x["key"] for x in both[0].fewshot] == [x["key"] for x in both[1].fewshot]
     assert dropped > 0  # the tight budget did bind
 
 
@@ -697,3 +701,42 @@ def test_shortcut_baselines_catch_a_task_that_gives_itself_away():
              for i in range(40)]
     got = baseline_scores(items, lm, items[:8])
     assert got["char_overlap"] == 1.0 and got["position"] == 1.0 and got["length"] == 1.0
+
+
+def test_trigram_probabilities_match_a_direct_count_and_parts_add_up():
+    """The trigram's counts (Counter over zipped slices) equal a direct count of every (history, word) of the
+    padded sentences, its probabilities follow interpolated absolute discounting from those counts, and a
+    model built from two texts' separate counts is the model of their sentences together."""
+    import math
+    from collections import Counter
+
+    from famlib.evaluate import shortcuts as sc
+
+    a = ["the cat sat on the mat", "the cat ran", "a dog sat on the cat"]
+    b = ["the dog ran in the park", "a cat sat", "the mat is red"]
+    lm = sc.TrigramLM(a + b)
+    direct = [Counter() for _ in range(sc.ORDER)]
+    for s in a + b:
+        toks = [sc.BOS] * (sc.ORDER - 1) + sc.words(s) + [sc.EOS]
+        for i in range(sc.ORDER - 1, len(toks)):
+            for k in range(sc.ORDER):
+                direct[k][tuple(toks[i - k:i + 1])] += 1
+    assert lm.grams == direct
+    both = sc.TrigramLM(parts=[sc.count_ngrams(a), sc.count_ngrams(b)])
+    assert both.grams == lm.grams and both._sums == lm._sums
+
+    def prob(hist, w):  # the definition, from the direct counts
+        uni = direct[0]
+        p = (uni[(w,)] + 1) / (sum(uni.values()) + len(uni) + 1)
+        for k in (1, 2):
+            h = tuple(hist[-k:])
+            nexts = {g[-1]: c for g, c in direct[k].items() if g[:-1] == h}
+            if not nexts:
+                continue
+            n = sum(nexts.values())
+            p = max(nexts.get(w, 0) - sc.DISCOUNT, 0) / n + sc.DISCOUNT * len(nexts) / n * p
+        return p
+
+    for hist, w in [(["the", "cat"], "sat"), (["on", "the"], "mat"), (["zz", "the"], "dog"), ([], "red"),
+                    (["a", "cat"], "flew")]:
+        assert math.isclose(lm.prob([sc.BOS, sc.BOS] + hist, w), prob([sc.BOS, sc.BOS] + hist, w), rel_tol=1e-12)

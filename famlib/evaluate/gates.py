@@ -107,7 +107,7 @@ def gate_table(params, suite, results, gates=None, evidence=None):
     from famlib.evaluate.suite import TASKS
     from famlib.evidence import Evidence
 
-    ev = evidence or Evidence(params, results)
+    ev = evidence or Evidence(params, results, iters=params.evaluation.bootstrap_iters)
     out = []
     for name, spec in TASKS.items():
         if spec.output_type != "multiple_choice":
@@ -147,8 +147,13 @@ def gate_table(params, suite, results, gates=None, evidence=None):
                         "random_gate": "passes" if abs(acc - chance) <= RANDOM_SE * se else "fails"})
         else:
             row.update({"random": float("nan"), "random_n": 0, "random_gate": "not measured"})
-        # base: held-in average (families' mean) and English
+        # base: held-in average (families' mean) and English; a sample limit on its rows is said
         for label, groups in (("held_in", ev.groups("held_in")), ("english", {params.probe_language: [params.probe_language]})):
+            if results is not None and len(results) and "limit" in results:
+                langs = {x for v in groups.values() for x in v}
+                b = results[(results["model"] == "base") & (results["task_name"] == name)
+                            & results["language"].astype(str).isin(langs)]
+                row[f"base_{label}_limit"] = b["limit"].max() if len(b) else float("nan")
             iv = ev.score("base", spec.axis, groups)
             if iv is None:
                 row.update({f"base_{label}": float("nan"), f"base_{label}_gate": "not measured"})
@@ -180,8 +185,10 @@ def gates_markdown(table) -> str:
         v = r.get(f"base_{k}")
         if not _number(v):
             return "not measured"
+        lim = r.get(f"base_{k}_limit")
+        sampled = f" (first {int(lim)} items per language)" if _number(lim) else ""
         return (f"{v:.3f} [{r[f'base_{k}_low']:.3f}, {r[f'base_{k}_high']:.3f}], "
-                f"{(v - r['chance']) / r[f'base_{k}_se']:.1f} s.e. above chance: {r[f'base_{k}_gate']}")
+                f"{(v - r['chance']) / r[f'base_{k}_se']:.1f} s.e. above chance: {r[f'base_{k}_gate']}{sampled}")
 
     for _, r in table.iterrows():
         sc = (f"{r['shortcut_max']:.3f} {r['shortcut_max_is']}: {r['shortcut_gate']}" if _number(r["shortcut_max"])
@@ -193,7 +200,8 @@ def gates_markdown(table) -> str:
                    f"{r['random_gate']}")
         else:
             rnd = "not measured"
-        lines.append(f"| `{r['task']}` | {r['axis']} | {r['chance']:.2f} | {sc} | {rnd} | {base(r, 'held_in')} | {base(r, 'english')} |")
+        lines.append(f"| `{r['task']}` | {r['axis']} | {r['chance']:.2f} | {sc} | {rnd} | {base(r, 'held_in')} | "
+                     f"{base(r, 'english')} |")
     return "\n".join(lines)
 
 

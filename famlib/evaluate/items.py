@@ -400,7 +400,10 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
     ``n_tokens`` (text -> token count, the evaluated models' tokenizer) makes every prompt fit
     :func:`prompt_budget`: the few-shot pool becomes the ``FEWSHOT_POOL`` candidates whose example is
     shortest in tokens, and a test pair is kept only if its query after the ``shots`` longest examples of that
-    pool still fits (a margin of two tokens per part covers merges across the joins). Where fewer than half
+    pool still fits (a margin of two tokens per part covers merges across the joins), in both directions, so
+    both keep the same pairs and the same examples. ``test_dropped_too_long`` counts the pairs passed over on
+    the way to the cap (in the salted order the cap takes them), ``fewshot_max_tokens`` the pool's longest
+    example. Where fewer than half
     of the items would fit (examples too long for the context: a UDHR-only language's few reserved articles),
     the items are kept unfiltered and ``info["test_may_overflow"]`` counts those the harness may cut. Without
     ``n_tokens`` (or when the budget is None), nothing is filtered. ``info`` records what was dropped.
@@ -422,15 +425,22 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
     src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
     kind = ltid.split(":", 1)[0]
 
-    def pairs(p_units, l_units, cap, keep=lambda item: True):
+    def pairs(p_units, l_units, cap, keep=lambda key, by: True, d=direction):
+        """(up to ``cap`` items in salted order whose key ``keep`` accepts, keys rejected on the way)."""
+        s_, t_ = (probe, lang) if d == "en-xx" else (lang, probe)
         by = {probe: {u["key"]: u["text"] for u in p_units}, lang: {u["key"]: u["text"] for u in l_units}}
         keys = [k for k in by[lang] if k in by[probe] and by[lang][k].strip() and by[probe][k].strip()
                 and _short(by[lang][k]) and _short(by[probe][k])]
-        keys = sorted(keys, key=lambda k: _order_key("translation", kind, k))
-        items = [{"id": f"{lang}:{k}", "key": k, "source": by[src][k],
-                  "query": translation_query(src, tgt, by[src][k]), "target": by[tgt][k]} for k in keys]
-        kept = [x for x in items if keep(x)]
-        return kept[:cap], len(items) - len(kept)
+        out, rejected = [], 0
+        for k in sorted(keys, key=lambda k: _order_key("translation", kind, k)):
+            if len(out) >= cap:
+                break
+            if not keep(k, by):
+                rejected += 1
+                continue
+            out.append({"id": f"{lang}:{k}", "key": k, "source": by[s_][k],
+                        "query": translation_query(s_, t_, by[s_][k]), "target": by[t_][k]})
+        return out, rejected
 
     e = params.evaluation
     cap = e.translation_items or e.max_items or 10**9
@@ -440,24 +450,45 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
     if budget is None:
         return ItemSet(pairs(p_pools.test, l_pools.test, cap)[0], pairs(p_pools.fewshot, l_pools.fewshot, FEWSHOT_POOL)[0],
                        info)
+    # Both directions get the same keys and the same examples: every length is the longer of the two directions.
     margin = 2  # tokens per part: a join can merge or split a token at either side
-    shot_len = lambda x: n_tokens(x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER) + margin  # noqa: E731
-    candidates, _ = pairs(p_pools.fewshot, l_pools.fewshot, 10**9)
+    other = "xx-en" if direction == "en-xx" else "en-xx"
+
+    def longer(make):
+        return max(make(direction), make(other))
+
+    def shot_len(key, by):
+        return longer(lambda d: n_tokens(translation_query(*((probe, lang) if d == "en-xx" else (lang, probe)),
+                                                           by[probe if d == "en-xx" else lang][key])
+                                         + TARGET_DELIMITER + by[lang if d == "en-xx" else probe][key]
+                                         + FEWSHOT_DELIMITER)) + margin
+
+    def query_len(key, by):
+        return longer(lambda d: n_tokens(translation_query(*((probe, lang) if d == "en-xx" else (lang, probe)),
+                                                           by[probe if d == "en-xx" else lang][key]))) + margin
+
+    lengths: dict = {}
+
+    def measure(key, by):
+        lengths[key] = shot_len(key, by)
+        return True
+
+    candidates, _ = pairs(p_pools.fewshot, l_pools.fewshot, 10**9, keep=measure)
     order = {x["key"]: i for i, x in enumerate(candidates)}
-    lengths = {x["key"]: shot_len(x) for x in candidates}
     shortest = sorted(candidates, key=lambda x: (lengths[x["key"]], order[x["key"]]))[:FEWSHOT_POOL]
     fewshot = sorted(shortest, key=lambda x: order[x["key"]])  # back in the salted order
     worst = sum(sorted((lengths[x["key"]] for x in fewshot), reverse=True)[:e.shots])
     room = budget - worst - 1  # <bos>
-    fits = lambda x: n_tokens(x["query"]) + margin <= room  # noqa: E731
-    test, dropped = pairs(p_pools.test, l_pools.test, cap, keep=fits)
+    test, dropped = pairs(p_pools.test, l_pools.test, cap, keep=lambda k, by: query_len(k, by) <= room)
     unfitted, _ = pairs(p_pools.test, l_pools.test, cap)
     overflow = 0
     if len(test) < len(unfitted) / 2:
         # Examples too long for most of the language's items (a UDHR-only language's few reserved articles
-        # in a small context): keep its items, let the harness cut them, and say how many will be cut.
-        test, dropped, overflow = unfitted, 0, sum(not fits(x) for x in unfitted)
+        # in a small context): keep its items, let the harness cut them, and say how many may be cut.
+        by = {probe: {u["key"]: u["text"] for u in p_pools.test}, lang: {u["key"]: u["text"] for u in l_pools.test}}
+        test, dropped = unfitted, 0
+        overflow = sum(query_len(x["key"], by) > room for x in unfitted)
     info.update({"prompt_budget": budget, "fewshot_candidates": len(candidates),
-                 "fewshot_max_tokens": max(lengths[x["key"]] for x in fewshot) if fewshot else 0,
+                 "fewshot_max_tokens": max(lengths[x["key"]] for x in fewshot) - margin if fewshot else 0,
                  "test_dropped_too_long": dropped, "test_may_overflow": overflow})
     return ItemSet(test, fewshot, info)

@@ -300,8 +300,12 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
         from famlib.data import build_corpus
 
         corpus = build_corpus(params)
-    # The perplexity cap counts tokens; every model of a scale shares the base's tokenizer.
-    tokenizer = load_tokenizer(model_dir) if params.evaluation.perplexity_max_tokens else None
+    # The perplexity cap and the translation prompts' fit (a from-scratch base's small context) count tokens;
+    # every model of a scale shares the base's tokenizer.
+    from famlib.evaluate.items import prompt_budget
+
+    counts_tokens = params.evaluation.perplexity_max_tokens or prompt_budget(params) is not None
+    tokenizer = load_tokenizer(model_dir) if counts_tokens else None
     suite = build_suite(params, corpus, tokenizer=tokenizer)
     selected = suite.select(langs, axes)
     sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
