@@ -119,7 +119,7 @@ def figure2(results, *, families: Optional[Sequence[str]] = None, exclude=(), ev
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(x, [LABELS.get(s, s) for s in sub.index], rotation=30, ha="right")
         ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10, pad=14)  # room for the row of values
         ax.grid(axis="y", alpha=0.3)
     bars_are = ("; error bars: paired 95 % intervals (cluster bootstrap)" if d["acc_low"].notna().any() or d["chrf_low"].notna().any()
                 else "; error bars: ±1 s.e." if d["acc_se"].notna().any() else "")
