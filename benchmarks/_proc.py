@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+
+def offline_env() -> None:
+    """No hub call (one fails at once), quiet transformers, no tokenizer threads: call before importing famlib."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
 
 def status(field: str) -> int:
     """``field`` of ``/proc/self/status`` (VmRSS, VmHWM, ...) in bytes."""

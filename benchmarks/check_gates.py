@@ -15,13 +15,11 @@ the rows record the sample limit, and the table says "first N items".
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _proc import offline_env  # benchmarks/_proc.py: this script's folder is on sys.path
+
+offline_env()
 
 
 def main() -> None:

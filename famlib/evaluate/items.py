@@ -425,9 +425,13 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
     src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
     kind = ltid.split(":", 1)[0]
 
-    def pairs(p_units, l_units, cap, keep=lambda key, by: True, d=direction):
-        """(up to ``cap`` items in salted order whose key ``keep`` accepts, keys rejected on the way)."""
+    def item(d, k, by) -> dict:
         s_, t_ = (probe, lang) if d == "en-xx" else (lang, probe)
+        return {"id": f"{lang}:{k}", "key": k, "source": by[s_][k], "query": translation_query(s_, t_, by[s_][k]),
+                "target": by[t_][k]}
+
+    def pairs(p_units, l_units, cap, keep=lambda key, by: True):
+        """(up to ``cap`` items in salted order whose key ``keep`` accepts, keys rejected on the way)."""
         by = {probe: {u["key"]: u["text"] for u in p_units}, lang: {u["key"]: u["text"] for u in l_units}}
         keys = [k for k in by[lang] if k in by[probe] and by[lang][k].strip() and by[probe][k].strip()
                 and _short(by[lang][k]) and _short(by[probe][k])]
@@ -438,8 +442,7 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
             if not keep(k, by):
                 rejected += 1
                 continue
-            out.append({"id": f"{lang}:{k}", "key": k, "source": by[s_][k],
-                        "query": translation_query(s_, t_, by[s_][k]), "target": by[t_][k]})
+            out.append(item(direction, k, by))
         return out, rejected
 
     e = params.evaluation
@@ -452,25 +455,20 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
                        info)
     # Both directions get the same keys and the same examples: every length is the longer of the two directions.
     margin = 2  # tokens per part: a join can merge or split a token at either side
-    other = "xx-en" if direction == "en-xx" else "en-xx"
 
-    def longer(make):
-        return max(make(direction), make(other))
+    def longest(k, by, text) -> int:
+        return max(n_tokens(text(item(d, k, by))) for d in ("en-xx", "xx-en")) + margin
 
-    def shot_len(key, by):
-        return longer(lambda d: n_tokens(translation_query(*((probe, lang) if d == "en-xx" else (lang, probe)),
-                                                           by[probe if d == "en-xx" else lang][key])
-                                         + TARGET_DELIMITER + by[lang if d == "en-xx" else probe][key]
-                                         + FEWSHOT_DELIMITER)) + margin
+    def example(x) -> str:
+        return x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER
 
-    def query_len(key, by):
-        return longer(lambda d: n_tokens(translation_query(*((probe, lang) if d == "en-xx" else (lang, probe)),
-                                                           by[probe if d == "en-xx" else lang][key]))) + margin
+    def query_len(k, by) -> int:
+        return longest(k, by, lambda x: x["query"])
 
     lengths: dict = {}
 
-    def measure(key, by):
-        lengths[key] = shot_len(key, by)
+    def measure(k, by) -> bool:  # every candidate is kept; its example's length is noted on the way
+        lengths[k] = longest(k, by, example)
         return True
 
     candidates, _ = pairs(p_pools.fewshot, l_pools.fewshot, 10**9, keep=measure)
@@ -479,15 +477,21 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
     fewshot = sorted(shortest, key=lambda x: order[x["key"]])  # back in the salted order
     worst = sum(sorted((lengths[x["key"]] for x in fewshot), reverse=True)[:e.shots])
     room = budget - worst - 1  # <bos>
-    test, dropped = pairs(p_pools.test, l_pools.test, cap, keep=lambda k, by: query_len(k, by) <= room)
+    fits: dict = {}
+
+    def fit(k, by) -> bool:
+        fits[k] = query_len(k, by) <= room
+        return fits[k]
+
+    test, dropped = pairs(p_pools.test, l_pools.test, cap, keep=fit)
     unfitted, _ = pairs(p_pools.test, l_pools.test, cap)
     overflow = 0
     if len(test) < len(unfitted) / 2:
         # Examples too long for most of the language's items (a UDHR-only language's few reserved articles
-        # in a small context): keep its items, let the harness cut them, and say how many may be cut.
-        by = {probe: {u["key"]: u["text"] for u in p_pools.test}, lang: {u["key"]: u["text"] for u in l_pools.test}}
+        # in a small context): keep its items, let the harness cut them, and say how many may be cut. The
+        # fitting pass above has seen every one of them (it scans at least as far in the same order).
         test, dropped = unfitted, 0
-        overflow = sum(query_len(x["key"], by) > room for x in unfitted)
+        overflow = sum(not fits[x["key"]] for x in unfitted)
     info.update({"prompt_budget": budget, "fewshot_candidates": len(candidates),
                  "fewshot_max_tokens": max(lengths[x["key"]] for x in fewshot) - margin if fewshot else 0,
                  "test_dropped_too_long": dropped, "test_may_overflow": overflow})
