@@ -13,13 +13,16 @@ export TOKENIZERS_PARALLELISM ?= false
 
 STAMP := $(VENV)/.famlib-installed
 
-.PHONY: paper test test-fast install data lab clean-runs help
+.PHONY: paper test test-fast install data lab lesson lesson-prepare lesson-run clean-runs help
 
 help:
 	@echo "make paper [SCALE=smoke|tiny|small|paper] [JOBS=N]   regenerate the paper at a scale (default tiny)"
 	@echo "make test                                             run the whole test suite"
 	@echo "make test-fast                                        the tests not marked slow (no notebook, no pipeline run)"
 	@echo "make lab                                              open the notebooks in JupyterLab"
+	@echo "make lesson-prepare                                   the day before a class: model, data, the exercises' runs"
+	@echo "make lesson                                           open the lesson (student version) in JupyterLab"
+	@echo "make lesson-run [LESSON=student|instructor] [PRESET=class|preview]   run the lesson headless"
 
 # Re-install only when the project's dependency list changes: a second `make` costs nothing.
 $(STAMP): pyproject.toml
@@ -47,6 +50,18 @@ data: $(STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
+
+# The lesson on forgetting (notebooks/lesson/, README there): prepare once with network, then teach offline.
+LESSON ?= student
+PRESET ?= class
+lesson-prepare: $(STAMP)
+	$(VENV)/bin/famlib lesson prepare --preset $(PRESET)
+
+lesson: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/lesson/forgetting_$(LESSON).ipynb
+
+lesson-run: $(STAMP)
+	$(VENV)/bin/famlib lesson run --version $(LESSON) --preset $(PRESET)
 
 clean-runs:
 	rm -rf runs/$(SCALE)

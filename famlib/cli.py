@@ -1,4 +1,4 @@
-"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``data``, ``base``, ``revert``, ``soup``, ``interpolate``."""
+"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``data``, ``base``, ``lesson``, ``revert``, ``soup``, ``interpolate``."""
 
 from __future__ import annotations
 
@@ -109,6 +109,25 @@ def cmd_base(args) -> int:
     return 0
 
 
+def cmd_lesson(args) -> int:
+    import time
+
+    from famlib import lesson
+
+    if args.action == "build":
+        print(f"student version written: {lesson.build_student()}")
+        return 0
+    s = lesson.settings(args.preset)
+    t = time.time()
+    if args.action == "prepare":
+        lesson.prepare(s, exercises=not args.no_exercises)
+        print(f"lesson prepared in {time.time() - t:.0f} s ({lesson.lesson_dir(s.scale)})")
+        return 0
+    out = lesson.run_notebook(args.version, args.preset)
+    print(f"lesson ran in {time.time() - t:.0f} s: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="famlib", description="Regenerate the paper's experiments at a chosen scale.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -144,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = scaled("base", "build or load the base model of a scale into runs/<scale>/models/base")
     p.set_defaults(func=cmd_base)
+    p = sub.add_parser("lesson", help="the lesson on forgetting: prepare it, run it headless, or build the student version")
+    p.add_argument("action", choices=("prepare", "run", "build"),
+                   help="prepare: model, data and the exercises' runs (the day before); run: execute the notebook; "
+                        "build: write the student version from the instructor's")
+    p.add_argument("--preset", default="class", help="class (default), preview (a few minutes) or smoke (the tests' model)")
+    p.add_argument("--version", choices=("student", "instructor"), default="student", help="which notebook `run` executes")
+    p.add_argument("--no-exercises", action="store_true", help="prepare: skip the exercises' trainings")
+    p.set_defaults(func=cmd_lesson)
+
     from famlib.surgery.cli import add_subcommands as add_surgery_subcommands
 
     add_surgery_subcommands(sub)  # famlib revert | soup | interpolate

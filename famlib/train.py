@@ -50,7 +50,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -221,6 +221,7 @@ def train(
     tokenizer: Any = None,
     keep_last: int = 2,
     progress: bool = True,
+    on_step: Callable[[dict[str, Any], torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on packed token sequences; resume automatically from ``out_dir``.
 
@@ -243,6 +244,10 @@ def train(
         tokenizer: if given, saved into the final directory too.
         keep_last: checkpoints to keep (0 keeps all).
         progress: show the tqdm progress bar.
+        on_step: called on the main process after every optimiser step with the step's metrics record and
+            the unwrapped model, e.g. to probe the model or draw a live plot (the lesson does both). It runs
+            under ``torch.no_grad`` and the model is put back in train mode afterwards; it must not change
+            the weights (what it measures is its own business: the run stays bit-identical).
 
     Returns:
         A :class:`TrainResult`.
@@ -445,6 +450,10 @@ def train(
             if metrics_fh is not None:
                 metrics_fh.write(json.dumps(record) + "\n")
                 metrics_fh.flush()  # a killed run leaves whole lines (a torn last one is dropped on resume)
+            if on_step is not None and main:
+                with torch.no_grad():
+                    on_step(dict(record), raw)
+                raw.train()
             post = {"loss": f"{train_loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s_smooth:,.0f}"}
             if state.evals:
                 post["val"] = f"{state.evals[-1]['val_loss']:.3f}"
