@@ -29,7 +29,7 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 
 @dataclass(frozen=True)
 class Step:
-    id: str  # unique and file-name safe: "01_data_prep", "03_train_expert.romance.freeze"
+    id: str  # unique and file-name safe: "01_data_prep", "03_train_expert.freeze.romance"
     notebook: str  # file name under notebooks/
     parameters: dict[str, Any] = field(hash=False)
     deps: tuple[str, ...] = ()

@@ -160,6 +160,13 @@ def test_famlib_strategies_prints_the_registry(capsys, freeze_first):
                         "regulariser": "-", "data": "family data"}
 
 
+def test_the_readme_shows_the_registry_as_famlib_strategies_prints_it():
+    from famlib.config import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert registry.table_text() in readme, "README's `famlib strategies` table is out of date: paste its output"
+
+
 @pytest.mark.slow
 def test_a_new_strategy_trains_evaluates_and_shows_in_the_tables(freeze_first, smoke_corpus, smoke_base):
     from famlib.evaluate import evaluate_model
