@@ -1,4 +1,5 @@
-"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``data``, ``base``, ``lesson``, ``revert``, ``soup``, ``interpolate``."""
+"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``status``, ``data``, ``base``, ``strategies``, ``lesson``,
+``revert``, ``soup``, ``interpolate``."""
 
 from __future__ import annotations
 
@@ -128,6 +129,21 @@ def cmd_lesson(args) -> int:
     return 0
 
 
+def cmd_strategies(args) -> int:
+    from famlib.strategies.registry import rows, table_text
+
+    entries = rows()
+    if args.scale is not None:  # only what that scale runs (its params' `strategies:`, or the defaults)
+        chosen = set(_params(args).strategy_names)
+        entries = [r for r in entries if r["name"] in chosen]
+    if args.format == "json":
+        for r in entries:
+            print(json.dumps(r, ensure_ascii=False))
+    else:
+        print(table_text(entries))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="famlib", description="Regenerate the paper's experiments at a chosen scale.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -163,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = scaled("base", "build or load the base model of a scale into runs/<scale>/models/base")
     p.set_defaults(func=cmd_base)
+
     p = sub.add_parser("lesson", help="the lesson on forgetting: prepare it, run it headless, or build the student version")
     p.add_argument("action", choices=("prepare", "run", "build"),
                    help="prepare: model, data and the exercises' runs (the day before); run: execute the notebook; "
@@ -171,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", choices=("student", "instructor"), default="student", help="which notebook `run` executes")
     p.add_argument("--no-exercises", action="store_true", help="prepare: skip the exercises' trainings")
     p.set_defaults(func=cmd_lesson)
+
+    p = scaled("strategies", "list the registered strategies: label, per family or all, what trains, regulariser, data")
+    p.set_defaults(scale=None)  # without --scale: every registered strategy
+    p.add_argument("--format", choices=("table", "json"), default="table", help="json: one object per line")
+    p.set_defaults(func=cmd_strategies)
 
     from famlib.surgery.cli import add_subcommands as add_surgery_subcommands
 

@@ -32,22 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = REPO_ROOT / "params"
 SCALES = ("smoke", "tiny", "small", "paper")
 
-STRATEGIES = (
-    "base",
-    "dense",
-    "expert",
-    "freeze",
-    "l2sp",
-    "dense_reverted",
-    "expert_reverted",
-    "soup",
-    "freeze_soup",
-)
-# Strategies that train a model (the rest are the base itself or post-hoc surgery on trained models).
-TRAINED_STRATEGIES = ("dense", "expert", "freeze", "l2sp")
-# Strategies with one model per family (the model of a language's family answers for it); the others are
-# single models evaluated on every language (paper section 3.1).
-PER_FAMILY_STRATEGIES = ("expert", "freeze", "l2sp", "expert_reverted")
+# The strategy lists (STRATEGIES, TRAINED_STRATEGIES, PER_FAMILY_STRATEGIES) are derived from the registry,
+# famlib.strategies.registry, when read (see __getattr__ at the end of this module).
 LAYER_GROUPS = ("first", "middle", "last")
 
 
@@ -226,6 +212,10 @@ class Params:
     evaluation: EvalConfig = EvalConfig()
     interpolation: InterpolationConfig = InterpolationConfig()
     threads: Optional[int] = None  # torch CPU threads; None = number of cores
+    # The strategies this scale runs (names of `famlib strategies`; the base is always run). None = every
+    # registered default: the paper's seven, the base and the freeze soup, which is what every scale ran
+    # before the key existed.
+    strategies: Optional[tuple[str, ...]] = None
     origin: str = field(default="<memory>", compare=False)
 
     # ---- derived views -------------------------------------------------------------------------
@@ -260,9 +250,19 @@ class Params:
             return "held_out"
         return "base"
 
+    @property
+    def strategy_names(self) -> list[str]:
+        """The strategies this scale runs, in registry order (``strategies``, or the registered defaults)."""
+        from famlib.strategies.registry import enabled
+
+        return enabled(self.strategies)
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("origin")
+        for key, default in _LATER_PARAMS.items():  # at their default, as if the key did not exist
+            if out.get(key) == default:
+                out.pop(key)
         return _plain(out)
 
     def fingerprint(self, *sections: str) -> str:
@@ -278,14 +278,23 @@ class Params:
         return family
 
     def check_strategy(self, strategy: str, key: str = "strategy") -> str:
-        if strategy not in STRATEGIES:
-            raise ConfigError(self.origin, key, strategy, one_of(STRATEGIES), near(strategy, STRATEGIES))
+        """``strategy`` if it is registered (see ``famlib strategies``); else ConfigError listing the known ones."""
+        from famlib.strategies.registry import is_known, names
+
+        if not is_known(strategy):
+            known = names()
+            raise ConfigError(self.origin, key, strategy, one_of(known), near(str(strategy), known))
         return strategy
 
     def check_language(self, lang: str, key: str = "language") -> str:
         if lang not in self.languages:
             raise ConfigError(self.origin, key, lang, one_of(self.languages), near(lang, self.languages))
         return lang
+
+
+# Top-level keys added after runs existed: left out of to_dict (and so of every fingerprint and stamp) while
+# at their default, so that adding one does not make every finished step of every scale stale.
+_LATER_PARAMS: dict[str, Any] = {"strategies": None}
 
 
 def _dig(d: Mapping[str, Any], dotted: str) -> Any:
@@ -562,12 +571,34 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
     if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):
         fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
 
+    _validate_strategies(p, fail)
+
     for i, a in enumerate(p.interpolation.alphas):
         if not 0.0 <= a <= 1.0:
             fail(f"interpolation.alphas[{i}]", a, "a number between 0 and 1")
     for i, g in enumerate(p.interpolation.groups):
         if g not in LAYER_GROUPS:
             fail(f"interpolation.groups[{i}]", g, one_of(LAYER_GROUPS), near(g, LAYER_GROUPS))
+
+
+def _validate_strategies(p: Params, fail: Callable[..., None]) -> None:
+    """``strategies:``: registered names, and every post-hoc strategy's source among them."""
+    if p.strategies is None:
+        return
+    from famlib.strategies.registry import get, is_known, names
+
+    known = names()
+    for i, name in enumerate(p.strategies):
+        if not is_known(name):
+            fail(f"strategies[{i}]", name, f"{one_of(known)} (see `famlib strategies`)", near(name, known))
+    if len(set(p.strategies)) != len(p.strategies):
+        fail("strategies", list(p.strategies), "each strategy once")
+    chosen = set(p.strategies)
+    for i, name in enumerate(p.strategies):
+        source = get(name).source
+        if source is not None and source not in chosen:
+            fail(f"strategies[{i}]", name, "post-hoc strategies whose source is listed too",
+                 f"'{name}' is made from the '{source}' models: add '{source}' to strategies, or leave '{name}' out")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -749,3 +780,16 @@ def save_params(params: Params, path: str | Path) -> None:
     from famlib.io import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(params.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def __getattr__(name: str):
+    """The strategy lists of earlier versions, derived from the registry each time they are read."""
+    from famlib.strategies import registry
+
+    if name == "STRATEGIES":
+        return tuple(registry.names())
+    if name == "TRAINED_STRATEGIES":  # strategies that train a model (the rest: the base, post-hoc surgery)
+        return tuple(registry.names("trained"))
+    if name == "PER_FAMILY_STRATEGIES":  # one model per family (paper section 3.1); the others: one for all
+        return tuple(registry.per_family_names())
+    raise AttributeError(f"module 'famlib.config' has no attribute {name!r}")

@@ -115,13 +115,13 @@ class Evidence:
     # ------------------------------------------------------------------------------------------------
     def models_for(self, who, language: str) -> list[str]:
         """The model(s) whose records answer ``language`` for ``who``."""
-        from famlib.config import PER_FAMILY_STRATEGIES
+        from famlib.strategies.registry import get, is_known
 
         who = _who(who)
         if who.model is not None:
             return [who.model]
         mine = [m for m, (s, _) in self._models.items() if s == who.strategy]
-        if who.strategy not in PER_FAMILY_STRATEGIES:
+        if not (is_known(who.strategy) and get(who.strategy).per_family):
             return mine
         if language == self.params.probe_language:
             return sorted(mine)  # every family model: the probe row pools them

@@ -28,20 +28,26 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
 from famlib.plots import plt
+from famlib.strategies import registry
 from famlib.tables import (AVG, INTERP_GROUPS, LABELS, answering_rows, base_mean, build_table, interpolation_curves,
                            metric_rows, present_strategies)
 
 GROUP_COLORS = {"first": "#4C72B0", "middle": "#C44E52", "last": "#55A868"}
-STRATEGY_COLORS = {
-    "base": "#8C8C8C", "dense": "#C44E52", "expert": "#DD8452", "freeze": "#4C72B0", "l2sp": "#55A868",
-    "dense_reverted": "#E99A9C", "expert_reverted": "#F2C19E", "soup": "#8172B2", "freeze_soup": "#64B5CD",
-}
-STRATEGY_MARKERS = {
-    "dense": "o", "expert": "s", "freeze": "^", "l2sp": "D", "dense_reverted": "v", "expert_reverted": "P",
-    "soup": "*", "freeze_soup": "X", "base": "h",
-}
+
+
+def strategy_color(name: str) -> str:
+    """A strategy's colour as its module declares it; grey for one that declares none (or is not registered)."""
+    entry = registry.get(name) if registry.is_known(name) else None
+    return (entry.color if entry is not None else None) or "#777"
+
+
+def strategy_marker(name: str) -> str:
+    """A strategy's marker as its module declares it; a circle for one that declares none."""
+    entry = registry.get(name) if registry.is_known(name) else None
+    return (entry.marker if entry is not None else None) or "o"
+
+
 FAMILY_CMAP = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860", "#DA8BC3", "#8C8C8C"]
 
 
@@ -111,7 +117,7 @@ def figure2(results, *, families: Optional[Sequence[str]] = None, exclude=(), ev
             err = np.vstack([(sub - d.loc[sub.index, f"{key}_low"]) * scale, (d.loc[sub.index, f"{key}_high"] - sub) * scale])
         else:
             err = d.loc[sub.index, se_col] * scale if se_col else None
-        bars = ax.bar(x, sub * scale, yerr=err, capsize=3, color=[STRATEGY_COLORS.get(s, "#777") for s in sub.index],
+        bars = ax.bar(x, sub * scale, yerr=err, capsize=3, color=[strategy_color(s) for s in sub.index],
                       edgecolor="black", linewidth=0.5)
         # the values in a row above the plot: beside the bars they collide with the intervals' whiskers
         for xi, v in zip(x, sub * scale):
@@ -263,7 +269,7 @@ def frontier_data(results, *, families: Optional[Sequence[str]] = None, probe: O
     en_bpb = bpb[bpb["split"].astype(str).eq("base") | (bpb["language"].astype(str) == probe if probe else False)]
     base_en_bpb = en_bpb[en_bpb["strategy"].astype(str) == "base"]["value"]
     rows = []
-    for s in [s for s in STRATEGIES if s != "base"]:
+    for s in [s for s in registry.names() if s != "base"]:
         for fam in fams:
             p = ppl[(ppl["strategy"] == s) & (ppl["language_family"].astype(str) == fam)].set_index("language")["value"]
             common = p.index.intersection(base_ppl.index)
@@ -273,7 +279,7 @@ def frontier_data(results, *, families: Optional[Sequence[str]] = None, probe: O
             for lang, v in zip(h["language"], h["value"]):
                 if lang in base_ho.index:
                     deltas.append(v - base_ho[lang])
-            model = f"{s}.{fam}" if s in PER_FAMILY_STRATEGIES else s
+            model = f"{s}.{fam}" if registry.get(s).per_family else s
             en = english[english["model"].astype(str) == model]["value"]
             if len(en) and len(base_en):
                 deltas.append(float(en.mean()) - float(base_en.mean()))
@@ -300,7 +306,7 @@ def frontier(results, *, families: Optional[Sequence[str]] = None, probe: Option
                "(b) English perplexity (the base language no family trains)")]
     for ax, (col, scale, ylabel, title) in zip(axes, panels):
         for _, r in d.dropna(subset=[col]).iterrows():
-            ax.scatter(r["gain_bpb"], scale * r[col], marker=STRATEGY_MARKERS.get(r["strategy"], "o"),
+            ax.scatter(r["gain_bpb"], scale * r[col], marker=strategy_marker(r["strategy"]),
                        color=colors[r["family"]], s=70 if r["strategy"] != "soup" else 130, edgecolor="black",
                        linewidth=0.5)
         ax.axhline(0, color="#555", lw=0.8, ls="--")
@@ -313,7 +319,7 @@ def frontier(results, *, families: Optional[Sequence[str]] = None, probe: Option
         ax.grid(alpha=0.3)
     from matplotlib.lines import Line2D
 
-    s_handles = [Line2D([], [], marker=STRATEGY_MARKERS.get(s, "o"), ls="", color="#BBBBBB", markeredgecolor="black",
+    s_handles = [Line2D([], [], marker=strategy_marker(s), ls="", color="#BBBBBB", markeredgecolor="black",
                         ms=8, label=LABELS.get(s, s)) for s in dict.fromkeys(d["strategy"])]
     f_handles = [Line2D([], [], marker="o", ls="", color=colors[f], ms=8, label=f.capitalize()) for f in fams]
     fig.legend(handles=s_handles, title="strategy (marker)", fontsize=7, title_fontsize=8, loc="outside right upper")
@@ -336,10 +342,10 @@ def drift_data(distances):
     d = distances.copy()
     if "strategy" not in d.columns:
         d["strategy"] = d["model"].astype(str).str.partition(".")[0]
-    d = d[d["strategy"].astype(str).isin(STRATEGIES)]
+    d = d[d["strategy"].astype(str).isin(registry.names())]
     out = d.groupby(["strategy", "layer", "group"], sort=False).agg(distance=("distance", "mean"),
                                                                       models=("model", "nunique")).reset_index()
-    order = {s: i for i, s in enumerate(STRATEGIES)}
+    order = {s: i for i, s in enumerate(registry.names())}
     return out.sort_values(["strategy", "layer"], key=lambda c: c.map(order) if c.name == "strategy" else c)[cols]
 
 
@@ -358,11 +364,11 @@ def drift(distances):
                     ha="center", va="bottom", fontsize=8, color=GROUP_COLORS[g])
     for s, g in layers.groupby("strategy", sort=False):
         n = int(g["models"].max())
-        ax.plot(g["layer"], g["distance"], "o-", ms=3, color=STRATEGY_COLORS.get(s, "#777"),
+        ax.plot(g["layer"], g["distance"], "o-", ms=3, color=strategy_color(s),
                 label=f"{LABELS.get(s, s)}" + (f" (mean of {n})" if n > 1 else ""))
         out = d[(d["strategy"] == s) & (d["layer"] < 0)]
         if len(out):
-            ax.plot([-1.5], out["distance"].iloc[:1], marker="o", ms=5, ls="", color=STRATEGY_COLORS.get(s, "#777"))
+            ax.plot([-1.5], out["distance"].iloc[:1], marker="o", ms=5, ls="", color=strategy_color(s))
     if (d["layer"] < 0).any():
         ax.axvline(-0.75, color="#999", lw=0.8)
     ticks = sorted(layers["layer"].unique())

@@ -6,7 +6,9 @@ decoder layer: token embeddings, the final norm, the output head, a vision tower
 asks this module and never parses names itself.
 
 The rule for parameters outside the decoder layers (embeddings, final norm, tied output head), by
-strategy; :func:`rule_for` returns it as data and the helpers below apply it:
+strategy; :func:`rule_for` returns it as data and the helpers below apply it. Each strategy declares its
+row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser``, ``surgery_groups``,
+``outside``); this list is what the built-in ones declare:
 
 - ``dense``, ``expert``: everything trains.
 - ``freeze`` (Layer Freezing): only the middle group is frozen; the outside parameters train, like the
@@ -166,9 +168,12 @@ class StrategyRule:
     """How one strategy (or the interpolation analysis) treats the four groups.
 
     ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``l2sp``: drift is
-    penalised with ``L2SPConfig.<group>``. ``surgery``: post-hoc operation on saved models, and
-    ``surgery_groups`` the groups it changes (``None``: the groups named at call time, never outside).
-    ``outside`` says in words what happens to embeddings, final norm and tied head.
+    penalised with ``L2SPConfig.<group>``. ``surgery``: the post-hoc method of :mod:`famlib.surgery.registry`
+    applied to saved models, and ``surgery_groups`` the groups it changes (``None``: the groups named at call
+    time, never outside). ``outside`` says in words what happens to embeddings, final norm and tied head.
+
+    A strategy's rule is declared by its entry in :mod:`famlib.strategies.registry` (``Strategy.rule``);
+    only the analysis below, which is not a strategy, is declared here.
     """
 
     name: str
@@ -176,39 +181,39 @@ class StrategyRule:
     outside: str
     frozen: tuple[str, ...] = ()
     l2sp: bool = False
-    surgery: Optional[Literal["revert", "average", "interpolate"]] = None
+    surgery: Optional[str] = None
     surgery_groups: Optional[tuple[str, ...]] = ()
 
 
-_TRAINABLE = "trainable, like every layer"
-RULES: dict[str, StrategyRule] = {r.name: r for r in (
-    StrategyRule("base", trains=False, outside="unchanged (the base itself)"),
-    StrategyRule("dense", trains=True, outside=_TRAINABLE),
-    StrategyRule("expert", trains=True, outside=_TRAINABLE),
-    StrategyRule("freeze", trains=True, frozen=("middle",),
-                 outside="trainable, like the first and last groups (only the middle group is frozen)"),
-    StrategyRule("l2sp", trains=True, l2sp=True,
-                 outside="trainable, anchored with L2SPConfig.outside (default 0; the authors' code used "
-                         "the first group's lambda for the embeddings)"),
-    StrategyRule("dense_reverted", trains=False, surgery="revert", surgery_groups=("middle",),
-                 outside="keeps the tuned (Dense) values; only the middle group is reset to the base"),
-    StrategyRule("expert_reverted", trains=False, surgery="revert", surgery_groups=("middle",),
-                 outside="keeps the tuned (Expert) values; only the middle group is reset to the base"),
-    StrategyRule("soup", trains=False, surgery="average", surgery_groups=GROUPS,
-                 outside="averaged with everything else"),
-    StrategyRule("freeze_soup", trains=False, surgery="average", surgery_groups=GROUPS,
-                 outside="averaged with everything else"),
+ANALYSES: dict[str, StrategyRule] = {r.name: r for r in (
     StrategyRule("interpolation", trains=False, surgery="interpolate", surgery_groups=None,
                  outside="keeps the tuned (Dense) values; only the named layer groups are interpolated"),
 )}
 
 
+def rules() -> dict[str, StrategyRule]:
+    """``{name: rule}`` of every registered strategy (registry order) and of the interpolation analysis."""
+    from famlib.strategies.registry import strategies
+
+    return {**{s.name: s.rule for s in strategies()}, **ANALYSES}
+
+
+def __getattr__(name: str):
+    if name == "RULES":  # the rule table as it was before strategies became a registry, now derived from it
+        return rules()
+    raise AttributeError(f"module 'famlib.layers' has no attribute {name!r}")
+
+
 def rule_for(strategy: str) -> StrategyRule:
     """The rule of a strategy id (or ``interpolation``). Raises LayerError naming the known ids."""
-    try:
-        return RULES[strategy]
-    except KeyError:
-        raise LayerError(f"no layer rule for strategy {strategy!r}; {one_of(RULES)}. {near(strategy, RULES)}") from None
+    if strategy in ANALYSES:
+        return ANALYSES[strategy]
+    from famlib.strategies.registry import get, is_known
+
+    if not is_known(strategy):
+        known = rules()
+        raise LayerError(f"no layer rule for strategy {strategy!r}; {one_of(known)}. {near(strategy, known)}".rstrip())
+    return get(strategy).rule
 
 
 def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: int) -> bool:
@@ -220,7 +225,7 @@ def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: in
     rule = rule_for(strategy)
     if not rule.trains:
         raise LayerError(f"strategy {strategy!r} does not train; training strategies: "
-                         f"{', '.join(r.name for r in RULES.values() if r.trains)}")
+                         f"{', '.join(r.name for r in rules().values() if r.trains)}")
     return group_of(name, num_layers, first, last) not in rule.frozen
 
 
@@ -243,7 +248,7 @@ def surgery_groups(strategy: str, groups: Optional[Iterable[str]] = None) -> tup
     rule = rule_for(strategy)
     if rule.surgery is None:
         raise LayerError(f"{strategy!r} is not a post-hoc operation; "
-                         f"{one_of(r.name for r in RULES.values() if r.surgery)}")
+                         f"{one_of(r.name for r in rules().values() if r.surgery)}")
     if rule.surgery_groups is not None:
         if groups is not None and tuple(groups) != rule.surgery_groups:
             raise LayerError(f"{strategy!r} always changes {list(rule.surgery_groups)}; got groups={list(groups)}")

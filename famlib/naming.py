@@ -2,7 +2,8 @@
 
 Single models are named by their strategy (``base``, ``dense``, ``dense_reverted``, ``soup``,
 ``freeze_soup``); per-family models by ``<strategy>.<family>`` (``expert.slavic``, ``freeze.romance``,
-``l2sp.indic``, ``expert_reverted.germanic``).
+``l2sp.indic``, ``expert_reverted.germanic``). Which is which, the registry says
+(:mod:`famlib.strategies.registry`, ``per_family``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES, Params
-from famlib.errors import near, one_of
-from famlib.errors import FamlibError
+from famlib.config import Params
+from famlib.errors import FamlibError, near, one_of
+from famlib.strategies import registry
 
 class ModelIdError(FamlibError, ValueError):
     """A model id, strategy or family that does not name a model of the scale."""
@@ -29,9 +30,9 @@ def model_id(strategy: str, family: Optional[str] = None) -> str:
         ModelIdError: unknown strategy, a per-family strategy without a family, a family given to a
             single-model strategy, or a family name that is not a plain word.
     """
-    if strategy not in STRATEGIES:
-        raise ModelIdError(f"strategy {strategy!r}: {one_of(STRATEGIES)}. {near(strategy, STRATEGIES)}".rstrip())
-    if strategy in PER_FAMILY_STRATEGIES:
+    if not registry.is_known(strategy):
+        raise ModelIdError(registry.unknown_message(strategy))
+    if registry.get(strategy).per_family:
         if not family:
             raise ModelIdError(f"strategy {strategy!r} has one model per family: pass the family")
         if not _FAMILY_RE.match(family):
@@ -72,10 +73,11 @@ def model_path(params: Params, mid: str) -> Path:
 
 
 def all_model_ids(params: Params) -> list[str]:
-    """Every model id of a scale, in the order of ``famlib.config.STRATEGIES``, families in params order."""
+    """Every model id of a scale: its strategies (``params.strategy_names``, registry order), families in params
+    order."""
     out = []
-    for s in STRATEGIES:
-        if s in PER_FAMILY_STRATEGIES:
+    for s in params.strategy_names:
+        if registry.get(s).per_family:
             out.extend(model_id(s, f) for f in params.families)
         else:
             out.append(model_id(s))

@@ -22,14 +22,14 @@ from typing import Any, Optional
 from famlib.config import REPO_ROOT, Params
 from famlib.errors import ConfigError, FamlibError, near
 from famlib.io import atomic_write_json, sha256_file, sha256_json
-from famlib.naming import all_model_ids
+from famlib.naming import all_model_ids, model_id
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
 
 @dataclass(frozen=True)
 class Step:
-    id: str  # unique and file-name safe: "01_data_prep", "03_train_expert.romance.freeze"
+    id: str  # unique and file-name safe: "01_data_prep", "03_train_expert.freeze.romance"
     notebook: str  # file name under notebooks/
     parameters: dict[str, Any] = field(hash=False)
     deps: tuple[str, ...] = ()
@@ -45,25 +45,33 @@ class StepFailed(FamlibError):
 def plan(params: Params) -> list[Step]:
     """The steps of a scale in a valid execution order (each after its dependencies).
 
-    Only steps whose notebook exists are listed, so the graph grows with the repository.
+    The scale's strategies (``params.strategy_names``, from the registry) decide the steps: one
+    ``03_train_expert`` per trained strategy (and family, for a per-family one), ``04_posthoc_surgery`` if any
+    post-hoc strategy runs, one ``05_evaluate`` per model; ``06_layer_interpolation`` needs Dense. Only steps
+    whose notebook exists are listed, so the graph grows with the repository.
     """
+    from famlib.strategies.registry import get
+
     s = params.scale
+    chosen = [get(n) for n in params.strategy_names]
     steps = [Step("01_data_prep", "01_data_prep.ipynb", {"scale": s}),
              Step("02_base_model", "02_base_model.ipynb", {"scale": s}, ("01_data_prep",))]
-    trained = [Step("03_train_expert.dense", "03_train_expert.ipynb",
-                    {"scale": s, "family": None, "strategy": "dense"}, ("02_base_model",))]
-    for strategy in ("expert", "freeze", "l2sp"):
-        for fam in params.families:
-            trained.append(Step(f"03_train_expert.{strategy}.{fam}", "03_train_expert.ipynb",
-                                {"scale": s, "family": fam, "strategy": strategy}, ("02_base_model",)))
+    trained, made_by = [], {"base": "02_base_model"}
+    for st in chosen:
+        if st.kind != "trained":
+            continue
+        for fam in (params.families if st.per_family else [None]):
+            mid = model_id(st.name, fam)
+            trained.append(Step(f"03_train_expert.{mid}", "03_train_expert.ipynb",
+                                {"scale": s, "family": fam, "strategy": st.name}, ("02_base_model",)))
+            made_by[mid] = trained[-1].id
     steps += trained
-    steps.append(Step("04_posthoc_surgery", "04_posthoc_surgery.ipynb", {"scale": s}, tuple(t.id for t in trained)))
+    if any(st.kind == "posthoc" for st in chosen):
+        steps.append(Step("04_posthoc_surgery", "04_posthoc_surgery.ipynb", {"scale": s},
+                          tuple(t.id for t in trained)))
     evals = []
     for mid in all_model_ids(params):  # "base" first
-        strategy = mid.split(".")[0]
-        dep = ("02_base_model" if mid == "base" else "04_posthoc_surgery"
-               if strategy in ("dense_reverted", "soup", "freeze_soup", "expert_reverted")
-               else f"03_train_expert.{mid if mid == 'dense' else strategy + '.' + mid.split('.')[1]}")
+        dep = made_by.get(mid, "04_posthoc_surgery")  # a model no training step makes is a post-hoc one
         # every model's notebook sets it beside the base, so the base is evaluated first
         deps = (dep,) if mid == "base" else (dep, "05_evaluate.base")
         evals.append(Step(f"05_evaluate.{mid}", "05_evaluate.ipynb", {"scale": s, "model": mid}, deps))
@@ -71,15 +79,19 @@ def plan(params: Params) -> list[Step]:
     # instead of holding up every other evaluation; Dense's evaluation and the interpolation (which reuses
     # Dense's evaluation for alpha = 1) go right after Dense's training, so that the interpolation, the
     # longest single step, runs beside the rest instead of last.
-    interp = Step("06_layer_interpolation", "06_layer_interpolation.ipynb", {"scale": s},
-                  ("03_train_expert.dense", "05_evaluate.base", "05_evaluate.dense"))
     by_id = {e.id: e for e in evals}
     steps.insert(2, by_id["05_evaluate.base"])
-    at = steps.index(next(st for st in steps if st.id == "03_train_expert.dense")) + 1
-    steps[at:at] = [by_id["05_evaluate.dense"], interp]
-    steps += [e for e in evals if e.id not in ("05_evaluate.base", "05_evaluate.dense")]
-    steps.append(Step("07_tables_and_figures", "07_tables_and_figures.ipynb", {"scale": s},
-                      tuple(e.id for e in evals) + ("06_layer_interpolation",)))
+    early = ["05_evaluate.base"]
+    final_deps = tuple(e.id for e in evals)
+    if "dense" in made_by:  # the section 4.1 analysis moves layer groups between the base and Dense
+        interp = Step("06_layer_interpolation", "06_layer_interpolation.ipynb", {"scale": s},
+                      (made_by["dense"], "05_evaluate.base", "05_evaluate.dense"))
+        at = steps.index(next(st for st in steps if st.id == made_by["dense"])) + 1
+        steps[at:at] = [by_id["05_evaluate.dense"], interp]
+        early.append("05_evaluate.dense")
+        final_deps += ("06_layer_interpolation",)
+    steps += [e for e in evals if e.id not in early]
+    steps.append(Step("07_tables_and_figures", "07_tables_and_figures.ipynb", {"scale": s}, final_deps))
     present = {st.id for st in steps if (NOTEBOOKS / st.notebook).exists()}
     # A step is kept when its notebook exists; dependencies on steps that do not exist yet are dropped.
     return [Step(st.id, st.notebook, st.parameters, tuple(d for d in st.deps if d in present))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from famlib.claims import FAILS, HOLDS, NOT_MEASURED, UNDECIDED, VERDICTS, check_claims, compare_scales, write_claims
-from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
+from famlib.strategies import registry
 from famlib.tables import AVG, INTERP_GROUPS, LABELS, MISSING, build_tables, load_inputs
 
 FIGURE_CAPTIONS = {
@@ -68,12 +68,13 @@ def _what_ran(params, results, interpolation, distances) -> str:
     else:
         models = list(dict.fromkeys(results["model"].astype(str)))
         by_strategy = []
-        for s in STRATEGIES:
+        for s in registry.names():
             ms = [m for m in models if m == s or m.startswith(f"{s}.")]
             if ms:
                 by_strategy.append(f"{LABELS.get(s, s)} ({', '.join(ms)})")
         out.append(f"- **Models evaluated ({len(models)}):** {'; '.join(by_strategy)}.")
-        absent = [LABELS.get(s, s) for s in STRATEGIES if not any(m == s or m.startswith(f"{s}.") for m in models)]
+        ran = getattr(params, "strategy_names", None) or registry.names()  # the strategies this scale runs
+        absent = [LABELS.get(s, s) for s in ran if not any(m == s or m.startswith(f"{s}.") for m in models)]
         if absent:
             out.append(f"- **Not evaluated:** {', '.join(absent)}.")
         out.append(f"- **Probe language:** {params.probe_language} (evaluated by every model; per-family strategies "
@@ -144,7 +145,7 @@ def _differences_section(params, results, evidence) -> str:
     from famlib.evidence import resolved
     from famlib.tables import table_kwargs
 
-    present = [s for s in STRATEGIES if s != "base" and len(results) and s in set(results["strategy"].astype(str))]
+    present = [s for s in registry.names() if s != "base" and len(results) and s in set(results["strategy"].astype(str))]
     if not present:
         return ""
     rows = []
@@ -250,7 +251,7 @@ def _paper_averages(params, tables) -> str:
     header.append("bits per byte, this run")
     rows = []
     present = set().union(*(set(t.frame.columns) for t in tables.values()))
-    for s in [s for s in STRATEGIES if s in present or any(s in p for p, _, _ in PAPER_AVERAGES.values())]:
+    for s in [s for s in registry.names() if s in present or any(s in p for p, _, _ in PAPER_AVERAGES.values())]:
         row = [LABELS.get(s, s)]
         for paper, name, digits in PAPER_AVERAGES.values():
             frame = tables[name].frame
@@ -275,7 +276,10 @@ def _paper_averages(params, tables) -> str:
             + _md_table(header, rows))
 
 
-ALIGNMENT = ("freeze", "l2sp", "dense_reverted", "expert_reverted", "soup")
+def alignment_strategies() -> list[str]:
+    """The strategies the forgetting section asks "does it forget less than Dense?": every registered
+    mitigation (``role="mitigation"``), in registry order."""
+    return [s.name for s in registry.strategies() if s.role == "mitigation"]
 
 
 def _forgetting_section(params, tables) -> str:
@@ -307,13 +311,20 @@ def _forgetting_section(params, tables) -> str:
     lines.append(_md_table(header, rows) + "\n")
     d = rise.get("dense", float("nan"))
     measurable = d == d and d > 0.05
-    less = [s for s in ALIGNMENT if s in rise and measurable and rise[s] <= d / 2]
+    less = [s for s in alignment_strategies() if s in rise and measurable and rise[s] <= d / 2]
     lines.append(f"* Dense CPT {'forgets measurably' if measurable else 'does not forget measurably'}: English "
                  f"{base:.3f} → {en['dense']:.3f} bits per byte ({d:+.3f}).")
     if measurable:
         lines.append("* Alignment strategies that forget clearly less (rise at most half of Dense's): "
                      + (", ".join(f"{LABELS.get(s, s)} {rise[s]:+.3f}" for s in less) or "none") + ".")
     return "\n".join(lines) + "\n"
+
+
+def _per_family_shown(params, results) -> list[str]:
+    """The per-family strategies this report is about: those the scale runs and those with results."""
+    have = set(results["strategy"].astype(str)) if results is not None and len(results) else set()
+    ran = set(getattr(params, "strategy_names", None) or registry.names())
+    return [s for s in registry.per_family_names() if s in ran or s in have]
 
 
 def write_report(params, figures: Optional[Sequence[Path]] = None, results=None, interpolation=None,
@@ -347,7 +358,8 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              f"{params.description.strip()}\n" if getattr(params, "description", "") else "",
              "Reproduces *Parameter Alignment Mitigates Catastrophic Forgetting in Multilingual Expert Language "
              "Models*. Below the paper scale, compare directions and rankings with the paper, not absolute values. "
-             f"Per-family strategies ({', '.join(LABELS[s] for s in PER_FAMILY_STRATEGIES)}) are answered by the "
+             f"Per-family strategies ({', '.join(LABELS[s] for s in _per_family_shown(params, results))}) are "
+             "answered by the "
              "model of the language's family; the others are single models.\n",
              _what_ran(params, results, interpolation, distances),
              _forgetting_section(params, tables),

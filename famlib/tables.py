@@ -6,8 +6,8 @@ Rules (the paper's, section 3.1 and the table captions, adapted where the offlin
   comprehension and reasoning -> ``acc_mutual_info`` offline (PMI scoring; lm-eval's ``acc`` for the
   paper's Belebele and Global-PIQA), translation -> ``chrf``. The token-perplexity variants of
   Tables 2 and 9 use the ``token_perplexity`` rows instead.
-* **Which model answers for a language.** Per-family strategies (``expert``, ``freeze``, ``l2sp``,
-  ``expert_reverted``): the model trained on that language's family (rows with
+* **Which model answers for a language.** Per-family strategies (``per_family`` in the registry,
+  :mod:`famlib.strategies.registry`: ``expert``, ``freeze``, ``l2sp``, ``expert_reverted``): the model trained on that language's family (rows with
   ``expert_family == language_family``). Single models (``base``, ``dense``, ``dense_reverted``, ``soup``,
   ``freeze_soup``): the one model. The probe language (English) is evaluated by every model; for a
   per-family strategy its English value is the **mean over that strategy's family models**.
@@ -36,17 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, Sequence
 
-from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES
+from famlib.strategies import registry
 
 MISSING = "–"  # an en dash: a cell that was not measured
 PARTIAL = "†"  # a cell averaged over fewer languages than the fullest cell of its row
 BETTER = "▲"  # the paired 95 % interval of (cell - Base) excludes 0, on the better side
 WORSE = "▼"  # ... on the worse side
 
-LABELS = {
-    "base": "Base", "dense": "Dense", "expert": "Expert", "freeze": "Freeze", "l2sp": "L2-SP",
-    "dense_reverted": "D.-Rev.", "expert_reverted": "E.-Rev.", "soup": "Soup", "freeze_soup": "Freeze soup",
-}
+# Display labels, {strategy: label}, read from the registry when looked up (a strategy's module declares it).
+LABELS = registry.LABELS
 PRIMARY_METRIC = {"perplexity": "bits_per_byte", "comprehension": "acc_mutual_info", "reasoning": "acc_mutual_info",
                   "translation": "chrf"}  # when a results table has no `primary` column
 LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "word_perplexity", "byte_perplexity"}
@@ -153,12 +151,12 @@ def answering_rows(results, task: str, *, metric: Optional[str] = None, splits: 
     r = metric_rows(results, task, metric, None)
     if r is None or len(r) == 0:
         return pd.DataFrame(columns=cols)
-    r = r[r["strategy"].astype(str).isin(STRATEGIES) & ~r["language"].astype(str).isin(list(exclude))].copy()
+    r = r[r["strategy"].astype(str).isin(registry.names()) & ~r["language"].astype(str).isin(list(exclude))].copy()
     r["stderr"] = _stderr(r)
     is_probe = r["split"].astype(str).eq("base")
     if probe is not None:
         is_probe |= r["language"].astype(str).eq(probe)
-    per_family = r["strategy"].astype(str).isin(PER_FAMILY_STRATEGIES)
+    per_family = r["strategy"].astype(str).isin(registry.per_family_names())
     own = r["expert_family"].astype(str) == r["language_family"].astype(str)
     r = r[is_probe | ~per_family | own]
     if splits is not None:
@@ -286,11 +284,12 @@ def marks(frame, *, lower_is_better: bool, threshold: float, decimals: int):
 # Building family tables
 # ----------------------------------------------------------------------------------------------------
 def present_strategies(results) -> list[str]:
-    """Strategies with at least one row in ``results``, in the paper's order."""
+    """Registered strategies with at least one row in ``results``, in registry order (the paper's, then
+    any strategy registered since)."""
     if results is None or len(results) == 0:
         return []
     have = set(results["strategy"].astype(str))
-    return [s for s in STRATEGIES if s in have]
+    return [s for s in registry.names() if s in have]
 
 
 class FamilyFrame(NamedTuple):

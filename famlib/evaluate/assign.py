@@ -1,9 +1,9 @@
 """Which model answers for which language, exactly as in the paper (section 3.1).
 
-Per-family strategies (``expert``, ``freeze``, ``l2sp``, ``expert_reverted``) have one model per family,
-and the model of a language's family answers for it: each is evaluated on its family's training and
-held-out languages only. Single models (``base``, ``dense``, ``dense_reverted``, ``soup``,
-``freeze_soup``) answer for every language. Every model is also evaluated on the probe language
+Per-family strategies (``per_family`` in :mod:`famlib.strategies.registry`: ``expert``, ``freeze``, ``l2sp``,
+``expert_reverted``) have one model per family, and the model of a language's family answers for it: each
+is evaluated on its family's training and held-out languages only. Single models (``base``, ``dense``,
+``dense_reverted``, ``soup``, ``freeze_soup``) answer for every language. Every model is also evaluated on the probe language
 (English), to measure what it forgot of the base language.
 
 Model ids under ``runs/<scale>/models/``: ``<strategy>`` for a single model, ``<strategy>.<family>`` for a
@@ -17,9 +17,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from famlib.config import PER_FAMILY_STRATEGIES, STRATEGIES, Params
+from famlib.config import Params
 from famlib.errors import ConfigError
 from famlib.naming import model_id, parse_model_id
+from famlib.strategies import registry
 
 
 def evaluation_languages(params: Params, strategy: str, family: Optional[str] = None) -> list[str]:
@@ -31,7 +32,7 @@ def evaluation_languages(params: Params, strategy: str, family: Optional[str] = 
     """
     params.check_strategy(strategy)
     probe = params.probe_language
-    if strategy in PER_FAMILY_STRATEGIES:
+    if registry.get(strategy).per_family:
         if family is None:
             raise ConfigError(params.origin, "family", None, f"one of {', '.join(params.families)}",
                               f"'{strategy}' has one model per family and answers only for that family's languages")
@@ -48,13 +49,13 @@ def evaluation_languages(params: Params, strategy: str, family: Optional[str] = 
 def answering_model(params: Params, strategy: str, language: str) -> str:
     """The model id that answers for ``language`` under ``strategy`` (``expert.slavic`` for ru)."""
     params.check_language(language)
-    if strategy in PER_FAMILY_STRATEGIES:
+    params.check_strategy(strategy)
+    if registry.get(strategy).per_family:
         family = params.family_of(language)
         if family is None:  # the probe: every family's model is evaluated on it; none answers "for" it
             raise ConfigError(params.origin, "language", language, "a language of the family table",
                               f"'{language}' is the probe; every '{strategy}' model is evaluated on it")
         return model_id(strategy, family)
-    params.check_strategy(strategy)
     return strategy
 
 
@@ -71,7 +72,7 @@ def model_identity(params: Params, model: str, model_dir: Optional[Path] = None,
             prov = json.loads((Path(model_dir) / "famlib_provenance.json").read_text())
         except (OSError, ValueError):
             prov = {}
-        if prov.get("strategy") in STRATEGIES:
+        if registry.is_known(prov.get("strategy")):
             strategy, family = prov["strategy"], prov.get("family") or None
     if strategy is None:
         strategy, family = parse_model_id(model)  # raises ModelIdError naming what is allowed

@@ -135,19 +135,23 @@ def verify_reverted(df, tol: float = 0.0) -> list[str]:
             differ from its tuned model's.
     """
     from famlib.layers import surgery_groups
+    from famlib.naming import model_id
+    from famlib.strategies import registry
 
     lines = []
     by_model = {m: d.set_index("layer") for m, d in df.groupby("model", sort=False)}
     for mid, d in by_model.items():
         strategy, family = parse_model_id(mid)
-        if strategy not in ("dense_reverted", "expert_reverted"):
+        entry = registry.get(strategy)
+        if entry.surgery != "revert":
             continue
         reverted = surgery_groups(strategy)
         moved = d[d["group"].isin(reverted) & (d["distance"] > tol)]
         if len(moved):
             raise SurgeryError(f"{mid}: layers {list(moved.index)} of the reverted groups {list(reverted)} are not "
                                f"at the base (relative distances {list(moved['distance'].round(6))})")
-        source = "dense" if strategy == "dense_reverted" else f"expert.{family}"
+        src = registry.get(entry.source)
+        source = model_id(src.name, family if src.per_family else None)
         if source in by_model:
             kept = d[~d["group"].isin(reverted)]
             diff = (kept["distance"] - by_model[source].loc[kept.index, "distance"]).abs()

@@ -1,5 +1,8 @@
 """The post-hoc models of a scale, built from its trained models (notebook 04).
 
+Each post-hoc strategy of the scale (``params.strategy_names``) names its surgery method and source in the
+registry (:mod:`famlib.strategies.posthoc`); from those, for the built-in ones:
+
 - ``dense_reverted`` = revert(``dense``, ``base``), ``expert_reverted.<family>`` = revert(``expert.<family>``,
   ``base``): the groups ``famlib.layers.surgery_groups`` gives for those strategies (the middle group).
 - ``soup`` = soup of every ``expert.<family>``; ``freeze_soup`` = soup of every ``freeze.<family>``
@@ -18,6 +21,7 @@ from famlib.layers import surgery_groups
 from famlib.surgery.driver import apply
 from famlib.surgery.errors import SurgeryError
 from famlib.naming import model_id, model_path, parse_model_id
+from famlib.strategies import registry
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,26 @@ class MissingModels(SurgeryError):
 
 
 def posthoc_jobs(params: Params) -> list[PosthocJob]:
-    """The post-hoc models of ``params``' scale and what each is made of."""
+    """The post-hoc models of ``params``' scale and what each is made of, in registry order.
+
+    A ``revert`` strategy gives one job per model of its source (one per family for a per-family source),
+    with the base as the second input; a ``soup`` one job over every family's model of its source.
+    """
     fams = list(params.families)
-    jobs = [PosthocJob("dense_reverted", "revert", ("dense", "base"),
-                       {"groups": list(surgery_groups("dense_reverted"))})]
-    jobs += [PosthocJob(model_id("expert_reverted", f), "revert", (model_id("expert", f), "base"),
-                        {"groups": list(surgery_groups("expert_reverted"))}) for f in fams]
-    jobs.append(PosthocJob("soup", "soup", tuple(model_id("expert", f) for f in fams)))
-    jobs.append(PosthocJob("freeze_soup", "soup", tuple(model_id("freeze", f) for f in fams)))
+    jobs = []
+    for entry in registry.strategies("posthoc"):
+        if entry.name not in params.strategy_names:
+            continue
+        src = registry.get(entry.source)
+        if entry.surgery == "revert":
+            groups = {"groups": list(surgery_groups(entry.name))}
+            for fam in (fams if entry.per_family else [None]):
+                jobs.append(PosthocJob(model_id(entry.name, fam), "revert",
+                                       (model_id(src.name, fam if src.per_family else None), "base"), dict(groups)))
+        elif entry.surgery == "soup":
+            jobs.append(PosthocJob(model_id(entry.name), "soup", tuple(model_id(src.name, f) for f in fams)))
+        else:  # internal: Strategy.check admits only the methods above
+            raise AssertionError(f"{entry.name}: no inputs rule for surgery {entry.surgery!r}")
     return jobs
 
 

@@ -1,15 +1,16 @@
-"""The four training strategies of the paper on the shared engine: Dense CPT, Family Expert, Layer
-Freezing and Layer-Range L2-SP.
+"""Training jobs of the registered strategies on the shared engine (paper: Dense CPT, Family Expert, Layer
+Freezing, Layer-Range L2-SP).
 
-A strategy is (which data, which hyperparameters, which parameters train, which penalty). The layer-group
-rule lives in :mod:`famlib.layers`; this module applies it:
+A trained strategy is (which data, which hyperparameters, which parameters train, which penalty), declared
+by its entry in :mod:`famlib.strategies.registry`; the layer-group rule lives in :mod:`famlib.layers`. This
+module applies them:
 
-* ``dense``: every family's training languages at once, ``training.dense`` hyperparameters.
-* ``expert``: one family, ``training.family``, everything trains.
-* ``freeze``: one family, the middle group frozen *before* the optimiser is built (no gradients, no
-  optimiser state for it).
-* ``l2sp``: one family, every parameter trains, and :class:`LayerRangeL2SP` adds
-  ``sum_l lambda_l ||theta_l - theta_l^0||^2`` through its gradient.
+* the data: ``data="family"`` packs the family's training languages, ``data="dense"`` every family's at once;
+* the hyperparameters: the params section ``training.<entry.training>`` (``dense`` or ``family``);
+* the parameters: the groups in ``entry.frozen`` get ``requires_grad=False`` *before* the optimiser is built
+  (no gradients, no optimiser state for them);
+* the penalty: ``entry.regulariser`` (Layer-Range L2-SP: ``sum_l lambda_l ||theta_l - theta_l^0||^2``, added
+  through its gradient by :class:`~famlib.strategies.l2sp.LayerRangeL2SP`).
 
 :func:`train_strategy` runs one (strategy, family) job end to end into ``runs/<scale>/models/<id>/``.
 """
@@ -21,89 +22,54 @@ import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
-from famlib.config import TRAINED_STRATEGIES, L2SPConfig, Params, training_key
+from famlib.config import Params, training_key
 from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
-from famlib.layers import decoder_layers, group_of, is_trainable, l2sp_lambda, rule_for
+from famlib.layers import decoder_layers, group_of, is_trainable
 from famlib.naming import model_id, model_path
 from famlib.paths import run_dir
+from famlib.strategies.l2sp import LayerRangeL2SP  # noqa: F401  (historical import path)
+from famlib.strategies.registry import get, names
+from famlib.strategies.spec import Strategy
 
 STRATEGY_FORMAT = 1
 
 
-class LayerRangeL2SP:
-    """Layer-Range L2-SP (Li et al. 2018, per-group strengths as in the paper), as a training regularizer.
-
-    The penalty ``R = sum_p lambda_p ||p - p0||^2`` is never built through autograd: its gradient
-    ``2 lambda_p (p - p0)`` is added to ``p.grad`` directly, with one fused ``_foreach`` pass per lambda,
-    which is exactly what adding ``R`` to the loss would give. The anchor ``p0`` is a copy of the weights at
-    construction (the base model), kept once in the parameters' dtype, moved to their device on first use.
-    Parameters with lambda 0 or ``requires_grad=False`` are not anchored and cost nothing.
-    """
-
-    def __init__(self, model: torch.nn.Module, lambdas: L2SPConfig, first: int, last: int):
-        num_layers = len(decoder_layers(model))
-        groups: dict[float, list[str]] = defaultdict(list)
-        for name, p in model.named_parameters():
-            lam = l2sp_lambda(name, lambdas, num_layers, first, last)
-            if lam > 0 and p.requires_grad:
-                groups[lam].append(name)
-        self.lambdas = dict(sorted(groups.items()))
-        named = dict(model.named_parameters())
-        self.anchors = {lam: [named[n].detach().clone() for n in names] for lam, names in self.lambdas.items()}
-        self.anchored = sum(a.numel() for anchors in self.anchors.values() for a in anchors)
-
-    def _params(self, model: torch.nn.Module) -> dict[float, list[torch.nn.Parameter]]:
-        named = dict(model.named_parameters())
-        return {lam: [named[n] for n in names] for lam, names in self.lambdas.items()}
-
-    @torch.no_grad()
-    def penalty_and_grad(self, model: torch.nn.Module) -> float:
-        """Add the penalty's gradient to every anchored parameter's ``.grad``; return the penalty value."""
-        total = 0.0
-        for lam, params in self._params(model).items():
-            anchors = self.anchors[lam]
-            if anchors[0].device != params[0].device:  # train() moves the model after we were built
-                anchors = self.anchors[lam] = [a.to(params[0].device) for a in anchors]
-            diffs = torch._foreach_sub([p.detach() for p in params], anchors)
-            total += lam * float(torch.stack(torch._foreach_norm(diffs)).float().pow(2).sum())
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            torch._foreach_add_([p.grad for p in params], diffs, alpha=2.0 * lam)
-        return total
-
-    @torch.no_grad()
-    def penalty(self, model: torch.nn.Module) -> float:
-        """The penalty's value alone (no gradient), e.g. for a report."""
-        return sum(lam * float(sum(((p.detach() - a.to(p.device)) ** 2).sum() for p, a in zip(params, self.anchors[lam])))
-                   for lam, params in self._params(model).items())
+def trained_entry(params: Params, strategy: str) -> Strategy:
+    """The registry entry of a training strategy. Raises ConfigError for an unknown or a non-training one."""
+    params.check_strategy(strategy)
+    entry = get(strategy)
+    if not entry.trains:
+        raise ConfigError(params.origin, "strategy", strategy, f"a training strategy: {one_of(names('trained'))}",
+                          "Post-hoc strategies are built by notebook 04 (famlib.surgery)." if entry.kind == "posthoc"
+                          else "The base is built by notebook 02 (famlib.base).")
+    return entry
 
 
 def check_job(params: Params, strategy: str, family: Optional[str]) -> None:
     """Refuse a (strategy, family) pair that is not a training job, with the allowed values."""
-    params.check_strategy(strategy)
-    if strategy not in TRAINED_STRATEGIES:
-        raise ConfigError(params.origin, "strategy", strategy, f"a training strategy: {one_of(TRAINED_STRATEGIES)}",
-                          "Post-hoc strategies are built by notebook 04 (famlib.surgery).")
-    if strategy == "dense" and family not in (None, "all"):
-        raise ConfigError(params.origin, "family", family, "None or 'all' for strategy 'dense' (it trains every family)")
-    if strategy != "dense":
+    entry = trained_entry(params, strategy)
+    if not entry.per_family and family not in (None, "all"):
+        raise ConfigError(params.origin, "family", family,
+                          f"None or 'all' for strategy {strategy!r} (it trains every family)")
+    if entry.per_family:
         if family is None:
             raise ConfigError(params.origin, "family", family, f"{one_of(params.families)} for strategy {strategy!r}")
         params.check_family(family)
 
 
-def apply_strategy(params: Params, strategy: str, model: torch.nn.Module) -> tuple[Optional[LayerRangeL2SP], dict]:
+def apply_strategy(params: Params, strategy: str, model: torch.nn.Module) -> tuple[Optional[Any], dict]:
     """Set ``requires_grad`` by the layer rule and build the strategy's regularizer (L2-SP) if it has one.
 
     Returns ``(regularizer or None, counts)`` with trainable / frozen parameter counts per group.
+
+    Raises:
+        famlib.layers.LayerError: an unknown strategy or one that does not train.
     """
-    rule = rule_for(strategy)
     L = len(decoder_layers(model))
     m, n = params.layers.first, params.layers.last
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"trainable": 0, "frozen": 0})
@@ -111,17 +77,25 @@ def apply_strategy(params: Params, strategy: str, model: torch.nn.Module) -> tup
         trainable = is_trainable(name, strategy, L, m, n)
         p.requires_grad_(trainable)
         counts[group_of(name, L, m, n)]["trainable" if trainable else "frozen"] += p.numel()
-    reg = LayerRangeL2SP(model, params.l2sp, m, n) if rule.l2sp else None
+    regulariser = get(strategy).regulariser
+    reg = regulariser.build(params, model) if regulariser is not None else None
     return reg, dict(counts)
 
 
 def job_key(params: Params, strategy: str, family: Optional[str], base_key: str, data_key: str) -> str:
+    """The cache key of a training job: what it reads and nothing else, so that an unchanged job is not redone.
+
+    The parts are those of every job before strategies became a registry (a key that changed would retrain
+    every finished run): the strategy's training section (``training.dense`` or ``training.family``) and
+    the sections its regulariser reads (``l2sp`` for L2-SP) are in; the rest of the params file is not.
+    """
+    entry = get(strategy)
     d = params.to_dict()
-    cfg = training_key(d["training"]["dense" if strategy == "dense" else "family"])
+    cfg = training_key(d["training"][entry.training])
     parts = {"format": STRATEGY_FORMAT, "strategy": strategy, "family": family, "training": cfg, "seed": params.seed,
              "layers": d["layers"], "base": base_key, "data": data_key}
-    if strategy == "l2sp":
-        parts["l2sp"] = d["l2sp"]
+    if entry.regulariser is not None:
+        parts.update({section: d[section] for section in entry.regulariser.sections})
     return sha256_json(parts)
 
 
@@ -145,18 +119,21 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
 
     family = None if family == "all" else family
     check_job(params, strategy, family)
+    entry = get(strategy)
     corpus = corpus or build_corpus(params)
     base = ensure_base(params, corpus, progress=progress)
     base_prov = json.loads((base / "famlib_provenance.json").read_text())
     tok = AutoTokenizer.from_pretrained(str(base))
-    sets = build_cpt_set(params, corpus, tok, family, run_dir(params.scale) / "data" / (family or "dense"))
+    # the data recipe: the family's training languages, or (data="dense") every family's at once
+    data_family = family if entry.data == "family" else None
+    sets = build_cpt_set(params, corpus, tok, data_family, run_dir(params.scale) / "data" / (data_family or "dense"))
     mid = model_id(strategy, family)
     out = model_path(params, mid)
     key = job_key(params, strategy, family, base_prov.get("famlib_key", ""), sets["train"].meta["key"])
     prov_path = out / "famlib_provenance.json"
     if prov_path.exists() and json.loads(prov_path.read_text()).get("famlib_key") == key:
         return out
-    cfg = params.training.dense if strategy == "dense" else params.training.family
+    cfg = getattr(params.training, entry.training)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)  # fp32 master weights
     # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
     # parameters; the layers are shared with `model`); on exit the trained rows go back into `model`.

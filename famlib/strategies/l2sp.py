@@ -1,0 +1,89 @@
+"""``l2sp``: Layer-Range L2-SP, one model per family, every parameter trains and drift from the base is
+penalised per layer group (paper section 3.2: lambda 0.001 / 0.05 / 0.001 for first / middle / last).
+
+:class:`LayerRangeL2SP` is the regulariser. torch is imported inside its methods, not here, because the
+registry (read by config validation and ``famlib plan``) imports this module.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from famlib.layers import decoder_layers, l2sp_lambda
+from famlib.strategies.spec import Regulariser, Strategy
+
+if TYPE_CHECKING:
+    import torch
+
+    from famlib.config import L2SPConfig, Params
+
+
+class LayerRangeL2SP:
+    """Layer-Range L2-SP (Li et al. 2018, per-group strengths as in the paper), as a training regularizer.
+
+    The penalty ``R = sum_p lambda_p ||p - p0||^2`` is never built through autograd: its gradient
+    ``2 lambda_p (p - p0)`` is added to ``p.grad`` directly, with one fused ``_foreach`` pass per lambda,
+    which is exactly what adding ``R`` to the loss would give. The anchor ``p0`` is a copy of the weights at
+    construction (the base model), kept once in the parameters' dtype, moved to their device on first use.
+    Parameters with lambda 0 or ``requires_grad=False`` are not anchored and cost nothing.
+    """
+
+    def __init__(self, model: "torch.nn.Module", lambdas: "L2SPConfig", first: int, last: int):
+        num_layers = len(decoder_layers(model))
+        groups: dict[float, list[str]] = defaultdict(list)
+        for name, p in model.named_parameters():
+            lam = l2sp_lambda(name, lambdas, num_layers, first, last)
+            if lam > 0 and p.requires_grad:
+                groups[lam].append(name)
+        self.lambdas = dict(sorted(groups.items()))
+        named = dict(model.named_parameters())
+        self.anchors = {lam: [named[n].detach().clone() for n in names] for lam, names in self.lambdas.items()}
+        self.anchored = sum(a.numel() for anchors in self.anchors.values() for a in anchors)
+
+    def _params(self, model: "torch.nn.Module") -> dict[float, list["torch.nn.Parameter"]]:
+        named = dict(model.named_parameters())
+        return {lam: [named[n] for n in names] for lam, names in self.lambdas.items()}
+
+    def penalty_and_grad(self, model: "torch.nn.Module") -> float:
+        """Add the penalty's gradient to every anchored parameter's ``.grad``; return the penalty value."""
+        import torch
+
+        total = 0.0
+        with torch.no_grad():
+            for lam, params in self._params(model).items():
+                anchors = self.anchors[lam]
+                if anchors[0].device != params[0].device:  # train() moves the model after we were built
+                    anchors = self.anchors[lam] = [a.to(params[0].device) for a in anchors]
+                diffs = torch._foreach_sub([p.detach() for p in params], anchors)
+                total += lam * float(torch.stack(torch._foreach_norm(diffs)).float().pow(2).sum())
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                torch._foreach_add_([p.grad for p in params], diffs, alpha=2.0 * lam)
+        return total
+
+    def penalty(self, model: "torch.nn.Module") -> float:
+        """The penalty's value alone (no gradient), e.g. for a report."""
+        import torch
+
+        with torch.no_grad():
+            return sum(lam * float(sum(((p.detach() - a.to(p.device)) ** 2).sum()
+                                       for p, a in zip(params, self.anchors[lam])))
+                       for lam, params in self._params(model).items())
+
+
+def build(params: "Params", model: "torch.nn.Module") -> LayerRangeL2SP:
+    """The regulariser of ``params`` (``l2sp.*`` lambdas, the layer split) anchored at ``model``'s weights."""
+    return LayerRangeL2SP(model, params.l2sp, params.layers.first, params.layers.last)
+
+
+L2SP = Regulariser(name="l2sp", label="Layer-Range L2-SP (l2sp.*)", sections=("l2sp",), build=build)
+
+STRATEGY = Strategy(
+    name="l2sp", label="L2-SP", title="Layer-Range L2-SP", per_family=True, training="family", data="family",
+    regulariser=L2SP,
+    outside="trainable, anchored with L2SPConfig.outside (default 0; the authors' code used the first group's "
+            "lambda for the embeddings)",
+    paper=True, default=True, color="#55A868", marker="D",
+)

@@ -1,0 +1,192 @@
+"""What a strategy is, as data: :class:`Strategy` (and the :class:`Regulariser` a training strategy may add).
+
+A strategy is one of three kinds:
+
+* **reference**: the base model itself (``base``), the point every other model is compared with;
+* **trained**: continued pretraining of the base (``dense``, ``expert``, ``freeze``, ``l2sp``): which params
+  training section, which data, which layer groups are frozen, which regulariser;
+* **post-hoc**: weight surgery on trained models (``dense_reverted``, ``expert_reverted``, ``soup``,
+  ``freeze_soup``): which surgery method of :mod:`famlib.surgery.registry`, made from which strategy's models.
+
+Which parameters a strategy trains, freezes or changes is its layer rule, :attr:`Strategy.rule` (a
+:class:`famlib.layers.StrategyRule`): the one rule :mod:`famlib.layers` documents and applies. This module
+imports neither torch nor the params layer, so that config validation and ``famlib plan`` stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+
+from famlib.errors import FamlibError, near, one_of
+from famlib.layers import GROUPS, LAYER_GROUPS, StrategyRule
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from famlib.config import Params
+
+Kind = Literal["reference", "trained", "posthoc"]
+Role = Literal["reference", "baseline", "mitigation"]
+
+
+class StrategyError(FamlibError, ValueError):
+    """A strategy entry that cannot be registered, or a name that is not registered."""
+
+
+@dataclass(frozen=True)
+class Regulariser:
+    """A penalty a training strategy adds to the loss (Layer-Range L2-SP is the only one so far).
+
+    ``sections``: the top-level params sections it reads; they enter the training job's cache key, so a
+    change there retrains only the strategies that use them. ``build(params, model)`` returns an object
+    with ``penalty_and_grad(model) -> float`` (adds the penalty's gradient to ``.grad``) and an ``anchored``
+    count; it is called after the layer rule has set ``requires_grad``.
+    """
+
+    name: str
+    label: str
+    sections: tuple[str, ...]
+    build: Callable[["Params", "nn.Module"], Any]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One registered strategy.
+
+    Args:
+        name: the strategy id: model ids, step ids, results' ``strategy`` column (a plain word).
+        label: the short display name of tables, figures and the report (``"D.-Rev."``).
+        title: the paper's name for it, in words (``"Dense-Reverted (Train-then-Revert)"``).
+        per_family: one model per family (the family's model answers for its languages) or one for all.
+        outside: what happens to the embeddings, final norm and tied head, in words (the layer rule).
+        training: trained strategies: the params training section, ``"dense"`` or ``"family"``.
+        data: trained strategies: ``"family"`` (the family's training languages) or ``"dense"`` (the
+            mixture of every family's data).
+        frozen: trained strategies: layer groups with ``requires_grad=False`` (some of first, middle,
+            last, outside).
+        regulariser: trained strategies: a penalty added to the loss, or None.
+        surgery: post-hoc strategies: a method of :data:`famlib.surgery.registry.METHODS` (``revert``, ``soup``).
+        source: post-hoc strategies: the strategy whose models it is made from (``revert``: with the base).
+        surgery_groups: post-hoc strategies: the groups the surgery changes (the others keep the tuned values).
+        role: ``baseline`` (Dense, Expert), ``mitigation`` (a way to forget less), or ``reference`` (base).
+        paper: the paper reports it; claims C1-C11 are decided on these strategies only, so that a new
+            strategy shows in the tables, figures and report without changing a verdict about the paper's.
+        default: a scale runs it when its params file has no ``strategies:`` list.
+        color, marker: for figures (None: a neutral grey, a circle).
+    """
+
+    name: str
+    label: str
+    title: str
+    per_family: bool
+    outside: str
+    training: Optional[Literal["dense", "family"]] = None
+    data: Optional[Literal["family", "dense"]] = None
+    frozen: tuple[str, ...] = ()
+    regulariser: Optional[Regulariser] = None
+    surgery: Optional[str] = None
+    source: Optional[str] = None
+    surgery_groups: tuple[str, ...] = ()
+    role: Role = "mitigation"
+    paper: bool = False
+    default: bool = False
+    color: Optional[str] = None
+    marker: Optional[str] = None
+
+    @property
+    def kind(self) -> Kind:
+        if self.training is not None:
+            return "trained"
+        if self.surgery is not None:
+            return "posthoc"
+        return "reference"
+
+    @property
+    def trains(self) -> bool:
+        return self.kind == "trained"
+
+    @property
+    def rule(self) -> StrategyRule:
+        """This strategy's row of the layer rule (:mod:`famlib.layers`)."""
+        return StrategyRule(self.name, trains=self.trains, outside=self.outside, frozen=self.frozen,
+                            l2sp=self.regulariser is not None and self.regulariser.name == "l2sp",
+                            surgery=self.surgery, surgery_groups=self.surgery_groups if self.surgery else ())
+
+    def what_trains(self) -> str:
+        """In words: which groups train (trained), what the surgery changes (post-hoc), or nothing."""
+        if self.kind == "trained":
+            if not self.frozen:
+                return "everything"
+            kept = [g for g in GROUPS if g not in self.frozen]
+            return f"{', '.join(kept)} ({', '.join(self.frozen)} frozen)"
+        if self.kind == "posthoc":
+            groups = "all groups" if set(self.surgery_groups) == set(GROUPS) else ", ".join(self.surgery_groups)
+            return f"none ({self.surgery}: {groups})"
+        return "nothing"
+
+    def data_recipe(self) -> str:
+        """In words: the training data, or what a post-hoc model is made of."""
+        if self.kind == "trained":
+            return "family data" if self.data == "family" else "dense mixture (every family)"
+        if self.kind == "posthoc":
+            if self.surgery == "revert":
+                return f"{self.source}{'.<family>' if self.per_family else ''} + base"
+            return f"every {self.source}.<family>"
+        return "-"
+
+    def check(self) -> None:
+        """Raise StrategyError if the entry contradicts itself (called by ``register``)."""
+        def bad(field: str, value: Any, allowed: str) -> StrategyError:
+            return StrategyError(f"strategy {self.name!r}: {field}={value!r}; allowed: {allowed}")
+
+        if not self.name or not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
+            raise bad("name", self.name, "a plain word: letters, digits and '_', starting with a letter "
+                                         "(it becomes part of model ids, step ids and directory names)")
+        if not self.label:
+            raise bad("label", self.label, "a non-empty display name")
+        if self.role not in ("reference", "baseline", "mitigation"):
+            raise bad("role", self.role, one_of(("reference", "baseline", "mitigation")))
+        if self.training is not None and self.surgery is not None:
+            raise bad("surgery", self.surgery, "None for a trained strategy (training is set)")
+        for g in self.frozen:
+            if g not in GROUPS:
+                raise bad("frozen", self.frozen, f"groups {one_of(GROUPS)}. {near(g, GROUPS)}".rstrip())
+        if self.kind == "trained":
+            if self.training not in ("dense", "family"):
+                raise bad("training", self.training, "'dense' or 'family' (a section of the params' training)")
+            if self.data not in ("family", "dense"):
+                raise bad("data", self.data, "'family' (the family's languages) or 'dense' (every family's)")
+            if self.per_family != (self.data == "family"):
+                raise bad("data", self.data, f"{'family' if self.per_family else 'dense'!r}: a strategy with one model "
+                                             "per family trains on its family's data, one model for all on the mixture")
+            if set(self.frozen) >= set(GROUPS):
+                raise bad("frozen", self.frozen, "at most three of the four groups (something must train)")
+        else:
+            for field in ("data", "regulariser"):
+                if getattr(self, field) is not None:
+                    raise bad(field, getattr(self, field), "None: only trained strategies have one")
+            if self.frozen:
+                raise bad("frozen", self.frozen, "(): only trained strategies freeze groups")
+        if self.kind == "posthoc":
+            if self.surgery not in POSTHOC_METHODS:
+                raise bad("surgery", self.surgery, f"{one_of(POSTHOC_METHODS)} (famlib.surgery.posthoc builds the inputs "
+                                                   "of these: the source model and the base, or every family's model)")
+            if not self.source:
+                raise bad("source", self.source, "the strategy whose models the surgery is applied to")
+            if not self.surgery_groups:
+                raise bad("surgery_groups", self.surgery_groups, f"some of {one_of(GROUPS)}")
+            for g in self.surgery_groups:
+                if g not in GROUPS:
+                    raise bad("surgery_groups", self.surgery_groups, f"groups {one_of(GROUPS)}")
+            if self.surgery == "soup" and set(self.surgery_groups) != set(GROUPS):
+                raise bad("surgery_groups", self.surgery_groups, f"{GROUPS} (a soup averages every parameter)")
+            if self.surgery == "revert" and OUTSIDE_GROUP in self.surgery_groups:
+                raise bad("surgery_groups", self.surgery_groups, f"layer groups only ({one_of(LAYER_GROUPS)})")
+        elif self.source is not None:
+            raise bad("source", self.source, "None: only post-hoc strategies are made from other models")
+
+
+OUTSIDE_GROUP = GROUPS[-1]
+# Surgery methods whose inputs famlib.surgery.posthoc knows how to assemble from a scale's models.
+POSTHOC_METHODS = ("revert", "soup")
