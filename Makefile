@@ -48,8 +48,11 @@ test-fast: $(STAMP)
 data: $(STAMP)
 	$(VENV)/bin/famlib data --scale $(SCALE)
 
+# No network from the browser either: JupyterLab's news prompt off, no update check.
+LAB_OFFLINE = --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	@$(VENV)/bin/jupyter labextension disable "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1 || true
+	$(VENV)/bin/jupyter lab $(LAB_OFFLINE) notebooks/
 
 # The lesson on forgetting (notebooks/lesson/, README there): prepare once with network, then teach offline.
 LESSON ?= student
@@ -58,7 +61,8 @@ lesson-prepare: $(STAMP)
 	$(VENV)/bin/famlib lesson prepare --preset $(PRESET)
 
 lesson: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/lesson/forgetting_$(LESSON).ipynb
+	@$(VENV)/bin/jupyter labextension disable "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1 || true
+	$(VENV)/bin/jupyter lab $(LAB_OFFLINE) notebooks/lesson/forgetting_$(LESSON).ipynb
 
 lesson-run: $(STAMP)
 	$(VENV)/bin/famlib lesson run --version $(LESSON) --preset $(PRESET)

@@ -4,7 +4,8 @@ For each learning rate, the lesson's continued pretraining (the family's text, `
 ``batch_size x seq_len`` tokens, no live probe) and the paired change in bits per byte against the base on
 the lesson's verses: English (forgetting), the trained language (learning), the held-out sister. Trained
 models are cached under ``runs/lesson/<scale>/train/`` (the lesson reads them back). Writes
-``runs/lesson/<scale>/sweep.csv`` and prints the table with each run's wall time.
+``runs/lesson/<scale>/sweep.csv`` and prints the table with each run's wall time (``train_s``: the training
+itself, from its ``result.json``; ``call_s``: this call, which only reads back a finished run).
 
     .venv/bin/python benchmarks/lesson_sweep.py --lr 2e-5 --lr 1e-4 --lr 2e-4 --lr 4e-4 --steps 32
 """
@@ -12,6 +13,7 @@ models are cached under ``runs/lesson/<scale>/train/`` (the lesson reads them ba
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from _proc import offline_env, status  # benchmarks/_proc.py: this script's folder is on sys.path
@@ -48,7 +50,10 @@ def main() -> None:
         t_measure = time.time() - t0
         table.insert(1, "lr", lr)
         table.insert(2, "steps", s.steps)
-        table["train_s"], table["measure_s"] = round(t_train, 1), round(t_measure, 1)
+        # the training's own wall time (result.json), also when this call read a finished run back
+        runs = sorted((les.root / "train").glob(f"sweep-lr{lr:g}-*/result.json"), key=lambda p: p.stat().st_mtime)
+        trained_s = json.loads(runs[-1].read_text())["seconds"] if runs else float("nan")
+        table["train_s"], table["call_s"], table["measure_s"] = round(trained_s, 1), round(t_train, 1), round(t_measure, 1)
         rows.append(table)
         les.models.clear()
         del model

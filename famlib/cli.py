@@ -134,7 +134,9 @@ def cmd_strategies(args) -> int:
 
     entries = rows()
     if args.scale is not None:  # only what that scale runs (its params' `strategies:`, or the defaults)
-        chosen = set(_params(args).strategy_names)
+        # load_params, not _params: this starts no kernel, so the overrides must not go into the environment
+        # (they would reach every notebook this process starts later, as they did in the test suite)
+        chosen = set(load_params(args.scale, *_overrides(args)).strategy_names)
         entries = [r for r in entries if r["name"] in chosen]
     if args.format == "json":
         for r in entries:

@@ -278,6 +278,12 @@ class Lesson:
             p.requires_grad_(True)
         return model.eval()
 
+    def base_model(self):
+        """The base model itself (not a copy: for measuring and generating, never for training)."""
+        if self._base_model is None:
+            self.load_base()
+        return self._base_model
+
     def base_state(self) -> dict:
         """The base's tensors (shared, not copied: never write into them)."""
         if self._base_model is None:
@@ -311,7 +317,7 @@ class Lesson:
         if path.exists():
             self.base_measurement = Measurement.from_dict(json.loads(path.read_text()))
             return self.base_measurement
-        m = self.measure(self.load_base(), "base")
+        m = self.measure(self.base_model(), "base")
         atomic_write_json(path, m.to_dict())
         return m
 
@@ -363,8 +369,10 @@ class Lesson:
             model.load_state_dict(load_file(str(done)), strict=False)
             model.tie_weights()
             self.models[name] = model.eval()
+            curve = _read_jsonl(curve_path)
             if plot:
-                LivePlot(name, self.languages).show(_read_jsonl(curve_path), final=True)
+                LivePlot(name, self.languages).show(curve, final=True)
+            self._save_curve(name, curve)
             return self.models[name]
 
         check_num_layers(model, self.params.model.num_layers)
@@ -415,8 +423,19 @@ class Lesson:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
         if live_plot is not None:
             live_plot.show(curve, final=True)
+        self._save_curve(name, curve)
         self.models[name] = model.eval()
         return self.models[name]
+
+    def _save_curve(self, name: str, curve: Sequence[dict]) -> None:
+        """The live probe's final plot as ``figures/lesson/<scale>/live_<name>.png`` (also for a run read back)."""
+        if not curve:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = LivePlot(name, self.languages).figure(curve)
+        self.save(fig, "live_" + _file_name(name))
+        plt.close(fig)
 
     def _probe(self, model, step: int, langs: Sequence[str]) -> dict:
         m = self.measure(model, f"step {step}", langs, live=True)
@@ -524,6 +543,21 @@ class Lesson:
         return pd.DataFrame(rows)
 
     # ---------------------------------------------------------------------------------------- showing
+    @property
+    def figure_dir(self) -> Path:
+        """``figures/lesson/<scale>/``: every figure the lesson draws, as PNG and PDF."""
+        from famlib.paths import figures_root
+
+        return figures_root() / "lesson" / self.settings.scale
+
+    def save(self, fig, name: str):
+        """Write ``fig`` to :attr:`figure_dir` as ``<name>.png`` / ``.pdf`` and return it (to be displayed)."""
+        from famlib.plots import save
+
+        self.figure_dir.mkdir(parents=True, exist_ok=True)
+        save(fig, self.figure_dir / name)
+        return fig
+
     def translate(self, models: Mapping[str, Any], max_new_tokens: int = 48) -> "pd.DataFrame":
         """The example verses translated into English by each model (greedy, the paper's stop rule)."""
         import pandas as pd
@@ -646,7 +680,7 @@ def forgetting_figure(table, title: str = "What continued pretraining did, per l
                 b.set_hatch("//")
                 b.set_alpha(0.5)
     langs = {r: table[table["role"] == r]["language"].iloc[0] for r in roles}
-    names = {"english": "English\n(kept?)", "trained": "trained", "held_out": "held out"}
+    names = {"english": "(kept?)", "trained": "(trained)", "held_out": "(held out)"}
     ax.set_xticks(range(len(roles)), [f"{_name(langs[r])}\n{names[r]}" for r in roles])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("change in bits per byte vs base\n(above 0: worse)")
@@ -741,6 +775,13 @@ def _first_text(params: Params, corpus, lang: str) -> str:
     return (bible or ids)[0]
 
 
+def _file_name(name: str) -> str:
+    """A model's display name as a file name: ``"Freeze middle"`` -> ``freeze_middle``."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
 def _name(code: str) -> str:
     from famlib.languages import language
 
@@ -785,8 +826,8 @@ def revert_each(les: Lesson, tuned, base_name: str = "CPT") -> list[Measurement]
 
 
 def sweep_lrs(s: LessonSettings) -> tuple[float, ...]:
-    """Exercise 2's learning rates: the paper's (2e-5), the lesson's, and 4x the lesson's."""
-    return tuple(sorted({2.0e-5, s.lr, 4 * s.lr}))
+    """Exercise 2's learning rates: the paper's (2e-5), the lesson's, and twice the lesson's."""
+    return tuple(sorted({2.0e-5, s.lr, 2 * s.lr}))
 
 
 def lr_sweep(les: Lesson, lrs: Optional[Sequence[float]] = None) -> list[Measurement]:

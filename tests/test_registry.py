@@ -5,6 +5,7 @@ prints the registry; the cache keys and plans of the existing strategies are tho
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from safetensors.torch import load_file
@@ -156,6 +157,7 @@ def test_famlib_strategies_prints_the_registry(capsys, freeze_first):
     assert main(["strategies", "--scale", "smoke", "--set", "strategies=[expert, soup]", "--format", "json"]) == 0
     shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["name"] for r in shown] == ["base", "expert", "soup"]
+    assert "FAMLIB_OVERRIDES" not in os.environ  # listing starts no kernel: nothing leaks to later notebooks
     assert shown[1] == {"name": "expert", "label": "Expert", "models": "per family", "trains": "everything",
                         "regulariser": "-", "data": "family data"}
 
