@@ -66,6 +66,7 @@ class LessonSettings:
     translations: int = 2  # verses shown translated (es -> en) by each model
     seed: int = 1234
     threads: Optional[int] = None  # torch threads; None = the scale's params
+    preset: str = "class"  # the preset these settings came from (figures of other presets go to their own folder)
 
     def key(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,7 +94,9 @@ def settings(preset: str = "class", **changes: Any) -> LessonSettings:
     for k in merged:
         if k not in known:
             raise ConfigError("lesson", k, merged[k], one_of(sorted(known)), near(k, known))
-    s = LessonSettings(**merged)
+    if "preset" in merged:
+        raise ConfigError("lesson", "preset", merged["preset"], "the first argument of settings(), not a change")
+    s = LessonSettings(**merged, preset=preset)
     if s.scale not in SCALES:
         raise ConfigError("lesson", "scale", s.scale, one_of(SCALES), near(s.scale, SCALES))
     for name in ("steps", "batch_size", "probe_every", "probe_verses", "verses"):
@@ -545,10 +548,12 @@ class Lesson:
     # ---------------------------------------------------------------------------------------- showing
     @property
     def figure_dir(self) -> Path:
-        """``figures/lesson/<scale>/``: every figure the lesson draws, as PNG and PDF."""
+        """``figures/lesson/<scale>/`` (``<scale>-<preset>/`` for a preset such as ``preview``): every figure
+        the lesson draws, as PNG and PDF, so that a preview never overwrites the class figures."""
         from famlib.paths import figures_root
 
-        return figures_root() / "lesson" / self.settings.scale
+        s = self.settings
+        return figures_root() / "lesson" / (s.scale if s.preset in ("class", s.scale) else f"{s.scale}-{s.preset}")
 
     def save(self, fig, name: str):
         """Write ``fig`` to :attr:`figure_dir` as ``<name>.png`` / ``.pdf`` and return it (to be displayed)."""

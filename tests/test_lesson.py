@@ -26,6 +26,7 @@ def test_settings_refuse_what_a_teacher_might_mistype():
         L.settings("class", scale="paper")
     # None means "as in the preset", so a notebook's parameters cell can pass its Nones through
     assert L.settings("class", lr=None, steps=None) == L.settings("class")
+    assert L.settings("preview").preset == "preview"
 
 
 def test_verse_nats_is_the_models_own_loss(smoke_base):
