@@ -6,6 +6,8 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 JOBS   ?= 2
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): both cores of the project's machines; each gets cores/workers torch threads.
+TEST_WORKERS ?= 2
 
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -39,11 +41,11 @@ paper: $(STAMP)
 	$(VENV)/bin/famlib paper --scale $(SCALE) --jobs $(JOBS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fast lane while changing code: every test not marked slow (notebooks, the pipeline, minute-scale tests).
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 data: $(STAMP)
 	$(VENV)/bin/famlib data --scale $(SCALE)

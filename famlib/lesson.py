@@ -68,9 +68,6 @@ class LessonSettings:
     threads: Optional[int] = None  # torch threads; None = the scale's params
     preset: str = "class"  # the preset these settings came from (figures of other presets go to their own folder)
 
-    def key(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 PRESETS: dict[str, dict[str, Any]] = {
     "class": {},  # the defaults: the whole lesson in a class period
@@ -230,10 +227,12 @@ class Lesson:
         once from the PyPI package), the corpus is famlib's data cache, the packed tokens live under
         ``runs/lesson/<scale>/data``. ``make lesson-prepare`` runs this the day before.
         """
-        from famlib.notebook import offline_env, quiet_notebook_warnings, set_threads
+        from famlib.notebook import offline_env, quiet_notebook_warnings
 
         quiet_notebook_warnings()  # before anything imports tqdm.auto
         from transformers import AutoTokenizer
+
+        from famlib.train import set_threads
 
         from famlib.base import ensure_base
         from famlib.data import build_corpus
@@ -243,7 +242,7 @@ class Lesson:
         params = load_params(s.scale)
         if params.data.source == "offline":
             offline_env()
-        set_threads(s.threads or params.threads)
+        set_threads(s.threads or params.threads or None)
         family = params.check_family(s.family, "family")
         fam = params.families[family]
         trained = s.language or fam.train[0]
@@ -309,10 +308,7 @@ class Lesson:
             keys[lang] = tuple(sets[lang]["keys"])
             nats[lang] = verse_nats(model, self.tokenizer, texts, bf16=self.bf16)
             nbytes[lang] = np.asarray([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
-        m = Measurement(name, keys, nats, nbytes)
-        if name == "base" and not live and languages is None:
-            self.base_measurement = m
-        return m
+        return Measurement(name, keys, nats, nbytes)
 
     def measure_base(self) -> Measurement:
         """The base model's measurement (cached in ``runs/lesson/<scale>/measurements/``)."""
@@ -322,6 +318,7 @@ class Lesson:
             return self.base_measurement
         m = self.measure(self.base_model(), "base")
         atomic_write_json(path, m.to_dict())
+        self.base_measurement = m
         return m
 
     def _probe_key(self) -> str:
@@ -962,27 +959,15 @@ def run_notebook(version: str = "student", preset: str = "class", out: Path | No
     ``runs/lesson/<scale>/notebooks/`` unless ``out`` says where; it is written under a temporary name
     and renamed when it succeeds (a failed run is kept as ``*.failed.ipynb``).
     """
-    import papermill as pm
-
-    from famlib.pipeline import _kernel_manager
+    from famlib.pipeline import execute_notebook
 
     names = {"student": STUDENT, "instructor": INSTRUCTOR}
     if version not in names:
         raise ConfigError("lesson", "version", version, one_of(names), near(version, names))
     s = settings(preset, **{k: v for k, v in parameters.items() if k in ("lr", "steps")})
     out = Path(out) if out is not None else lesson_dir(s.scale) / "notebooks" / f"{Path(names[version]).stem}.{preset}.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.running.ipynb")
-    try:
-        pm.execute_notebook(str(NOTEBOOK_DIR / names[version]), str(tmp), parameters={"preset": preset, **parameters},
-                            cwd=str(NOTEBOOK_DIR), progress_bar=False, kernel_name="python3",
-                            kernel_manager_class=_kernel_manager(None))
-    except pm.PapermillExecutionError as exc:
-        failed = out.with_name(f"{out.stem}.failed.ipynb")
-        tmp.replace(failed)
-        raise LessonFailed(f"the lesson ({version}, preset {preset}) failed in cell {exc.exec_count} "
-                           f"({exc.ename}: {exc.evalue}); executed copy: {failed}") from None
-    tmp.replace(out)
+    execute_notebook(NOTEBOOK_DIR / names[version], out, {"preset": preset, **parameters}, NOTEBOOK_DIR,
+                     f"the lesson ({version}, preset {preset})", error=LessonFailed)
     return out
 
 

@@ -19,15 +19,6 @@ def offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def set_threads(n: int | None) -> int:
-    """Set torch's intra-op threads (one per core by default); return the number used."""
-    import torch
-
-    n = n or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
-
-
 def setup(scale: str, overrides: dict[str, Any] | None = None, origins: dict[str, str] | None = None,
           **checks: str) -> Params:
     """Load and validate the parameters of ``scale``; validate ``family=`` / ``strategy=`` / ``language=``.
@@ -60,7 +51,9 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, origins: dict[str
             continue
         getattr(params, f"check_{key}")(value, key)
     # `famlib paper --jobs N` sets FAMLIB_THREADS so that N kernels share the cores instead of oversubscribing
-    threads = set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or params.threads)
+    from famlib.train import set_threads  # the one thread setter (it honours CPU affinity)
+
+    threads = set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or params.threads or None)
     print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})"
           + (f" | overrides {json.dumps(overrides)}" if overrides else ""))
     return params

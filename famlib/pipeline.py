@@ -196,20 +196,32 @@ def _failed_copy(out: Path) -> Path:
     return out.with_name(f"{out.stem}.failed.ipynb")
 
 
-def _execute(step: Step, out: Path, threads: Optional[int] = None) -> None:
+def execute_notebook(source: Path, out: Path, parameters: dict, cwd: Path, what: str,
+                     threads: Optional[int] = None, error: type[Exception] = None) -> None:
+    """Run ``source`` headless with papermill into ``out``: the one way famlib executes a notebook.
+
+    The executed copy is written under :func:`_running_copy`'s name and renamed onto ``out`` when every
+    cell succeeded, so ``out`` is never a half-run notebook; a failed run is kept as :func:`_failed_copy`
+    and raises ``error`` (default :class:`StepFailed`) naming ``what``, the cell and the exception. The
+    kernel talks over private Unix sockets and gets ``threads`` torch threads (:func:`_kernel_manager`).
+    """
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _running_copy(out)
     try:
-        pm.execute_notebook(str(NOTEBOOKS / step.notebook), str(tmp), parameters=step.parameters,
-                            cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
-                            kernel_manager_class=_kernel_manager(threads))
+        pm.execute_notebook(str(source), str(tmp), parameters=parameters, cwd=str(cwd), progress_bar=False,
+                            kernel_name="python3", kernel_manager_class=_kernel_manager(threads))
     except pm.PapermillExecutionError as exc:
         tmp.replace(_failed_copy(out))
-        raise StepFailed(f"step {step.id}: notebook notebooks/{step.notebook} failed in cell {exc.exec_count} "
-                         f"({exc.ename}: {exc.evalue}); executed copy: {_failed_copy(out)}") from None
+        raise (error or StepFailed)(f"{what} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+                                    f"executed copy: {_failed_copy(out)}") from None
     tmp.replace(out)
+
+
+def _execute(step: Step, out: Path, threads: Optional[int] = None) -> None:
+    execute_notebook(NOTEBOOKS / step.notebook, out, step.parameters, NOTEBOOKS,
+                     f"step {step.id}: notebook notebooks/{step.notebook}", threads)
 
 
 def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: bool = False,

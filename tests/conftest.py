@@ -11,7 +11,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(2)  # one per core: oversubscription made runs 8x slower on these machines
+
+def _threads() -> int:
+    """Torch threads per test process: the cores shared out among pytest-xdist's workers (``make test``
+    runs two on the project's 2-core machines), one each at least. More threads than cores made runs 8x
+    slower here. Notebook kernels that tests start inherit the figure through ``FAMLIB_THREADS``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return max(1, cores // workers)
+
+
+THREADS = _threads()
+torch.set_num_threads(THREADS)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("FAMLIB_THREADS", str(THREADS))
 
 
 @pytest.fixture(scope="session")
