@@ -348,6 +348,9 @@ def test_a_failing_task_is_recorded_by_name_and_does_not_take_its_axis_down(para
     assert set(table["harness_task"]) == set(names[:-1]) and table["value"].notna().all()
     assert failures[["harness_task", "task", "language", "error"]].values.tolist() == [
         [bad, "perplexity", langs[-1], error]]
+    from famlib.report import _what_ran  # and the report says so
+
+    assert f"Tasks that failed (1, `results_failed.csv`):** base `{bad}`: {error}" in _what_ran(p, table, None, None)
     # the next evaluation measures the others from the cache and tries the failed task again
     calls.clear()
     monkeypatch.setattr(run_mod, "run_harness", real)
