@@ -376,7 +376,8 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
         if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
             other = res.read_part(params.scale, reuse[1], task, reuse[0])
             other_items = rec.read_items(params.scale, reuse[1], task, reuse[0])
-            if other is not None and other.get("key") == keys[task] and other_items is not None:
+            if (other is not None and other.get("key") == keys[task] and not other.get("failed")
+                    and other_items is not None):
                 part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
                 rec.write_items(params.scale, model, task, [{**r, "model": model} for r in other_items], collection)
                 res.write_part(params.scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
