@@ -10,8 +10,9 @@ lm-eval has no per-task error handling: one task that raises (a FLORES+ configur
 gated dataset, a task name the installed harness lacks) ends the whole ``simple_evaluate`` call. So when an
 axis's call raises, its tasks are run again one by one (:func:`run_isolated`): the others are measured, and
 each task that raises on its own is recorded as failed, with its error, in ``results_failed.csv`` and
-:attr:`EvalReport.failed`, and tried again by the next evaluation. Only when every task fails and none was
-cached does ``evaluate_model`` raise (nothing was measured: the fault is the model's or the set-up's).
+:attr:`EvalReport.failed`, and tried again by the next evaluation (``famlib paper`` re-runs a step that has
+failed tasks: :func:`famlib.pipeline._tasks_failed`). Only when every task fails and none was cached does
+``evaluate_model`` raise (nothing was measured: the fault is the model's or the set-up's).
 
 The harness sees the model through :class:`famlib.evaluate.lm.SharedPrefixLM`, which runs a multiple-choice
 context once for all its choices (2-2.3x faster on the tiny model, same log-likelihoods to 1e-4).
