@@ -162,8 +162,17 @@ class L2SPConfig:
     first: float
     middle: float
     last: float
-    # Embeddings, final norm and tied head: see famlib.layers for the rule; 0 leaves them unpenalised.
-    outside: float = 0.0
+    # Embeddings, final norm and tied head (famlib.layers has the rule): a lambda, or "first" for the first
+    # group's. The default, 0 (not anchored), is the paper's text: its L_reg sums over decoder layers only.
+    # The authors' code (scaling-multilingual-experts, regularization.py, LayerRangeL2SPRegularizer) gives
+    # every parameter outside the layers lambda_first; params/paper.yaml follows the code ("first"), since
+    # the numbers to reproduce came from it.
+    outside: Union[float, Literal["first"]] = 0.0
+
+    def of(self, group: str) -> float:
+        """The lambda of a group (``first``, ``middle``, ``last``, ``outside``), ``outside: first`` resolved."""
+        value = getattr(self, group)
+        return self.first if value == "first" else float(value)
 
 
 @dataclass(frozen=True)
@@ -317,10 +326,12 @@ def _plain(x: Any) -> Any:
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return one_of(typing.get_args(tp))
+        values = typing.get_args(tp)
+        return repr(values[0]) if len(values) == 1 else one_of(values)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
+        null = " or null" if type(None) in typing.get_args(tp) else ""
+        return " or ".join(_type_name(a) for a in args) + null
     if origin is tuple or origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     if origin is dict:
@@ -350,7 +361,17 @@ def _convert(tp: Any, value: Any, key: str, origin: Where) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, key, origin)
+        for alternative in inner[:-1]:  # the first that takes the value: Union[float, Literal["first"]]
+            try:
+                return _convert(alternative, value, key, origin)
+            except ConfigError:
+                pass
+        try:
+            return _convert(inner[-1], value, key, origin)
+        except ConfigError:
+            if len(inner) == 1:
+                raise
+            raise bad() from None
     if org is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
@@ -548,7 +569,7 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
 
     for k in ("first", "middle", "last", "outside"):
         v = getattr(p.l2sp, k)
-        if v < 0:
+        if v != "first" and v < 0:
             fail(f"l2sp.{k}", v, "a non-negative lambda")
 
     e = p.evaluation

@@ -20,8 +20,9 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
   not the paper's "~44%", which is the share of decoder-layer parameters (15 of 34 equal layers; see
   :func:`trainable_fraction_under_freeze`).
 - ``l2sp`` (Layer-Range L2-SP): outside parameters get the ``outside`` lambda of ``L2SPConfig``
-  (default 0: not anchored). The authors' code gives the embeddings the first group's lambda; we keep
-  them apart so that the choice is explicit and can be set either way in the params file.
+  (default 0: not anchored, as in the paper's formula, a sum over decoder layers). The authors' code gives
+  them the first group's lambda; ``outside: first`` does the same (params/paper.yaml), a number sets
+  any other strength.
 - ``dense_reverted``, ``expert_reverted`` (Train-then-Revert): only the middle group is reset to the
   base; outside parameters keep their tuned values, like the first and last groups.
 - ``interpolation`` (section 4.1): only the named group(s) move between base and tuned; outside
@@ -230,9 +231,9 @@ def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: in
 
 
 def l2sp_lambda(name: str, lambdas: Any, num_layers: int, first: int, last: int) -> float:
-    """The L2-SP strength of a parameter: ``lambdas.<group>`` of an ``L2SPConfig`` (or a mapping)."""
+    """The L2-SP strength of a parameter: ``lambdas.of(<group>)`` of an ``L2SPConfig`` (or a mapping's value)."""
     group = group_of(name, num_layers, first, last)
-    return float(lambdas[group] if isinstance(lambdas, Mapping) else getattr(lambdas, group))
+    return float(lambdas[group]) if isinstance(lambdas, Mapping) else lambdas.of(group)
 
 
 def surgery_groups(strategy: str, groups: Optional[Iterable[str]] = None) -> tuple[str, ...]:

@@ -186,6 +186,21 @@ def _kernel_manager(threads: Optional[int]):
     return FamlibKernelManager
 
 
+def _tasks_failed(params: Params, step: Step) -> int:
+    """How many evaluation tasks of ``step`` raised last time (``results_failed.csv``, ``interpolation_failed.csv``).
+
+    Such a step runs again even when its inputs are unchanged: the tasks that failed are tried again (a dataset
+    licence accepted since, a network back), and everything it measured before comes from the cache.
+    """
+    from famlib.evaluate.results import load_failures
+
+    if step.notebook == "05_evaluate.ipynb":
+        return int((load_failures(params.scale)["model"].astype(str) == str(step.parameters.get("model"))).sum())
+    if step.notebook == "06_layer_interpolation.ipynb":
+        return len(load_failures(params.scale, "interpolation"))
+    return 0
+
+
 def _running_copy(out: Path) -> Path:
     """Where papermill writes a step's notebook while it runs (renamed onto ``out`` when it succeeds)."""
     return out.with_name(f".{out.name}.running.ipynb")
@@ -263,10 +278,13 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
                 pending.remove(st)
                 key = key_of(st)
                 out = nb_dir / f"{st.id}.ipynb"
-                if not force and out.exists() and _read_key(stamp_of(st)) == key:
+                retry = _tasks_failed(params, st)
+                if not force and out.exists() and _read_key(stamp_of(st)) == key and not retry:
                     keys[st.id], status[st.id] = key, "skipped"
                     log(f"[{len(status)}/{total} done] {st.id}: unchanged, skipped")
                     continue
+                if retry:
+                    log(f"{st.id}: {retry} task(s) failed last time (results_failed.csv): running it again")
                 threads = _threads(jobs, len(running) + len([r for r in ready if r in pending]) + 1)
                 # the longest execution on record, read before this one replaces `out`
                 longest[st.id] = _longest(_read_stamp(stamp_of(st)), _executed(out).get("duration"))
@@ -366,7 +384,8 @@ def status(params: Params) -> list[dict]:
     """Where a scale's run stands, one dict per step of :func:`plan` (in order).
 
     ``state`` is ``done`` (its stamp matches what ``famlib paper`` would run now: it would be skipped),
-    ``stale`` (executed, but an input changed since: it would run again, its heavy work mostly cached),
+    ``stale`` (executed, but an input changed since, or some of its evaluation tasks failed: it would run
+    again, its heavy work mostly cached),
     ``failed`` (the last execution failed; ``<step>.failed.ipynb``), ``started`` (a papermill copy is being
     written: running now, or killed mid-way) or ``pending``. ``seconds`` and ``finished`` come from the last
     execution's papermill record (a re-run that found its work cached records its own, shorter, time);
@@ -389,7 +408,7 @@ def status(params: Params) -> list[dict]:
             state = "started"
         elif failed.exists() and (not out.exists() or failed.stat().st_mtime > out.stat().st_mtime):
             state, record = "failed", _executed(failed)
-        elif out.exists() and stamp == keys[st.id]:
+        elif out.exists() and stamp == keys[st.id] and not _tasks_failed(params, st):
             state = "done"
         elif out.exists() and stamp is not None:
             state = "stale"

@@ -92,6 +92,13 @@ def _what_ran(params, results, interpolation, distances) -> str:
         if "limit" in results.columns and results["limit"].notna().any():
             out.append(f"**Sample limit in use** (limit = {int(results['limit'].max())}): these rows are not complete "
                        f"evaluations.\n")
+    from famlib.evaluate.results import failed_path, load_failures
+
+    failures = load_failures(params.scale)
+    if len(failures):  # a task that raised measured nothing; the next evaluation of its model tries it again
+        out.append(f"**Tasks that failed ({len(failures)}, `{failed_path(params.scale).name}`):** "
+                   + "; ".join(f"{r.model} `{r.harness_task}`: {str(r.error)[:200]}" for r in failures.itertuples())
+                   + "\n")
     if interpolation is not None and len(interpolation):
         groups = ", ".join(g for g in dict.fromkeys(interpolation["group"].astype(str)) if g in INTERP_GROUPS)
         alphas = ", ".join(f"{a:g}" for a in sorted(set(interpolation["alpha"].astype(float))))

@@ -309,6 +309,60 @@ def test_random_model_accuracies_sit_near_chance(smoke_corpus, base_dir, tmp_pat
         assert abs(acc - chance) <= 2 * se, (task, acc, se, chance)
 
 
+@pytest.mark.slow
+def test_a_failing_task_is_recorded_by_name_and_does_not_take_its_axis_down(params, suite, smoke_corpus, base_dir,
+                                                                              tmp_path, monkeypatch):
+    from famlib.evaluate import load_failures, load_results
+    from famlib.evaluate import results as res
+    from famlib.evaluate import run as run_mod
+    from famlib.evaluate.results import failed_path
+
+    # the module's suite (built once), results of its own: the other tests' table stays as they left it
+    monkeypatch.setattr(res, "results_dir", lambda scale: tmp_path / scale / "results")
+    p = params
+    langs = [p.probe_language] + [lang for lang in p.languages if lang != p.probe_language][:2]
+    names = [f"famlib_heldout_perplexity_{lang}" for lang in langs]
+    bad = names[-1]
+    real, calls, logs = run_mod.run_harness, [], []
+
+    def harness(lm, tasks, *args, broken=(bad,), **kwargs):  # lm-eval's way: one bad task fails the whole call
+        calls.append(list(tasks))
+        hit = [t for t in tasks if t in broken]
+        if hit:
+            raise FileNotFoundError(f"FLORES+ has no configuration for {hit[0]}\n(the dataset's list)")
+        return real(lm, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "run_harness", harness)
+
+    def evaluate(**kw):
+        return run_mod.evaluate_model(p, "base", model_dir=base_dir, corpus=smoke_corpus, axes=["perplexity"],
+                                      languages=langs, batch_size=32, log=logs.append, **kw)
+
+    r = evaluate()
+    assert calls == [names] + [[n] for n in names]  # together first, then each alone
+    error = f"FileNotFoundError: FLORES+ has no configuration for {bad} (the dataset's list)"  # one line
+    assert r.failed == {bad: error}
+    assert r.ran == {"perplexity": names[:-1]} and set(r.rows["harness_task"]) == set(names[:-1])
+    assert any(bad in line and "failed" in line for line in logs)
+    table, failures = load_results("smoke"), load_failures("smoke")
+    assert set(table["harness_task"]) == set(names[:-1]) and table["value"].notna().all()
+    assert failures[["harness_task", "task", "language", "error"]].values.tolist() == [
+        [bad, "perplexity", langs[-1], error]]
+    from famlib.report import _what_ran  # and the report says so
+
+    assert f"Tasks that failed (1, `results_failed.csv`):** base `{bad}`: {error}" in _what_ran(p, table, None, None)
+    # the next evaluation measures the others from the cache and tries the failed task again
+    calls.clear()
+    monkeypatch.setattr(run_mod, "run_harness", real)
+    again = evaluate()
+    assert again.ran == {"perplexity": [bad]} and again.cached == {"perplexity": names[:-1]} and not again.failed
+    assert set(load_results("smoke")["harness_task"]) == set(names) and not failed_path("smoke").exists()
+    # every task failing is not one task's fault: nothing was measured, and that is an error
+    monkeypatch.setattr(run_mod, "run_harness", lambda *a, **k: harness(*a, broken=names, **k))
+    with pytest.raises(FamlibError, match=r"every task failed.*famlib_heldout_perplexity_"):
+        evaluate(force=True)
+
+
 def test_cache_skips_done_work_and_notices_new_weights(report, params, smoke_corpus, base_dir, monkeypatch):
     from famlib.evaluate import evaluate_model, load_results
     from famlib.evaluate import run as run_mod

@@ -24,6 +24,35 @@ def _outputs_text(nb_path) -> str:
                      for c in nb["cells"] for o in c.get("outputs", []))
 
 
+def test_an_evaluation_step_with_failed_tasks_runs_again_and_the_rest_stays_skipped(smoke_outputs, monkeypatch):
+    from famlib.evaluate import results as res
+
+    params = load_params("smoke")
+    executed = []
+
+    def fake_execute(step, out, threads=None):  # the notebook's run is not what this tests
+        executed.append(step.id)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+
+    monkeypatch.setattr(pipeline, "_execute", fake_execute)
+    steps = ["05_evaluate.base", "05_evaluate.dense"]
+    quiet = dict(only=steps, log=lambda *_: None)
+    assert pipeline.run(params, **quiet) == {s: "ran" for s in steps}
+    assert pipeline.run(params, **quiet) == {s: "skipped" for s in steps}
+    failure = {"model": "dense", "harness_task": "famlib_translation_en-es", "task": "translation",
+               "language": "es", "direction": "en-xx", "error": "OSError: gated", "cache_key": "k",
+               "evaluated_at": "now"}
+    res.write_failed_part("smoke", "dense", failure["harness_task"], "k", failure)
+    res.merge_results("smoke")
+    executed.clear()
+    assert pipeline.run(params, **quiet) == {"05_evaluate.base": "skipped", "05_evaluate.dense": "ran"}
+    assert executed == ["05_evaluate.dense"]
+    res.part_path("smoke", "dense", failure["harness_task"]).unlink()  # what a successful retry leaves
+    res.merge_results("smoke")
+    assert pipeline.run(params, **quiet) == {s: "skipped" for s in steps}
+
+
 @pytest.mark.slow
 def test_notebook_01_data_prep_at_smoke_scale(smoke_outputs, smoke_corpus):
     params = load_params("smoke")

@@ -45,6 +45,25 @@ def test_l2sp_gradient_matches_autograd_of_the_explicit_penalty():
         torch.testing.assert_close(p.grad, want[n], rtol=1e-5, atol=1e-8, msg=n)
 
 
+def test_l2sp_outside_first_anchors_embeddings_and_final_norm_with_the_first_lambda_as_the_authors_code():
+    from famlib.config import load_params
+
+    model = _tiny()
+    reg = LayerRangeL2SP(model, L2SPConfig(first=0.001, middle=0.05, last=0.002, outside="first"), first=2, last=1)
+    outside = {n for n, _ in model.named_parameters() if group_of(n, 6, 2, 1) == "outside"}
+    assert outside and {"model.embed_tokens.weight", "model.norm.weight"} <= outside
+    assert outside <= set(reg.lambdas[0.001])  # with the first group's layers, at lambda_first
+    assert not outside & (set(reg.lambdas[0.05]) | set(reg.lambdas[0.002]))
+    default = LayerRangeL2SP(model, L2SPConfig(first=0.001, middle=0.05, last=0.002), first=2, last=1)
+    assert not outside & {n for names in default.lambdas.values() for n in names}  # default: not anchored
+    # params files: the paper scale follows the authors' code; the offline scales keep 0 (job keys unchanged)
+    assert load_params("paper").l2sp.of("outside") == load_params("paper").l2sp.first == 0.001
+    assert load_params("smoke").l2sp.of("outside") == 0.0
+    assert load_params("smoke", {"l2sp.outside": "first", "l2sp.first": 0.01}).l2sp.of("outside") == 0.01
+    with pytest.raises(Exception, match=r"l2sp\.outside.*'last'.*a number or 'first'"):
+        load_params("smoke", {"l2sp.outside": "last"})
+
+
 def test_l2sp_adds_to_existing_gradients_and_skips_frozen_parameters():
     model = _tiny()
     for n, p in model.named_parameters():

@@ -325,6 +325,36 @@ def test_lr_schedule():
     assert lr_at(19, dataclasses.replace(cfg, schedule="constant"), 20) == 1.0
 
 
+@pytest.mark.parametrize("section", ["dense", "family"])
+def test_paper_cosine_schedule_is_the_authors_transformers_cosine_within_one_step(section):
+    """The paper scale's LR curve against transformers' get_cosine_schedule_with_warmup, which the authors'
+    lr_scheduler_type="cosine" builds: equal up to famlib's warmup (step+1)/(warmup+1) and its end one step
+    earlier, both well under lr / warmup_steps."""
+    import math
+
+    from transformers import get_cosine_schedule_with_warmup
+
+    from famlib.config import load_params
+
+    cfg = getattr(load_params("paper").training, section)
+    assert cfg.schedule == "cosine" and cfg.min_lr_ratio == 0.0
+    total, warmup = cfg.max_steps, cfg.warmup_steps
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    authors = get_cosine_schedule_with_warmup(opt, warmup, total).lr_lambdas[0]
+    ours = [lr_at(s, cfg, total) for s in range(total)]
+    gap = max(abs(a - cfg.lr * authors(s)) for s, a in enumerate(ours))
+    assert gap <= cfg.lr / warmup
+    # after warmup the two curves differ by the stretch of one step (cosine slope at most pi/2 per unit progress)
+    assert max(abs(ours[s] - cfg.lr * authors(s)) for s in range(warmup, total)) <= cfg.lr * math.pi / (total - warmup)
+    mid = warmup + (total - 1 - warmup) // 2
+    assert ours[warmup] == cfg.lr and ours[mid] == pytest.approx(cfg.lr / 2, rel=1e-3) and ours[-1] == 0.0
+    assert all(a >= b for a, b in zip(ours[warmup:], ours[warmup + 1:]))
+    # and it is not the linear decay the paper scale used before: a quarter of the way down the two differ
+    q = warmup + (total - warmup) // 4
+    linear = lr_at(q, dataclasses.replace(cfg, schedule="linear"), total)
+    assert ours[q] == pytest.approx(cfg.lr * (0.5 + 0.5 * math.cos(math.pi / 4)), rel=1e-3) and ours[q] > linear * 1.1
+
+
 def test_bad_inputs_and_mismatched_resume(reference, tmp_path):
     cfg = dataclasses.replace(REF_CFG, max_steps=2)
     with pytest.raises(ValueError, match=r"shape \(32,\)"):

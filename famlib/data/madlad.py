@@ -11,9 +11,10 @@ validation are streamed, so the 25B-token budget never has to sit on disk as tex
 (``data/<lang>/<lang>_clean_*.jsonl.gz``); the tests use local JSONL files of that shape.
 
 The files are read with ``datasets``' generic ``json`` builder, never through the repository itself: the hub
-repository ships a loading script (``madlad-400.py``), and ``datasets`` >= 4 refuses any dataset that has one
-("Dataset scripts are no longer supported"), with or without ``data_files``. A local mirror is read the same
-way, so a copy of the script at its root (as a full clone of the repository has) does not matter either.
+repository ships a loading script (``MADLAD-400.py``, named after the repository, as script datasets are),
+and ``datasets`` >= 4 refuses any dataset that has one ("Dataset scripts are no longer supported"), with or
+without ``data_files``. A local mirror is read the same way, so a copy of the script at its root (as a full
+clone of the repository has) does not matter either.
 """
 
 from __future__ import annotations

@@ -10,13 +10,13 @@
 """
 
 from famlib.evaluate.assign import answering_model, evaluation_languages, model_identity, model_languages
-from famlib.evaluate.results import COLUMNS, load_results, merge_results, results_path
+from famlib.evaluate.results import COLUMNS, load_failures, load_results, merge_results, results_path
 from famlib.evaluate.run import EvalReport, evaluate_model
 from famlib.evaluate.suite import AXES, AXIS_TASK, TASKS, Suite, build_suite
 from famlib.evaluate.truncation import PaperTruncation, truncate_generation
 
 __all__ = [
     "AXES", "AXIS_TASK", "COLUMNS", "TASKS", "EvalReport", "PaperTruncation", "Suite", "answering_model",
-    "build_suite", "evaluate_model", "evaluation_languages", "load_results", "merge_results", "model_identity",
-    "model_languages", "results_path", "truncate_generation",
+    "build_suite", "evaluate_model", "evaluation_languages", "load_failures", "load_results", "merge_results",
+    "model_identity", "model_languages", "results_path", "truncate_generation",
 ]

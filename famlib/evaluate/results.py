@@ -10,6 +10,12 @@ swapped in by a rename, so a reader never sees half a table and two writers neve
 A second *collection*, ``interpolation``, holds the layer-interpolation analysis (notebook 06) apart from
 the strategies' table: its part files live in ``results/interpolation_parts/`` and merge into
 ``results/interpolation.csv``, whose rows carry two more columns, ``group`` and ``alpha``.
+
+A task that raised (a dataset that will not load, a configuration the harness refuses) has a part file too,
+``{"key", "rows": [], "failed": "<error>"}``: it measures nothing, is never taken as a cached result (the
+next evaluation tries it again), and is listed, with its error, in ``results/<collection>_failed.csv``
+beside the collection's table (``results_failed.csv`` for the strategies), which the same merge rewrites
+and removes when nothing failed.
 """
 
 from __future__ import annotations
@@ -141,6 +147,33 @@ def write_part(scale: str, model: str, harness_task: str, key: str, rows: list[d
                       {"key": key, "rows": rows, "examples": examples or []})
 
 
+FAILED_COLUMNS = ["model", "harness_task", "task", "language", "direction", "error", "cache_key", "evaluated_at"]
+
+
+def write_failed_part(scale: str, model: str, harness_task: str, key: str, failure: dict,
+                      collection: str = "results") -> None:
+    """Record that ``harness_task`` raised for ``model``: ``failure`` holds :data:`FAILED_COLUMNS`' values."""
+    atomic_write_json(part_path(scale, model, harness_task, collection),
+                      {"key": key, "rows": [], "examples": [], "failed": failure["error"], "failure": failure})
+
+
+def failed_path(scale: str, collection: str = "results") -> Path:
+    return results_dir(scale) / f"{Path(_collection(collection)[1]).stem}_failed.csv"
+
+
+def _failures(scale: str, collection: str) -> list[dict]:
+    root = results_dir(scale) / _collection(collection)[0]
+    out = []
+    for f in sorted(root.glob("*/*.json")):
+        try:
+            part = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if part.get("failed"):
+            out.append(part["failure"])
+    return out
+
+
 def _all_rows(scale: str, collection: str = "results") -> Iterable[dict]:
     root = results_dir(scale) / _collection(collection)[0]
     for f in sorted(root.glob("*/*.json")):
@@ -160,7 +193,23 @@ def merge_results(scale: str, collection: str = "results") -> Path:
         df = df.sort_values(["model", "task", "language", "direction", "metric"], kind="stable")
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
+        failed, failures = failed_path(scale, collection), _failures(scale, collection)
+        if failures:
+            with atomic_path(failed) as tmp:
+                pd.DataFrame(failures, columns=FAILED_COLUMNS).to_csv(tmp, index=False)
+        elif failed.exists():
+            failed.unlink()
     return out
+
+
+def load_failures(scale: str, collection: str = "results"):
+    """The tasks whose last evaluation raised, with the error (``results_failed.csv``; empty if none)."""
+    import pandas as pd
+
+    path = failed_path(scale, collection)
+    if not path.exists():
+        return pd.DataFrame(columns=FAILED_COLUMNS)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"direction": str})
 
 
 def load_results(scale: str, collection: str = "results"):

@@ -6,6 +6,14 @@ result for these exact weights and this exact task config is already on disk, an
 lm-eval, one ``simple_evaluate`` per axis so that the harness batches requests across languages. Rows go
 to ``runs/<scale>/results/results.csv`` (:mod:`famlib.evaluate.results`).
 
+lm-eval has no per-task error handling: one task that raises (a FLORES+ configuration that does not exist, a
+gated dataset, a task name the installed harness lacks) ends the whole ``simple_evaluate`` call. So when an
+axis's call raises, its tasks are run again one by one (:func:`run_isolated`): the others are measured, and
+each task that raises on its own is recorded as failed, with its error, in ``results_failed.csv`` and
+:attr:`EvalReport.failed`, and tried again by the next evaluation (``famlib paper`` re-runs a step that has
+failed tasks: :func:`famlib.pipeline._tasks_failed`). Only when every task fails and none was cached does
+``evaluate_model`` raise (nothing was measured: the fault is the model's or the set-up's).
+
 The harness sees the model through :class:`famlib.evaluate.lm.SharedPrefixLM`, which runs a multiple-choice
 context once for all its choices (2-2.3x faster on the tiny model, same log-likelihoods to 1e-4).
 
@@ -59,6 +67,7 @@ class EvalReport:
     ran: dict[str, list[str]] = field(default_factory=dict)
     cached: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # harness task -> its error (not in ``ran`` or ``rows``)
 
 
 def model_path(params: Params, model: str) -> Path:
@@ -210,6 +219,39 @@ def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None, 
         )
 
 
+def error_text(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"``, on one line, for the log and ``results_failed.csv``."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def run_isolated(lm, tasks: list[str], suite: Suite, params: Params, limit=None, shots: Optional[int] = None,
+                 log: Callable[[str], None] = print) -> tuple[dict, dict[str, str]]:
+    """:func:`run_harness` on ``tasks`` together; if that raises, on each task alone.
+
+    Returns ``(out, failed)``: simple_evaluate's ``results``, ``samples`` and ``n-samples`` of the tasks that
+    ran, and ``task -> error`` for each one that raised on its own. Together first, because the harness
+    batches requests across tasks; alone only after a failure, since lm-eval cannot say which task raised.
+    """
+    try:
+        return run_harness(lm, tasks, suite, params, limit, shots), {}
+    except Exception as exc:  # noqa: BLE001  (any task's error; KeyboardInterrupt still stops the run)
+        if len(tasks) == 1:
+            return {}, {tasks[0]: error_text(exc)}
+        log(f"{len(tasks)} tasks together raised {error_text(exc)[:300]}; running each alone to find which")
+    out: dict = {"results": {}, "samples": {}, "n-samples": {}}
+    failed: dict[str, str] = {}
+    for task in tasks:
+        try:
+            one = run_harness(lm, [task], suite, params, limit, shots)
+        except Exception as exc:  # noqa: BLE001
+            failed[task] = error_text(exc)
+            log(f"{task} failed: {failed[task][:500]}")
+            continue
+        for k in out:
+            out[k].update(one.get(k, {}))
+    return out, failed
+
+
 def task_label(entry: dict, probe: str) -> str:
     """How a harness task is named in the log: its language, or ``src-tgt`` for translation."""
     if entry.get("direction") == "en-xx":
@@ -328,12 +370,15 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
         setting = settings(params, max_length, limit, entry["axis"])
         keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
         part = None if force else res.read_part(params.scale, model, task, collection)
+        if part is not None and part.get("failed"):
+            part = None  # a task that raised measured nothing: try it again
         if part is not None and rec.read_items(params.scale, model, task, collection) is None:
             part = None  # a result without its per-item records is re-run: every difference needs them
         if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
             other = res.read_part(params.scale, reuse[1], task, reuse[0])
             other_items = rec.read_items(params.scale, reuse[1], task, reuse[0])
-            if other is not None and other.get("key") == keys[task] and other_items is not None:
+            if (other is not None and other.get("key") == keys[task] and not other.get("failed")
+                    and other_items is not None):
                 part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
                 rec.write_items(params.scale, model, task, [{**r, "model": model} for r in other_items], collection)
                 res.write_part(params.scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
@@ -358,8 +403,17 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
             labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
             log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
             lm = _lm(model_obj, tok, params, axis, max_length, bs)
-            out = run_harness(lm, tasks, suite, params, limit, axis_shots(params, axis))
+            out, failed = run_isolated(lm, tasks, suite, params, limit, axis_shots(params, axis),
+                                       log=lambda msg: log(f"{model}: {axis}: {msg}"))
             stamp = res.evaluated_at()
+            for task, error in failed.items():
+                entry = suite.tasks[task]
+                res.write_failed_part(params.scale, model, task, keys[task], {
+                    "model": model, "harness_task": task, "task": entry["axis"], "language": entry["language"],
+                    "direction": entry["direction"], "error": error, "cache_key": keys[task],
+                    "evaluated_at": stamp}, collection)
+            report.failed.update(failed)
+            tasks = [t for t in tasks if t not in failed]
             for task in tasks:
                 base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
                         "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
@@ -374,10 +428,18 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
                     log(f"{model}: {task}: {cut} of {len(records)} prompts did not fit the model's context "
                         f"({lm.max_length} tokens) and lost tokens from the left")
             report.seconds[axis] = time.time() - t0
-            report.ran[axis] = tasks
-            log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s")
+            if tasks:
+                report.ran[axis] = tasks
+            log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s"
+                + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
         del model_obj
     res.merge_results(params.scale, collection)
+    if report.failed and not report.ran and not report.cached:
+        raise FamlibError(f"{model}: every task failed, nothing was measured (an error of the model or the set-up, "
+                          "not of one task): " + "; ".join(f"{t}: {e[:300]}" for t, e in report.failed.items()))
+    if report.failed:
+        log(f"{model}: {len(report.failed)} task(s) failed and are listed with their errors in "
+            f"{res.failed_path(params.scale, collection)}: {', '.join(report.failed)}")
     rows = [r for task in selected for r in (res.read_part(params.scale, model, task, collection) or {}).get("rows", [])]
     report.rows = pd.DataFrame(rows, columns=res.columns(collection))
     report.seconds["total"] = time.time() - t_start

@@ -83,7 +83,7 @@ L2SP = Regulariser(name="l2sp", label="Layer-Range L2-SP (l2sp.*)", sections=("l
 STRATEGY = Strategy(
     name="l2sp", label="L2-SP", title="Layer-Range L2-SP", per_family=True, training="family", data="family",
     regulariser=L2SP,
-    outside="trainable, anchored with L2SPConfig.outside (default 0; the authors' code used the first group's "
-            "lambda for the embeddings)",
+    outside="trainable, anchored with L2SPConfig.outside (default 0, the paper's formula; 'first' gives them the "
+            "first group's lambda, as the authors' code does)",
     paper=True, default=True, color="#55A868", marker="D",
 )
