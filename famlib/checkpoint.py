@@ -141,14 +141,19 @@ def clean_staging(root: Path) -> None:
 
 @contextmanager
 def atomic_directory(path: Path) -> Iterator[Path]:
-    """Yield an empty directory beside ``path``; on success it replaces ``path`` by renames.
+    """Yield an empty directory beside ``path``; on success it replaces ``path`` whole.
 
-    The destination holds either its previous content or the complete new one. (Between the two renames
-    a kill can leave ``path`` absent with ``<path>.old`` beside it, never a half-written ``path``.)
-    On an exception the temporary directory is removed and ``path`` is untouched.
+    Every file of the new directory is fsynced, then the two directories are swapped. On Linux the swap is
+    one ``renameat2(RENAME_EXCHANGE)``: at every instant ``path`` is the complete old directory or the
+    complete new one, even under SIGKILL. Elsewhere (or on a filesystem without the call) it is two
+    renames, ``path -> .<name>.old`` then ``.<name>.tmp -> path``; a kill between them leaves ``path``
+    absent with the complete old one beside it, which :func:`recover_directory` (called here first, and
+    by readers that want it) puts back. On an exception the temporary directory is removed and ``path``
+    is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
     tmp = path.with_name(f".{path.name}.tmp")
     old = path.with_name(f".{path.name}.old")
     for p in (tmp, old):
@@ -161,14 +166,51 @@ def atomic_directory(path: Path) -> Iterator[Path]:
             if f.is_file():
                 _fsync_file(f)
         _fsync_dir(tmp)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        if path.exists() and _exchange(tmp, path):
+            _fsync_dir(path.parent)  # tmp now holds the old directory
+        else:
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_directory(path: Path) -> bool:
+    """Put back the old directory of a two-rename swap that was killed between its renames.
+
+    Returns True if ``path`` was absent and ``.<name>.old`` (complete: it was ``path``) was renamed back.
+    """
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+        return True
+    return False
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2``); False where the system cannot."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl without it
+        return False
+    at_fdcwd = -100
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -135,3 +135,21 @@ def open_safetensors(path: Path, error: type[Exception]) -> Iterator[Any]:
         raise refused(exc) from exc
     finally:
         handle.__exit__(None, None, None)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created) for the block; a no-op where fcntl is missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process at a time is the user's business there
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -161,17 +161,13 @@ def save_checkpoint(model: "PreTrainedModel", tokenizer: Any, out_dir: Path, pro
     """
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(tmp))
-    atomic_write_json(tmp / PROVENANCE, {**provenance, "versions": _versions()})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    from famlib.checkpoint import atomic_directory
+
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(tmp / PROVENANCE, {**provenance, "versions": _versions()})
     return out_dir
 
 

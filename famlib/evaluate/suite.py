@@ -197,7 +197,7 @@ def build_suite(params: Params, corpus, out: Optional[Path] = None, tokenizer=No
             perplexity text and when translation prompts must fit a small context
             (:func:`famlib.evaluate.items.prompt_budget`, the from-scratch bases).
     """
-    from famlib.evaluate.results import locked
+    from famlib.io import locked
 
     out = Path(out or suite_dir(params)).resolve()
     key = suite_key(params, corpus, out, tokenizer)
@@ -208,21 +208,12 @@ def build_suite(params: Params, corpus, out: Optional[Path] = None, tokenizer=No
             suite = load_suite(out)
             if suite.manifest.get("key") == key:
                 return suite
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        m = _generate(params, corpus, tmp, out, tokenizer)
-        m["key"] = key
-        atomic_write_json(tmp / "suite.json", m)
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        if old.exists():
-            shutil.rmtree(old)
+        from famlib.checkpoint import atomic_directory
+
+        with atomic_directory(out) as tmp:
+            m = _generate(params, corpus, tmp, out, tokenizer)
+            m["key"] = key
+            atomic_write_json(tmp / "suite.json", m)
     return load_suite(out)
 
 
