@@ -275,8 +275,9 @@ def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: in
     group = group_of(name, num_layers, first, last)  # also validates the split and the layer index
     if is_adapter(name):
         if rule.adapter is None:
+            with_one = [r.name for r in rules().values() if r.adapter]
             raise LayerError(f"{name!r} is an adapter tensor, but strategy {strategy!r} adds no adapter; "
-                             f"strategies with one: {', '.join(r.name for r in rules().values() if r.adapter) or 'none'}")
+                             f"strategies with one: {', '.join(with_one) or 'none'}")
         return True
     return group not in rule.frozen
 

@@ -120,7 +120,8 @@ def test_peft_names_map_to_the_plain_model_and_to_the_layer_of_the_weight_they_a
     assert is_trainable("base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight", "lora", 3, 1, 1)
     assert not is_trainable("base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight", "lora", 3, 1, 1)
     assert not is_trainable("base_model.model.model.embed_tokens.weight", "lora", 3, 1, 1)
-    with pytest.raises(LayerError, match="adapter tensor, but strategy 'expert' adds no adapter; strategies with one: lora"):
+    with pytest.raises(LayerError, match="adapter tensor, but strategy 'expert' adds no adapter; strategies with "
+                                         "one: lora"):
         is_trainable("base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight", "expert", 3, 1, 1)
 
 

@@ -236,7 +236,9 @@ def test_lora_trains_merges_and_evaluates_through_notebooks_03_and_05_and_shows_
     from famlib.tables import build_tables
 
     monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figures"))
-    overrides = {"strategies": [*DEFAULTS, "lora"], "training.family.trim_vocab": True}
+    # fewer evaluation items than smoke's own (the base is evaluated here too): the rows, not their values, are checked
+    overrides = {"strategies": [*DEFAULTS, "lora"], "training.family.trim_vocab": True, "evaluation.max_items": 3,
+                 "evaluation.translation_items": 2, "evaluation.perplexity_max_tokens": 600}
     monkeypatch.setenv("FAMLIB_OVERRIDES", json.dumps(overrides))  # what `famlib paper --set` hands the kernels
     params = load_params("smoke", overrides)
     steps = ["03_train_expert.lora.romance", "05_evaluate.lora.romance"]
@@ -248,6 +250,7 @@ def test_lora_trains_merges_and_evaluates_through_notebooks_03_and_05_and_shows_
     prov = json.loads((out / "famlib_provenance.json").read_text())
     assert prov["strategy"] == "lora" and prov["trim_vocab"]["kept_ids"] < prov["trim_vocab"]["vocab_size"]
     assert prov["parameters"]["outside"]["trainable"] == 0
+    assert prov["adapter"]["settings"]["lora"]["rank"] == params.lora.rank and prov["adapter"]["merged"]
     facts = json.loads((run / "train_config.json").read_text())
     assert facts["train"]["lr"] == params.lora.lr != params.training.family.lr  # LoRA's own learning rate
     adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))

@@ -138,7 +138,8 @@ class Strategy:
     @property
     def sections(self) -> tuple[str, ...]:
         """The top-level params sections its regulariser and adapter read (besides its training section)."""
-        parts = [*(self.regulariser.sections if self.regulariser else ()), *(self.adapter.sections if self.adapter else ())]
+        parts = [*(self.regulariser.sections if self.regulariser else ()),
+                 *(self.adapter.sections if self.adapter else ())]
         return tuple(dict.fromkeys(parts))
 
     @property

@@ -189,8 +189,12 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
         with atomic_directory(out) as tmp:
             model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
+    # an adapter's record: its settings, and where the unmerged adapter is (the model here holds it merged)
+    adapter = ({"adapter": {"name": entry.adapter.name, "merged": True, "unmerged": str(train_dir / "adapter"),
+                            "settings": {k: params.to_dict()[k] for k in entry.adapter.sections}}}
+               if entry.adapter is not None else {})
     atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family, "scale": params.scale,
                                   "base": str(base), "parameters": counts, "train": result.to_dict(),
-                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim})
+                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim, **adapter})
     shutil.rmtree(run_dir(params.scale) / "train" / mid / "checkpoints", ignore_errors=True)
     return out
