@@ -637,10 +637,9 @@ def _validate_strategies(p: Params, fail: Callable[..., None]) -> None:
         fail("strategies", list(p.strategies), "each strategy once")
     chosen = set(p.strategies)
     for i, name in enumerate(p.strategies):
-        for section in get(name).sections:
-            if getattr(p, section, None) is None:
-                fail(section, None, f"a '{section}:' section (strategy '{name}' is in strategies and reads it)",
-                     "See the README's strategy table for the settings each strategy reads.")
+        for section in get(name).missing_sections(p):
+            fail(section, None, f"a '{section}:' section (strategy '{name}' is in strategies and reads it)",
+                 "See the README's strategy table for the settings each strategy reads.")
         source = get(name).source
         if source is not None and source not in chosen:
             fail(f"strategies[{i}]", name, "post-hoc strategies whose source is listed too",

@@ -142,6 +142,10 @@ class Strategy:
                  *(self.adapter.sections if self.adapter else ())]
         return tuple(dict.fromkeys(parts))
 
+    def missing_sections(self, params: "Params") -> list[str]:
+        """Those of :attr:`sections` that ``params`` lacks (an optional section such as ``lora:`` left out)."""
+        return [s for s in self.sections if getattr(params, s, None) is None]
+
     @property
     def rule(self) -> StrategyRule:
         """This strategy's row of the layer rule (:mod:`famlib.layers`)."""

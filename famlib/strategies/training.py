@@ -55,10 +55,9 @@ def trained_entry(params: Params, strategy: str) -> Strategy:
 def check_job(params: Params, strategy: str, family: Optional[str]) -> None:
     """Refuse a (strategy, family) pair that is not a training job, or one whose params sections are missing."""
     entry = trained_entry(params, strategy)
-    for section in entry.sections:
-        if getattr(params, section, None) is None:
-            raise ConfigError(params.origin, section, None, f"a '{section}:' section (strategy {strategy!r} reads it)",
-                              "See the README's strategy table for the settings each strategy reads.")
+    for section in entry.missing_sections(params):
+        raise ConfigError(params.origin, section, None, f"a '{section}:' section (strategy {strategy!r} reads it)",
+                          "See the README's strategy table for the settings each strategy reads.")
     if not entry.per_family and family not in (None, "all"):
         raise ConfigError(params.origin, "family", family,
                           f"None or 'all' for strategy {strategy!r} (it trains every family)")
