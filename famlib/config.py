@@ -175,6 +175,29 @@ class L2SPConfig:
         return self.first if value == "first" else float(value)
 
 
+# The projections of a Gemma 3 (Llama, Qwen2, Mistral) decoder layer that LoRA may adapt: attention q, k, v, o
+# and the MLP's gate, up, down.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """The LoRA baseline (famlib.strategies.lora; Biderman et al. 2024, "LoRA Learns Less and Forgets Less").
+
+    Every other optimisation setting (steps, batch, warmup, schedule, early stopping) is the ``training.family``
+    section's, so that LoRA sees the Expert's data in the Expert's steps and differs in what trains and in
+    the learning rate only.
+    """
+
+    rank: int  # r: the adapters' inner dimension
+    alpha: float  # the update is (alpha / rank) * B @ A
+    # Peak learning rate of the adapters, in place of training.family.lr: low-rank adapters starting from
+    # B = 0 need a larger one than full fine-tuning (Biderman et al. tune it separately for that reason).
+    lr: float
+    dropout: float = 0.05  # on the adapters' input (peft's lora_dropout)
+    targets: tuple[str, ...] = LORA_TARGETS  # in every decoder layer (the issue: attention and MLP projections)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     shots: int = 2  # the paper evaluates 2-shot throughout
@@ -218,6 +241,7 @@ class Params:
     training: Trainings
     l2sp: L2SPConfig
     tokenizer: Optional[TokenizerConfig] = None
+    lora: Optional[LoRAConfig] = None  # the LoRA baseline's settings (needed only where it runs)
     evaluation: EvalConfig = EvalConfig()
     interpolation: InterpolationConfig = InterpolationConfig()
     threads: Optional[int] = None  # torch CPU threads; None = number of cores
@@ -303,7 +327,7 @@ class Params:
 
 # Top-level keys added after runs existed: left out of to_dict (and so of every fingerprint and stamp) while
 # at their default, so that adding one does not make every finished step of every scale stale.
-_LATER_PARAMS: dict[str, Any] = {"strategies": None}
+_LATER_PARAMS: dict[str, Any] = {"strategies": None, "lora": None}
 
 
 def _dig(d: Mapping[str, Any], dotted: str) -> Any:
@@ -572,6 +596,24 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
         if v != "first" and v < 0:
             fail(f"l2sp.{k}", v, "a non-negative lambda")
 
+    if p.lora is not None:
+        lo = p.lora
+        if lo.rank < 1:
+            fail("lora.rank", lo.rank, "a positive integer (the adapters' rank r)")
+        if lo.alpha <= 0:
+            fail("lora.alpha", lo.alpha, "a positive number (the update is scaled by alpha / rank)")
+        if lo.lr <= 0:
+            fail("lora.lr", lo.lr, "a positive learning rate")
+        if not 0 <= lo.dropout < 1:
+            fail("lora.dropout", lo.dropout, "a number in [0, 1)")
+        if not lo.targets:
+            fail("lora.targets", [], f"some of {one_of(LORA_TARGETS)}")
+        for i, t in enumerate(lo.targets):
+            if t not in LORA_TARGETS:
+                fail(f"lora.targets[{i}]", t, one_of(LORA_TARGETS), near(t, LORA_TARGETS))
+        if len(set(lo.targets)) != len(lo.targets):
+            fail("lora.targets", list(lo.targets), "each projection once")
+
     e = p.evaluation
     if e.shots < 0:
         fail("evaluation.shots", e.shots, "a non-negative integer")
@@ -616,6 +658,9 @@ def _validate_strategies(p: Params, fail: Callable[..., None]) -> None:
         fail("strategies", list(p.strategies), "each strategy once")
     chosen = set(p.strategies)
     for i, name in enumerate(p.strategies):
+        for section in get(name).missing_sections(p):
+            fail(section, None, f"a '{section}:' section (strategy '{name}' is in strategies and reads it)",
+                 "See the README's strategy table for the settings each strategy reads.")
         source = get(name).source
         if source is not None and source not in chosen:
             fail(f"strategies[{i}]", name, "post-hoc strategies whose source is listed too",

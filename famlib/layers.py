@@ -5,6 +5,13 @@ puts it in ``first`` (layers 0..m-1), ``middle``, ``last`` (the final n layers) 
 decoder layer: token embeddings, the final norm, the output head, a vision tower). The rest of famlib
 asks this module and never parses names itself.
 
+Names of a model wrapped by ``peft`` (LoRA) are parsed the same way: peft puts the model under
+``base_model.model.`` and a targeted linear layer's own weight under ``.base_layer``, and adds its adapter
+tensors beside it (``base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight``; in a saved
+adapter file without the adapter's name, ``...q_proj.lora_A.weight``). :func:`unwrapped_name` strips the
+wrapping, so that an adapter tensor belongs to the layer (and group) of the weight it adapts, and
+:func:`is_adapter` tells adapter tensors from the base model's.
+
 The rule for parameters outside the decoder layers (embeddings, final norm, tied output head), by
 strategy; :func:`rule_for` returns it as data and the helpers below apply it. Each strategy declares its
 row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser``, ``surgery_groups``,
@@ -19,6 +26,10 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
   and head follow the last layers. Consequence: on Gemma 3 4B with m=9, n=6, 54% of the parameters train,
   not the paper's "~44%", which is the share of decoder-layer parameters (15 of 34 equal layers; see
   :func:`trainable_fraction_under_freeze`).
+- ``lora`` (LoRA, a baseline beyond the paper): every base parameter is frozen, outside ones included
+  (the embeddings, final norm and tied head keep the base's values bit for bit); only the adapters train,
+  which sit in the decoder layers and so belong to the first, middle or last group of the layer they adapt.
+  After training they are merged into the base weights (:mod:`famlib.strategies.lora`).
 - ``l2sp`` (Layer-Range L2-SP): outside parameters get the ``outside`` lambda of ``L2SPConfig``
   (default 0: not anchored, as in the paper's formula, a sum over decoder layers). The authors' code gives
   them the first group's lambda; ``outside: first`` does the same (params/paper.yaml), a number sets
@@ -68,15 +79,42 @@ LAYER_CONTAINERS: tuple[str, ...] = (
 )
 _LAYER_RE = re.compile(r"^(?:%s)\.(\d+)(?:\.|$)" % "|".join(re.escape(c) for c in LAYER_CONTAINERS))
 
+# peft's wrapping: PeftModel.base_model (the tuner) holds the transformers model as .model; a targeted layer
+# keeps its original module as .base_layer; adapter tensors are lora_A / lora_B (linear layers) and
+# lora_embedding_A / _B (embeddings), followed by the adapter's name in a live model (".default").
+ADAPTER_PREFIX = "base_model.model."
+_BASE_LAYER = ".base_layer"
+_ADAPTER_RE = re.compile(r"\.lora_(?:A|B|embedding_A|embedding_B|magnitude_vector)(?:\.|$)")
+
+
+def unwrapped_name(name: str) -> str:
+    """The transformers name under peft's wrapping: ``base_model.model.`` and ``.base_layer`` removed.
+
+    ``base_model.model.model.layers.3.self_attn.q_proj.base_layer.weight`` -> ``model.layers.3.self_attn.
+    q_proj.weight`` (the weight of the plain model); an adapter tensor keeps its ``lora_A...`` tail
+    (``model.layers.3.self_attn.q_proj.lora_A.default.weight``). A plain name is returned as it is.
+    """
+    if name.startswith(ADAPTER_PREFIX):
+        name = name[len(ADAPTER_PREFIX):]
+    return name.replace(_BASE_LAYER + ".", ".") if _BASE_LAYER + "." in name else name.removesuffix(_BASE_LAYER)
+
+
+def is_adapter(name: str) -> bool:
+    """Whether a parameter name is an adapter tensor added by peft (LoRA's ``lora_A`` / ``lora_B``), not a
+    parameter of the base model."""
+    return _ADAPTER_RE.search(name) is not None
+
 
 def layer_index(name: str) -> Optional[int]:
     """Decoder layer of a parameter or module name, or None outside the decoder layers.
 
     ``model.layers.3.mlp.up_proj.weight`` -> 3, ``model.language_model.layers.3...`` -> 3,
     ``transformer.h.3.attn.c_attn.weight`` -> 3; ``model.embed_tokens.weight`` and a vision tower's
-    ``model.vision_tower.vision_model.encoder.layers.3...`` -> None.
+    ``model.vision_tower.vision_model.encoder.layers.3...`` -> None. Under peft's wrapping,
+    ``base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight`` -> 3 and
+    ``base_model.model.model.embed_tokens.weight`` -> None (see :func:`unwrapped_name`).
     """
-    m = _LAYER_RE.match(name)
+    m = _LAYER_RE.match(unwrapped_name(name))
     return int(m.group(1)) if m else None
 
 
@@ -88,7 +126,8 @@ def decoder_layers(model: "nn.Module") -> "nn.ModuleList":
     """
     import torch.nn as nn
 
-    found = [(n, m) for n, m in model.named_modules() if n in LAYER_CONTAINERS and isinstance(m, nn.ModuleList)]
+    found = [(n, m) for n, m in model.named_modules()
+             if unwrapped_name(n) in LAYER_CONTAINERS and isinstance(m, nn.ModuleList)]
     if len(found) != 1:
         what = "no" if not found else f"{len(found)} ({', '.join(n for n, _ in found)})"
         raise LayerError(
@@ -171,7 +210,9 @@ class StrategyRule:
     ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``l2sp``: drift is
     penalised with ``L2SPConfig.<group>``. ``surgery``: the post-hoc method of :mod:`famlib.surgery.registry`
     applied to saved models, and ``surgery_groups`` the groups it changes (``None``: the groups named at call
-    time, never outside). ``outside`` says in words what happens to embeddings, final norm and tied head.
+    time, never outside). ``adapter``: the kind of adapter added before training (``"lora"``), whose tensors
+    train whatever their group; the base's own parameters train unless their group is frozen. ``outside``
+    says in words what happens to embeddings, final norm and tied head.
 
     A strategy's rule is declared by its entry in :mod:`famlib.strategies.registry` (``Strategy.rule``);
     only the analysis below, which is not a strategy, is declared here.
@@ -184,6 +225,7 @@ class StrategyRule:
     l2sp: bool = False
     surgery: Optional[str] = None
     surgery_groups: Optional[tuple[str, ...]] = ()
+    adapter: Optional[str] = None
 
 
 ANALYSES: dict[str, StrategyRule] = {r.name: r for r in (
@@ -220,14 +262,25 @@ def rule_for(strategy: str) -> StrategyRule:
 def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: int) -> bool:
     """Whether a parameter receives gradient updates under a training strategy.
 
+    An adapter tensor (:func:`is_adapter`) trains under a strategy with an adapter, and under no other;
+    every other parameter trains unless its group is frozen.
+
     Raises:
-        LayerError: unknown strategy, a strategy that does not train, or a bad split.
+        LayerError: unknown strategy, a strategy that does not train, an adapter tensor under a strategy
+            without an adapter, or a bad split.
     """
     rule = rule_for(strategy)
     if not rule.trains:
         raise LayerError(f"strategy {strategy!r} does not train; training strategies: "
                          f"{', '.join(r.name for r in rules().values() if r.trains)}")
-    return group_of(name, num_layers, first, last) not in rule.frozen
+    group = group_of(name, num_layers, first, last)  # also validates the split and the layer index
+    if is_adapter(name):
+        if rule.adapter is None:
+            with_one = [r.name for r in rules().values() if r.adapter]
+            raise LayerError(f"{name!r} is an adapter tensor, but strategy {strategy!r} adds no adapter; "
+                             f"strategies with one: {', '.join(with_one) or 'none'}")
+        return True
+    return group not in rule.frozen
 
 
 def l2sp_lambda(name: str, lambdas: Any, num_layers: int, first: int, last: int) -> float:

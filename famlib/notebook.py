@@ -70,7 +70,8 @@ def quiet_notebook_warnings() -> None:
 def versions() -> str:
     from famlib.io import package_versions
 
-    found = package_versions(("famlib", "torch", "transformers", "datasets", "accelerate", "lm_eval", "tokenizers"))
+    found = package_versions(("famlib", "torch", "transformers", "peft", "datasets", "accelerate", "lm_eval",
+                                "tokenizers"))
     return f"python {platform.python_version()} | " + " | ".join(f"{k} {v}" for k, v in found.items())
 
 

@@ -13,6 +13,7 @@ from famlib.layers import (
     check_num_layers,
     decoder_layers,
     group_of,
+    is_adapter,
     is_trainable,
     l2sp_lambda,
     layer_groups,
@@ -21,6 +22,7 @@ from famlib.layers import (
     rule_for,
     surgery_groups,
     trainable_fraction_under_freeze,
+    unwrapped_name,
 )
 
 
@@ -44,6 +46,17 @@ from famlib.layers import (
     ("model.multi_modal_projector.mm_input_projection_weight", None),
     ("model.layers_extra.3.weight", None),
     ("model.layers.x.weight", None),
+    # peft (LoRA): the wrapped model's names, and the adapter file's (without the adapter's name)
+    ("base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight", 3),
+    ("base_model.model.model.layers.3.self_attn.q_proj.lora_B.default.weight", 3),
+    ("base_model.model.model.layers.3.self_attn.q_proj.base_layer.weight", 3),
+    ("base_model.model.model.layers.17.mlp.down_proj.lora_B.weight", 17),
+    ("base_model.model.model.layers.0.input_layernorm.weight", 0),
+    ("base_model.model.model.language_model.layers.5.mlp.up_proj.lora_A.default.weight", 5),
+    ("base_model.model.model.layers", None),  # the container itself is not in a layer
+    ("base_model.model.model.embed_tokens.weight", None),
+    ("base_model.model.model.norm.weight", None),
+    ("base_model.model.lm_head.weight", None),
 ])
 def test_layer_index(name, index):
     assert layer_index(name) == index
@@ -77,6 +90,39 @@ def test_parser_agrees_with_module_tree(family):
     check_num_layers(model, 3)
     with pytest.raises(LayerError, match="model.num_layers is 4 but .* has 3 decoder layers"):
         check_num_layers(model, 4)
+
+
+def test_peft_names_map_to_the_plain_model_and_to_the_layer_of_the_weight_they_adapt():
+    """Under peft's wrapping every parameter keeps the layer and group of its plain-model name, the base's own
+    weights unwrap to exactly the plain model's names, and only lora_A / lora_B tensors count as adapters."""
+    from peft import LoraConfig, get_peft_model
+
+    plain = _tiny("gemma3").to_empty(device="cpu")
+    names = {n for n, _ in plain.named_parameters()}
+    wrapped = get_peft_model(plain, LoraConfig(r=2, target_modules=["q_proj", "down_proj"]))
+    layers = decoder_layers(wrapped)
+    assert layers is plain.model.layers and len(layers) == 3
+    owner = {id(p): i for i, layer in enumerate(layers) for p in layer.parameters()}
+    adapters = []
+    for name, p in wrapped.named_parameters():
+        assert layer_index(name) == owner.get(id(p)), name
+        assert group_of(name, 3, 1, 1) == group_of(unwrapped_name(name), 3, 1, 1), name
+        if is_adapter(name):
+            adapters.append(name)
+            assert ".lora_A." in name or ".lora_B." in name
+        else:
+            assert unwrapped_name(name) in names, name
+    assert len(adapters) == 2 * 2 * 3  # A and B, two projections, three layers
+    assert {unwrapped_name(n) for n, _ in wrapped.named_parameters() if not is_adapter(n)} == names
+    assert unwrapped_name("base_model.model.model.layers.1.mlp.down_proj.base_layer") == "model.layers.1.mlp.down_proj"
+    assert not is_adapter("model.layers.1.mlp.down_proj.weight") and is_adapter("x.q_proj.lora_B.weight")
+    # an adapter trains under the strategy that adds it, and is refused by one that adds none
+    assert is_trainable("base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight", "lora", 3, 1, 1)
+    assert not is_trainable("base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight", "lora", 3, 1, 1)
+    assert not is_trainable("base_model.model.model.embed_tokens.weight", "lora", 3, 1, 1)
+    with pytest.raises(LayerError, match="adapter tensor, but strategy 'expert' adds no adapter; strategies with "
+                                         "one: lora"):
+        is_trainable("base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight", "expert", 3, 1, 1)
 
 
 def test_decoder_layers_of_multimodal_gemma3_are_the_text_layers():

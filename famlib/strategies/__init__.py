@@ -7,7 +7,8 @@
   which everything that lists strategies asks; ``famlib strategies`` prints them.
 * One module each: :mod:`~famlib.strategies.base` (the reference), :mod:`~famlib.strategies.dense`,
   :mod:`~famlib.strategies.expert`, :mod:`~famlib.strategies.freeze`, :mod:`~famlib.strategies.l2sp`
-  (with :class:`LayerRangeL2SP`) and :mod:`~famlib.strategies.posthoc` (reverts and soups).
+  (with :class:`LayerRangeL2SP`), :mod:`~famlib.strategies.lora` (peft's LoRA, merged after training) and
+  :mod:`~famlib.strategies.posthoc` (reverts and soups).
 * :mod:`~famlib.strategies.training`: :func:`train_strategy` runs one (strategy, family) job end to end,
   :func:`apply_strategy` applies the layer rule and builds the regulariser, :func:`job_key` is its cache key.
 
@@ -21,7 +22,7 @@ from famlib.layers import is_trainable, rule_for
 from famlib.strategies.l2sp import LayerRangeL2SP
 from famlib.strategies.registry import (LABELS, enabled, get, is_known, label, names, paper_names, per_family_names,
                                         register, rows, strategies, table_text, unregister)
-from famlib.strategies.spec import Regulariser, Strategy, StrategyError
+from famlib.strategies.spec import Adapter, Regulariser, Strategy, StrategyError
 
 # The training side imports torch and transformers: loaded when first asked for (PEP 562).
 _TRAINING = ("STRATEGY_FORMAT", "apply_strategy", "check_job", "job_key", "train_strategy")
@@ -35,6 +36,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'famlib.strategies' has no attribute {name!r}")
 
 
-__all__ = ["LABELS", "LayerRangeL2SP", "Regulariser", "Strategy", "StrategyError", "enabled", "get", "is_known",
+__all__ = ["Adapter", "LABELS", "LayerRangeL2SP", "Regulariser", "Strategy", "StrategyError", "enabled", "get", "is_known",
            "is_trainable", "label", "rule_for", "names", "paper_names", "per_family_names", "register", "rows", "strategies", "table_text",
            "unregister", *_TRAINING]

@@ -4,8 +4,8 @@ it in ``BUILTIN`` below; code outside famlib (a test, a notebook) can :func:`reg
 Everything that lists strategies asks this module: config validation, model ids, the notebook graph, the
 post-hoc jobs, which model answers for which language, the tables, figures, claims and report. Order is
 kind first (reference, trained, post-hoc), then registration order, which is the paper's order for the
-built-in ones: ``base``, ``dense``, ``expert``, ``freeze``, ``l2sp``, ``dense_reverted``,
-``expert_reverted``, ``soup``, ``freeze_soup``.
+built-in ones: ``base``, ``dense``, ``expert``, ``freeze``, ``l2sp``, then ``lora`` (beyond the paper, run where
+a scale lists it), ``dense_reverted``, ``expert_reverted``, ``soup``, ``freeze_soup``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Iterable, Iterator, Mapping, Optional
 
 from famlib.errors import near, one_of
-from famlib.strategies import base, dense, expert, freeze, l2sp, posthoc
+from famlib.strategies import base, dense, expert, freeze, l2sp, lora, posthoc
 from famlib.strategies.spec import Strategy, StrategyError
 
 BUILTIN: tuple[Strategy, ...] = (base.STRATEGY, dense.STRATEGY, expert.STRATEGY, freeze.STRATEGY, l2sp.STRATEGY,
-                                 *posthoc.STRATEGIES)
+                                 lora.STRATEGY, *posthoc.STRATEGIES)
 # Names the layer rule keeps for analyses that are not strategies (famlib.layers.rule_for).
 RESERVED = ("interpolation",)
 _KIND_ORDER = {"reference": 0, "trained": 1, "posthoc": 2}

@@ -3,8 +3,8 @@
 A strategy is one of three kinds:
 
 * **reference**: the base model itself (``base``), the point every other model is compared with;
-* **trained**: continued pretraining of the base (``dense``, ``expert``, ``freeze``, ``l2sp``): which params
-  training section, which data, which layer groups are frozen, which regulariser;
+* **trained**: continued pretraining of the base (``dense``, ``expert``, ``freeze``, ``l2sp``, ``lora``): which
+  params training section, which data, which layer groups are frozen, which regulariser, which adapter;
 * **post-hoc**: weight surgery on trained models (``dense_reverted``, ``expert_reverted``, ``soup``,
   ``freeze_soup``): which surgery method of :mod:`famlib.surgery.registry`, made from which strategy's models.
 
@@ -51,6 +51,32 @@ class Regulariser:
 
 
 @dataclass(frozen=True)
+class Adapter:
+    """Trainable modules added to the base for training and merged into its weights afterwards (LoRA).
+
+    The saved model is then an ordinary checkpoint of the base's architecture, so evaluation and weight
+    surgery never see the adapter. ``sections``: the top-level params sections it reads (they enter the
+    training job's cache key, like a regulariser's). ``wrap(params, model)`` returns the model to train
+    (the adapter added; its tensors are the ones :func:`famlib.layers.is_adapter` names) and must be a
+    pure function of ``params`` and the model's weights, so that a resumed run starts from the same point;
+    ``save(wrapped, path)`` writes the adapter's own tensors (a record of what was merged);
+    ``merge(wrapped)`` folds the adapter into the base weights and returns the plain model;
+    ``unload(wrapped)`` removes it without merging (after a failed run); ``train_config(params, cfg)``, if
+    given, returns the optimisation settings to use instead of the strategy's training section ``cfg``
+    (LoRA's own learning rate).
+    """
+
+    name: str
+    label: str
+    sections: tuple[str, ...]
+    wrap: Callable[["Params", "nn.Module"], "nn.Module"]
+    save: Callable[["nn.Module", Any], None]
+    merge: Callable[["nn.Module"], "nn.Module"]
+    unload: Callable[["nn.Module"], "nn.Module"]
+    train_config: Optional[Callable[["Params", Any], Any]] = None
+
+
+@dataclass(frozen=True)
 class Strategy:
     """One registered strategy.
 
@@ -66,6 +92,8 @@ class Strategy:
         frozen: trained strategies: layer groups with ``requires_grad=False`` (some of first, middle,
             last, outside).
         regulariser: trained strategies: a penalty added to the loss, or None.
+        adapter: trained strategies: modules added for training and merged afterwards (LoRA), or None;
+            their tensors train, the base's parameters train unless their group is in ``frozen``.
         surgery: post-hoc strategies: a method of :data:`famlib.surgery.registry.METHODS` (``revert``, ``soup``).
         source: post-hoc strategies: the strategy whose models it is made from (``revert``: with the base).
         surgery_groups: post-hoc strategies: the groups the surgery changes (the others keep the tuned values).
@@ -85,6 +113,7 @@ class Strategy:
     data: Optional[Literal["family", "dense"]] = None
     frozen: tuple[str, ...] = ()
     regulariser: Optional[Regulariser] = None
+    adapter: Optional[Adapter] = None
     surgery: Optional[str] = None
     source: Optional[str] = None
     surgery_groups: tuple[str, ...] = ()
@@ -107,14 +136,31 @@ class Strategy:
         return self.kind == "trained"
 
     @property
+    def sections(self) -> tuple[str, ...]:
+        """The top-level params sections its regulariser and adapter read (besides its training section)."""
+        parts = [*(self.regulariser.sections if self.regulariser else ()),
+                 *(self.adapter.sections if self.adapter else ())]
+        return tuple(dict.fromkeys(parts))
+
+    def missing_sections(self, params: "Params") -> list[str]:
+        """Those of :attr:`sections` that ``params`` lacks (an optional section such as ``lora:`` left out)."""
+        return [s for s in self.sections if getattr(params, s, None) is None]
+
+    @property
     def rule(self) -> StrategyRule:
         """This strategy's row of the layer rule (:mod:`famlib.layers`)."""
         return StrategyRule(self.name, trains=self.trains, outside=self.outside, frozen=self.frozen,
                             l2sp=self.regulariser is not None and self.regulariser.name == "l2sp",
-                            surgery=self.surgery, surgery_groups=self.surgery_groups if self.surgery else ())
+                            surgery=self.surgery, surgery_groups=self.surgery_groups if self.surgery else (),
+                            adapter=self.adapter.name if self.adapter is not None else None)
 
     def what_trains(self) -> str:
         """In words: which groups train (trained), what the surgery changes (post-hoc), or nothing."""
+        if self.kind == "trained" and self.adapter is not None:
+            kept = [g for g in GROUPS if g not in self.frozen]
+            where = ", ".join(f"{s}.*" for s in self.adapter.sections)
+            return (f"{self.adapter.label} adapters ({where})"
+                    + (f" and {', '.join(kept)}" if kept else ", base frozen"))
         if self.kind == "trained":
             if not self.frozen:
                 return "everything"
@@ -160,10 +206,11 @@ class Strategy:
             if self.per_family != (self.data == "family"):
                 raise bad("data", self.data, f"{'family' if self.per_family else 'dense'!r}: a strategy with one model "
                                              "per family trains on its family's data, one model for all on the mixture")
-            if set(self.frozen) >= set(GROUPS):
-                raise bad("frozen", self.frozen, "at most three of the four groups (something must train)")
+            if set(self.frozen) >= set(GROUPS) and self.adapter is None:
+                raise bad("frozen", self.frozen, "at most three of the four groups (something must train), "
+                                                 "or all four with an adapter (which then trains)")
         else:
-            for field in ("data", "regulariser"):
+            for field in ("data", "regulariser", "adapter"):
                 if getattr(self, field) is not None:
                     raise bad(field, getattr(self, field), "None: only trained strategies have one")
             if self.frozen:

@@ -10,7 +10,9 @@ module applies them:
 * the parameters: the groups in ``entry.frozen`` get ``requires_grad=False`` *before* the optimiser is built
   (no gradients, no optimiser state for them);
 * the penalty: ``entry.regulariser`` (Layer-Range L2-SP: ``sum_l lambda_l ||theta_l - theta_l^0||^2``, added
-  through its gradient by :class:`~famlib.strategies.l2sp.LayerRangeL2SP`).
+  through its gradient by :class:`~famlib.strategies.l2sp.LayerRangeL2SP`);
+* the adapter: ``entry.adapter`` (LoRA) is added before the layer rule is applied (its tensors train) and
+  merged into the base weights after training, so the saved model is a plain checkpoint.
 
 :func:`train_strategy` runs one (strategy, family) job end to end into ``runs/<scale>/models/<id>/``.
 """
@@ -51,8 +53,11 @@ def trained_entry(params: Params, strategy: str) -> Strategy:
 
 
 def check_job(params: Params, strategy: str, family: Optional[str]) -> None:
-    """Refuse a (strategy, family) pair that is not a training job, with the allowed values."""
+    """Refuse a (strategy, family) pair that is not a training job, or one whose params sections are missing."""
     entry = trained_entry(params, strategy)
+    for section in entry.missing_sections(params):
+        raise ConfigError(params.origin, section, None, f"a '{section}:' section (strategy {strategy!r} reads it)",
+                          "See the README's strategy table for the settings each strategy reads.")
     if not entry.per_family and family not in (None, "all"):
         raise ConfigError(params.origin, "family", family,
                           f"None or 'all' for strategy {strategy!r} (it trains every family)")
@@ -94,9 +99,28 @@ def job_key(params: Params, strategy: str, family: Optional[str], base_key: str,
     cfg = training_key(d["training"][entry.training])
     parts = {"format": STRATEGY_FORMAT, "strategy": strategy, "family": family, "training": cfg, "seed": params.seed,
              "layers": d["layers"], "base": base_key, "data": data_key}
-    if entry.regulariser is not None:
-        parts.update({section: d[section] for section in entry.regulariser.sections})
+    parts.update({section: d[section] for section in entry.sections})
     return sha256_json(parts)
+
+
+@contextlib.contextmanager
+def adapted(params: Params, entry: Strategy, model: torch.nn.Module):
+    """Yield the model to train: ``model`` itself, or with the strategy's adapter added.
+
+    On a normal exit the adapter is merged into ``model``'s weights (so ``model`` is a plain model holding
+    the trained function); after an error it is removed unmerged, so that ``model`` is again the plain model
+    (and a trimmed copy can be written back) before the error travels on.
+    """
+    if entry.adapter is None:
+        yield model
+        return
+    wrapped = entry.adapter.wrap(params, model)
+    try:
+        yield wrapped
+    except BaseException:
+        entry.adapter.unload(wrapped)
+        raise
+    entry.adapter.merge(wrapped)
 
 
 def train_strategy(params: Params, strategy: str, family: Optional[str] = None, corpus=None,
@@ -108,7 +132,8 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     so); an interrupted one resumes from its last checkpoint. Once the model and its provenance are written,
     the run's checkpoints (weights and optimiser state: 3.2 GB per gemma-3-270m run, 48 GB over the small
     scale's 16 runs, which filled this project's disk) are deleted; ``metrics.jsonl``, ``result.json`` and
-    ``best/`` stay.
+    ``best/`` stay. A strategy with an adapter (LoRA) also keeps the trained adapter in ``adapter/`` there; the
+    model directory holds it merged.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -134,31 +159,41 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     if prov_path.exists() and json.loads(prov_path.read_text()).get("famlib_key") == key:
         return out
     cfg = getattr(params.training, entry.training)
+    if entry.adapter is not None and entry.adapter.train_config is not None:
+        cfg = entry.adapter.train_config(params, cfg)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)  # fp32 master weights
     # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
     # parameters; the layers are shared with `model`); on exit the trained rows go back into `model`.
+    # An adapter is added to that copy (its layers are `model`'s) and merged into them before the copy is left.
     from famlib.vocab import trimmed_for_training
 
     views = (trimmed_for_training(model, sets["train"].tokens, sets["validation"].tokens, tok) if cfg.trim_vocab
              else contextlib.nullcontext((model, sets["train"].tokens, sets["validation"].tokens)))
-    with views as (tmodel, tr, va):
+    train_dir = run_dir(params.scale) / "train" / mid
+    with views as (tmodel, tr, va), adapted(params, entry, tmodel) as tmodel:
         reg, counts = apply_strategy(params, strategy, tmodel)
         trim = ({"kept_ids": int(tmodel.get_input_embeddings().weight.shape[0]),
                  "vocab_size": int(model.get_input_embeddings().weight.shape[0])} if cfg.trim_vocab else None)
-        result = train(tmodel, tr, va, cfg, run_dir(params.scale) / "train" / mid, seed=params.seed, regularizer=reg,
+        result = train(tmodel, tr, va, cfg, train_dir, seed=params.seed, regularizer=reg,
                        log_name=f"{params.scale} {mid}", model_dir=out, tokenizer=tok, progress=progress,
-                       save_model_dir=trim is None)
+                       save_model_dir=trim is None and entry.adapter is None)
+        if entry.adapter is not None:
+            entry.adapter.save(tmodel, train_dir / "adapter")
         del tmodel
-    if trim is not None or params.model.dtype != "float32":
-        # Trimmed runs write the full-vocabulary model here; fp32-trained models are stored in the base's
-        # dtype (bf16 at paper scale).
+    if trim is not None or entry.adapter is not None or params.model.dtype != "float32":
+        # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; fp32-trained
+        # models are stored in the base's dtype (bf16 at paper scale).
         from famlib.checkpoint import atomic_directory
 
         with atomic_directory(out) as tmp:
             model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
+    # an adapter's record: its settings, and where the unmerged adapter is (the model here holds it merged)
+    adapter = ({"adapter": {"name": entry.adapter.name, "merged": True, "unmerged": str(train_dir / "adapter"),
+                            "settings": {k: params.to_dict()[k] for k in entry.adapter.sections}}}
+               if entry.adapter is not None else {})
     atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family, "scale": params.scale,
                                   "base": str(base), "parameters": counts, "train": result.to_dict(),
-                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim})
+                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim, **adapter})
     shutil.rmtree(run_dir(params.scale) / "train" / mid / "checkpoints", ignore_errors=True)
     return out
