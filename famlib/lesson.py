@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from famlib.config import LAYER_GROUPS, Params, TrainConfig, load_params
+from famlib.config import LAYER_GROUPS, Params, TrainConfig, load_params, training_key
 from famlib.errors import ConfigError, near, one_of
 from famlib.io import atomic_write_json, sha256_json
 from famlib.paths import runs_root
@@ -354,7 +354,7 @@ class Lesson:
                 raise ConfigError("lesson", "freeze", g, one_of(LAYER_GROUPS), near(g, LAYER_GROUPS))
         cfg = self.train_config(lr, steps)
         data = self._mixture(replay)
-        key = sha256_json({"format": LESSON_FORMAT, "base": _provenance_key(self.base_path), "cfg": dataclasses.asdict(cfg),
+        key = sha256_json({"format": LESSON_FORMAT, "base": _provenance_key(self.base_path), "cfg": training_key(dataclasses.asdict(cfg)),
                            "freeze": sorted(freeze), "replay": replay, "seed": self.settings.seed,
                            "data": hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()})[:16]
         work = self.root / "train" / f"{name}-{key}"
