@@ -134,7 +134,8 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     if prov_path.exists() and json.loads(prov_path.read_text()).get("famlib_key") == key:
         return out
     cfg = getattr(params.training, entry.training)
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)  # fp32 master weights
+    # the master weights (training.*.master_dtype): fp32 by default, bf16 where the authors trained in bf16
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=getattr(torch, cfg.master_dtype))
     # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
     # parameters; the layers are shared with `model`); on exit the trained rows go back into `model`.
     from famlib.vocab import trimmed_for_training
