@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig  # noqa: E402
 from famlib.config import TrainConfig, load_params, training_key  # noqa: E402
 from famlib.errors import ConfigError  # noqa: E402
 from famlib.loss import chunked_causal_lm_loss, linear_cross_entropy  # noqa: E402
-from famlib.train import train  # noqa: E402
+from famlib.train import ResumeError, train  # noqa: E402
 
 
 def _model(softcap=None, seed=0) -> Gemma3ForCausalLM:
@@ -114,3 +115,27 @@ def test_new_switches_keep_offline_keys_and_are_on_at_the_paper_scale():
         assert cfg.loss_chunk and cfg.master_dtype == "bfloat16"
     with pytest.raises(ConfigError, match="loss_chunk"):
         load_params("smoke", {"training.family.loss_chunk": 0})
+
+
+def test_a_checkpoint_from_before_the_switches_resumes(tmp_path):
+    """A checkpoint whose trainer_state.json lacks loss_chunk and master_dtype (written before they existed)
+    resumes with them at their defaults, and is refused once one of them is set."""
+    from famlib.io import sha256_file
+
+    cfg = TrainConfig(lr=5e-3, warmup_steps=1, batch_size=4, max_steps=2, save_every=1)
+    train(_model(), _data(16, 0), None, cfg, tmp_path / "run", seed=1, progress=False, save_model_dir=False)
+    ckpt = tmp_path / "run" / "checkpoints" / "step-00000002"
+    state_path = ckpt / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    for k in ("loss_chunk", "master_dtype"):
+        del state["run"]["train"][k]
+    state["state"]["finished"] = False
+    state_path.write_text(json.dumps(state))
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["trainer_state.json"] = {"bytes": state_path.stat().st_size, "sha256": sha256_file(state_path)}
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResumeError, match=r"train \(fields\).*'loss_chunk'"):
+        train(_model(), _data(16, 0), None, TrainConfig(**{**cfg.__dict__, "loss_chunk": 8}), tmp_path / "run",
+              seed=1, progress=False, save_model_dir=False)
+    result = train(_model(), _data(16, 0), None, cfg, tmp_path / "run", seed=1, progress=False, save_model_dir=False)
+    assert result.resumed_from == 2 and result.steps == 2
