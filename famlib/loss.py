@@ -70,7 +70,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if need_h:
                     grad_h[start:start + chunk] = (g @ w).to(hidden.dtype)
                 if need_w:
-                    grad_w += (g.T @ h).float()
+                    grad_w.add_(g.T @ h)  # in place into fp32: no fp32 temporary of the head's size
         ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
         ctx.has = (need_h, need_w)
         ctx.weight_dtype = weight.dtype
@@ -114,12 +114,16 @@ def head_bypassed(model: torch.nn.Module) -> Iterator[None]:
     head = model.get_output_embeddings()
     config = model.config
     softcap = getattr(config, "final_logit_softcapping", None)
+    own = head.__dict__.get("forward")  # an instance-level forward someone else set (a hook library)
     head.forward = lambda hidden_states: hidden_states
     config.final_logit_softcapping = None
     try:
         yield
     finally:
-        del head.forward  # back to the class's forward
+        if own is None:
+            del head.forward  # back to the class's forward
+        else:
+            head.forward = own
         config.final_logit_softcapping = softcap
 
 

@@ -31,7 +31,8 @@ What is counted, per process (single GPU; FSDP would divide the static part by t
   and vocabulary entry at the peak (10 for fp32 logits). The chunked head (``training.*.loss_chunk``,
   :mod:`famlib.loss`) holds ``chunk x V`` values at a time: fp32 logits turned into probabilities in place,
   their bf16 copy and the bf16 logits of the product, 8 bytes each, plus an fp32 head gradient (4 bytes per
-  head parameter) until the backward hands it over.
+  head parameter) until the backward hands it over and each chunk's contribution to it in the products'
+  dtype (2 bytes in bf16) while it is added.
 
 Not counted: the CUDA context and allocator fragmentation (add 2-4 GB and 5-10 %); the ``margin`` printed
 beside each total is 10 % plus 3 GB for that. The estimate is checked here against the measured saved
@@ -230,7 +231,9 @@ def estimate(config, params, strategy: str, *, batch_size: Optional[int] = None,
     if cfg.loss_chunk is None:
         parts["logits (whole micro-batch)"] = T * V * (12 if (autocast or w == 2) else 10)
     else:
-        parts["logits (chunked head)"] = min(cfg.loss_chunk, T) * V * 8 + (c["embedding"] * 4 if c["embedding_trains"] else 0)
+        compute = 2 if (autocast or w == 2) else 4  # bytes of the head's products
+        parts["logits (chunked head)"] = (min(cfg.loss_chunk, T) * V * 8
+                                          + (c["embedding"] * (4 + compute) if c["embedding_trains"] else 0))
     settings = {"batch_size": B, "seq_len": S, "master_dtype": cfg.master_dtype, "bf16_autocast": autocast,
                 "gradient_checkpointing": cfg.gradient_checkpointing, "loss_chunk": cfg.loss_chunk,
                 "anchors": params.model.dtype, "parameters": c["total"], "trainable": c["trainable"],
@@ -257,9 +260,9 @@ def model_config(params):
         from famlib.models import gemma3_4b_text_config
 
         return gemma3_4b_text_config()
-    raise ConfigError(params.origin, "model", params.model.kind,
-                      "a built base (famlib base --scale ...) or a scratch / google/gemma-3-4b-pt model",
-                      "the memory estimate needs the model's config.json")
+    raise ConfigError(params.origin, "model.kind", params.model.kind,
+                      "'scratch', or 'hub' with id google/gemma-3-4b-pt, when the base is not built yet",
+                      f"Build the base first (famlib base --scale {params.scale}): the estimate reads its config.json.")
 
 
 def table(params, strategies=None, overrides: Optional[Mapping[str, Any]] = None) -> tuple[list[Estimate], str]:
