@@ -23,7 +23,7 @@ class LayerRangeL2SP:
     """Layer-Range L2-SP (Li et al. 2018, per-group strengths as in the paper), as a training regularizer.
 
     The penalty ``R = sum_p lambda_p ||p - p0||^2`` is never built through autograd: its gradient
-    ``2 lambda_p (p - p0)`` is added to ``p.grad`` directly, with one fused ``_foreach`` pass per lambda,
+    ``2 lambda_p (p - p0)`` is added to ``p.grad`` directly, with fused ``_foreach`` passes per lambda,
     which is exactly what adding ``R`` to the loss would give. The anchor ``p0`` is a copy of the weights at
     construction (the base model), kept once in ``dtype`` (None: the parameters' dtype), moved to their device
     on first use. :func:`build` keeps them in the dtype the base checkpoint is stored in (``model.dtype``:
