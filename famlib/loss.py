@@ -10,7 +10,8 @@ is processed (``chunk x vocab`` values, 1.07G bytes in fp32 at 1,024 tokens).
 How: a custom autograd function computes the loss *and* its gradients in the forward pass, chunk by chunk
 (``softmax - onehot`` is known as soon as a chunk's log-sum-exp is), and its backward only scales them by
 the incoming gradient. So nothing is recomputed, and what it keeps for the backward is one gradient the size
-of the hidden states and one the size of the head (the head's gradient exists anyway after the backward).
+of the hidden states and one the size of the head, in its dtype (the head's gradient exists anyway after the
+backward; it is accumulated in fp32 across chunks and rounded once).
 Under ``torch.no_grad`` (validation) no gradient is computed at all.
 
 Numerics: the head's matrix products run in ``compute_dtype`` (bf16 where training uses bf16 autocast, as the
@@ -27,6 +28,9 @@ from typing import Iterator, Optional
 import torch
 
 IGNORE_INDEX = -100  # transformers' label for "no target here"
+# Rows of the head's gradient formed per product: adding a bf16 product into the fp32 gradient widens it first,
+# so a whole-head product would briefly take 6 bytes per head parameter (4 GB for gemma-3-4b) on top.
+_VOCAB_BLOCK = 16384
 
 
 def _chunk_logits(h: torch.Tensor, w: torch.Tensor, softcap: Optional[float]):
@@ -69,11 +73,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 g = g.to(compute_dtype)
                 if need_h:
                     grad_h[start:start + chunk] = (g @ w).to(hidden.dtype)
-                if need_w:
-                    grad_w.add_(g.T @ h)  # in place into fp32: no fp32 temporary of the head's size
+                if need_w:  # by blocks of the vocabulary: the widened product of one block at a time
+                    for v in range(0, g.shape[1], _VOCAB_BLOCK):
+                        grad_w[v:v + _VOCAB_BLOCK].add_(g[:, v:v + _VOCAB_BLOCK].T @ h)
+        if grad_w is not None:  # kept in the weight's dtype: the fp32 accumulator goes now, not in the backward
+            grad_w = grad_w.to(weight.dtype)
         ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
         ctx.has = (need_h, need_w)
-        ctx.weight_dtype = weight.dtype
         return total / count
 
     @staticmethod
@@ -81,7 +87,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         saved = list(ctx.saved_tensors)
         need_h, need_w = ctx.has
         grad_h = saved.pop(0) * grad_out if need_h else None  # a 0-dim factor keeps grad_h's dtype
-        grad_w = (saved.pop(0) * grad_out).to(ctx.weight_dtype) if need_w else None
+        grad_w = saved.pop(0) * grad_out if need_w else None
         return grad_h, grad_w, None, None, None, None, None
 
 

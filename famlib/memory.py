@@ -30,9 +30,9 @@ What is counted, per process (single GPU; FSDP would divide the static part by t
   fp32 log-probabilities, and in the backward two fp32 gradients of that size: taken as 12 bytes per token
   and vocabulary entry at the peak (10 for fp32 logits). The chunked head (``training.*.loss_chunk``,
   :mod:`famlib.loss`) holds ``chunk x V`` values at a time: fp32 logits turned into probabilities in place,
-  their bf16 copy and the bf16 logits of the product, 8 bytes each, plus an fp32 head gradient (4 bytes per
-  head parameter) until the backward hands it over and each chunk's contribution to it in the products'
-  dtype (2 bytes in bf16) while it is added.
+  their bf16 copy and the bf16 logits of the product, 8 bytes each, plus the head's gradient accumulated in
+  fp32 (4 bytes per head parameter) and rounded to the weights' dtype at the end of the forward (both exist
+  for a moment).
 
 Not counted: the CUDA context and allocator fragmentation (add 2-4 GB and 5-10 %); the ``margin`` printed
 beside each total is 10 % plus 3 GB for that. The estimate is checked here against the measured saved
@@ -231,9 +231,8 @@ def estimate(config, params, strategy: str, *, batch_size: Optional[int] = None,
     if cfg.loss_chunk is None:
         parts["logits (whole micro-batch)"] = T * V * (12 if (autocast or w == 2) else 10)
     else:
-        compute = 2 if (autocast or w == 2) else 4  # bytes of the head's products
         parts["logits (chunked head)"] = (min(cfg.loss_chunk, T) * V * 8
-                                          + (c["embedding"] * (4 + compute) if c["embedding_trains"] else 0))
+                                          + (c["embedding"] * (4 + w) if c["embedding_trains"] else 0))
     settings = {"batch_size": B, "seq_len": S, "master_dtype": cfg.master_dtype, "bf16_autocast": autocast,
                 "gradient_checkpointing": cfg.gradient_checkpointing, "loss_chunk": cfg.loss_chunk,
                 "anchors": params.model.dtype, "parameters": c["total"], "trainable": c["trainable"],

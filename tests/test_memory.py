@@ -66,7 +66,7 @@ def test_switches_change_the_parts_they_should(smoke_params):
     half = memory.estimate(config, smoke_params, "l2sp", overrides={"master_dtype": "bfloat16"})
     T, V = 8 * 64, config.vocab_size
     assert plain.parts["logits (whole micro-batch)"] == T * V * 10
-    assert chunked.parts["logits (chunked head)"] == 16 * V * 8 + (4 + 4) * V * config.hidden_size  # fp32 products
+    assert chunked.parts["logits (chunked head)"] == 16 * V * 8 + (4 + 4) * V * config.hidden_size  # fp32 weights
     assert half.parts["weights"] == plain.parts["weights"] / 2 and half.parts["gradients"] == plain.parts["gradients"] / 2
     assert half.parts["L2-SP anchors"] == plain.parts["L2-SP anchors"]  # anchors stay in the base's dtype
 
