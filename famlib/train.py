@@ -527,14 +527,16 @@ def _check_master_dtype(model: torch.nn.Module, cfg: TrainConfig) -> None:
     built before this call holds anchors made from the weights as they were.
     """
     want = getattr(torch, cfg.master_dtype)
-    other = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.requires_grad and p.dtype != want})
+    other = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                    if p.requires_grad and p.dtype != want})
     if other:
-        raise ValueError(f"TrainConfig.master_dtype={cfg.master_dtype!r} but trainable parameters are {', '.join(other)}; "
-                         f"load the model in {cfg.master_dtype} (from_pretrained(..., dtype=torch.{cfg.master_dtype})) "
-                         "or set master_dtype to the model's dtype")
+        raise ValueError(f"TrainConfig.master_dtype={cfg.master_dtype!r} but trainable parameters are "
+                         f"{', '.join(other)}; load the model in {cfg.master_dtype} (from_pretrained(..., "
+                         f"dtype=torch.{cfg.master_dtype})) or set master_dtype to the model's dtype")
 
 
-def _lm_loss(model: torch.nn.Module, raw: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig, accelerator) -> torch.Tensor:
+def _lm_loss(model: torch.nn.Module, raw: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig,
+             accelerator) -> torch.Tensor:
     """The causal-LM loss of ``x`` (labels = inputs): plain, or through the head in chunks (``cfg.loss_chunk``).
 
     ``model`` is called (the prepared wrapper in the loop, ``raw`` in validation); ``raw`` is the transformers

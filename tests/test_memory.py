@@ -52,7 +52,8 @@ def test_estimate_counts_what_the_strategies_train_and_anchor(smoke_params):
         reg, _ = apply_strategy(smoke_params, strategy, model)
         e = memory.estimate(config, smoke_params, strategy)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        assert e.settings["trainable"] == trainable and e.settings["parameters"] == sum(p.numel() for p in model.parameters())
+        assert e.settings["trainable"] == trainable
+        assert e.settings["parameters"] == sum(p.numel() for p in model.parameters())
         assert e.settings["anchored"] == getattr(reg, "anchored", 0)
         assert e.parts["weights"] == 4 * e.settings["parameters"]  # smoke: fp32 master weights
         assert e.parts["optimiser (AdamW, 2 moments)"] == 2 * e.parts["gradients"] == 8 * trainable
@@ -67,7 +68,8 @@ def test_switches_change_the_parts_they_should(smoke_params):
     T, V = 8 * 64, config.vocab_size
     assert plain.parts["logits (whole micro-batch)"] == T * V * 10
     assert chunked.parts["logits (chunked head)"] == 16 * V * 8 + (4 + 4) * V * config.hidden_size  # fp32 weights
-    assert half.parts["weights"] == plain.parts["weights"] / 2 and half.parts["gradients"] == plain.parts["gradients"] / 2
+    assert half.parts["weights"] == plain.parts["weights"] / 2
+    assert half.parts["gradients"] == plain.parts["gradients"] / 2
     assert half.parts["L2-SP anchors"] == plain.parts["L2-SP anchors"]  # anchors stay in the base's dtype
 
 

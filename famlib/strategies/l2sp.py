@@ -70,10 +70,11 @@ class LayerRangeL2SP:
                 norms = []
                 for i, j in self._chunks(params):
                     ps = params[i:j]
-                    diffs = torch._foreach_sub([p.detach() for p in ps], [a.to(p.dtype) for p, a in zip(ps, anchors[i:j])])
+                    wide = [a.to(p.dtype) for p, a in zip(ps, anchors[i:j])]  # no copy when the dtypes agree
+                    diffs = torch._foreach_sub([p.detach() for p in ps], wide)
                     norms += torch._foreach_norm(diffs)
                     torch._foreach_add_([p.grad for p in ps], diffs, alpha=2.0 * lam)
-                    del diffs
+                    del diffs, wide
                 total += lam * float(torch.stack(norms).float().pow(2).sum())
         return total
 
