@@ -1,5 +1,5 @@
-"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``status``, ``data``, ``base``, ``strategies``, ``lesson``,
-``revert``, ``soup``, ``interpolate``."""
+"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``status``, ``data``, ``base``, ``strategies``, ``memory``,
+``lesson``, ``revert``, ``soup``, ``interpolate``."""
 
 from __future__ import annotations
 
@@ -146,6 +146,24 @@ def cmd_strategies(args) -> int:
     return 0
 
 
+def cmd_memory(args) -> int:
+    from famlib import memory
+
+    # load_params, not _params: this starts no kernel (see cmd_strategies)
+    params = load_params(args.scale, *_overrides(args))
+    rows, text = memory.table(params)
+    if args.format == "json":
+        for r in rows:
+            print(json.dumps({"strategy": r.strategy, "parts": r.parts, "total": r.total, "with_margin": r.with_margin,
+                              "fits": {g: r.fits(c) for g, c in memory.GPUS.items()}, "settings": r.settings}))
+        return 0
+    print(text)
+    if args.variants:
+        print("\nwith margin, and the smallest card each fits, under other settings:\n")
+        print(memory.variants_table(params))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="famlib", description="Regenerate the paper's experiments at a chosen scale.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -195,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(scale=None)  # without --scale: every registered strategy
     p.add_argument("--format", choices=("table", "json"), default="table", help="json: one object per line")
     p.set_defaults(func=cmd_strategies)
+
+    p = scaled("memory", "estimate one training process's accelerator memory per strategy (weights, gradients, "
+                         "optimiser, anchors, activations, logits) and which GPUs it fits")
+    p.add_argument("--variants", action="store_true",
+                   help="also the totals with fp32 master weights, the plain loss, no gradient checkpointing")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="json: one object per strategy")
+    p.set_defaults(func=cmd_memory)
 
     from famlib.surgery.cli import add_subcommands as add_surgery_subcommands
 

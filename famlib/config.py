@@ -136,11 +136,21 @@ class TrainConfig:
     # (famlib.vocab): 2.7x the tokens/s of gemma-3-270m on a CPU. The saved model has the full vocabulary;
     # rows of ids the data never uses keep the base's values, and the softmax runs over the kept ids only.
     trim_vocab: bool = False
+    # Tokens per pass through the output head for the loss (famlib.loss); None = the plain loss, which holds
+    # the logits of a whole micro-batch: 4 x 2,048 x 262k values at the paper's shape, about 26 GB with their
+    # fp32 copies. Off at the offline scales (their vocabularies are small or trimmed), on at the paper's.
+    loss_chunk: Optional[int] = None
+    # Dtype of the weights the optimiser updates, and so of their gradients and AdamW moments (torch keeps
+    # them in the parameters' dtype). "float32": fp32 master weights (bf16 autocast if bf16 is set);
+    # "bfloat16": everything in bf16, as the authors trained (a bf16 checkpoint loaded in bf16, HF Trainer
+    # with bf16=True): half the memory of weights, gradients and optimiser state, at the cost of updates
+    # below bf16's resolution being rounded away (lr 2e-5 against weights of ~1e-2: often the case).
+    master_dtype: Literal["float32", "bfloat16"] = "float32"
 
 
 # Training switches added after runs existed, left out of cache keys at their default value so that adding
 # one does not invalidate every finished base and CPT job.
-_LATER_DEFAULTS = {"trim_vocab": False}
+_LATER_DEFAULTS = {"trim_vocab": False, "loss_chunk": None, "master_dtype": "float32"}
 
 
 def training_key(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -590,6 +600,9 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
             fail(f"{pre}.patience", t.patience, "a positive integer or null (no early stopping)")
         if not 0 <= t.min_lr_ratio <= 1:
             fail(f"{pre}.min_lr_ratio", t.min_lr_ratio, "a number between 0 and 1")
+        if t.loss_chunk is not None and t.loss_chunk < 1:
+            fail(f"{pre}.loss_chunk", t.loss_chunk, "a positive number of tokens per pass through the head, or null "
+                 "(the plain loss)")
 
     for k in ("first", "middle", "last", "outside"):
         v = getattr(p.l2sp, k)

@@ -61,7 +61,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
 from famlib import checkpoint
-from famlib.config import TrainConfig
+from famlib.config import TrainConfig, training_key
 from famlib.errors import FamlibError
 from famlib.io import atomic_write_json, atomic_write_text
 
@@ -311,6 +311,7 @@ def train(
     tokens_per_step = global_batch * seq_len
 
     # ---- model and optimiser -------------------------------------------------------------------------
+    _check_master_dtype(model, cfg)
     groups, counts = param_groups(model, cfg.weight_decay)
     if counts["trainable"] == 0:
         raise ValueError("the model has no parameter with requires_grad=True; nothing to train")
@@ -408,7 +409,7 @@ def train(
                 # Gradients are all-reduced across processes only on the last micro-step.
                 sync = contextlib.nullcontext() if k == accum - 1 else accelerator.no_sync(model)
                 with sync:
-                    loss = model(input_ids=x, labels=x, use_cache=False).loss
+                    loss = _lm_loss(model, raw, x, cfg, accelerator)
                     # Every micro-batch has the same number of target tokens, so the mean of the
                     # micro-batch means is the global batch's mean.
                     accelerator.backward(loss / accum)
@@ -519,6 +520,36 @@ def _check_data(data: Any, name: str) -> int:
     return int(data.shape[1])
 
 
+def _check_master_dtype(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Refuse trainable weights in another dtype than ``cfg.master_dtype``: the caller loads the model in it.
+
+    Not cast here: a cast would copy the whole model (twice its memory for a moment), and a regulariser
+    built before this call holds anchors made from the weights as they were.
+    """
+    want = getattr(torch, cfg.master_dtype)
+    other = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                    if p.requires_grad and p.dtype != want})
+    if other:
+        raise ValueError(f"TrainConfig.master_dtype={cfg.master_dtype!r} but trainable parameters are "
+                         f"{', '.join(other)}; load the model in {cfg.master_dtype} (from_pretrained(..., "
+                         f"dtype=torch.{cfg.master_dtype})) or set master_dtype to the model's dtype")
+
+
+def _lm_loss(model: torch.nn.Module, raw: torch.nn.Module, x: torch.Tensor, cfg: TrainConfig,
+             accelerator) -> torch.Tensor:
+    """The causal-LM loss of ``x`` (labels = inputs): plain, or through the head in chunks (``cfg.loss_chunk``).
+
+    ``model`` is called (the prepared wrapper in the loop, ``raw`` in validation); ``raw`` is the transformers
+    model. The chunked head multiplies in bf16 where the run uses bf16 autocast, as the plain path does.
+    """
+    if cfg.loss_chunk is None:
+        return model(input_ids=x, labels=x, use_cache=False).loss
+    from famlib.loss import chunked_causal_lm_loss
+
+    compute = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
+    return chunked_causal_lm_loss(model, raw, x, cfg.loss_chunk, compute)
+
+
 def _bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -598,7 +629,7 @@ def _evaluate(raw: torch.nn.Module, val_data: np.ndarray, cfg: TrainConfig, acce
         if i % accelerator.num_processes != accelerator.process_index:
             continue
         x = torch.from_numpy(np.asarray(val_data[start:min(start + B, n)], dtype=np.int64)).to(accelerator.device)
-        loss = raw(input_ids=x, labels=x, use_cache=False).loss
+        loss = _lm_loss(raw, raw, x, cfg, accelerator)
         sums[0] += loss.double() * len(x)
         sums[1] += len(x)
     sums = accelerator.reduce(sums, reduction="sum")
@@ -671,6 +702,10 @@ def _save_checkpoint(accelerator, root: Path, state: _State, raw, optimizer, run
 def _load_checkpoint(path: Path, raw, optimizer, run_info: dict, rank: int, device) -> _State:
     saved = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
     theirs = saved["run"]
+    # Switches added to TrainConfig later are compared as cache keys see them (absent = at their default), so
+    # a checkpoint written before a switch existed resumes when the switch is at its default.
+    theirs = {**theirs, "train": training_key(theirs["train"])}
+    run_info = {**run_info, "train": training_key(run_info["train"])}
     # Resuming under other settings would silently splice two different runs together. Only settings that
     # leave every number unchanged may differ (e.g. checkpointing more often, or activation checkpointing
     # to fit a smaller GPU).

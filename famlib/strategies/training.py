@@ -161,7 +161,8 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     cfg = getattr(params.training, entry.training)
     if entry.adapter is not None and entry.adapter.train_config is not None:
         cfg = entry.adapter.train_config(params, cfg)
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)  # fp32 master weights
+    # the master weights (training.*.master_dtype): fp32 by default, bf16 where the authors trained in bf16
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=getattr(torch, cfg.master_dtype))
     # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
     # parameters; the layers are shared with `model`); on exit the trained rows go back into `model`.
     # An adapter is added to that copy (its layers are `model`'s) and merged into them before the copy is left.
