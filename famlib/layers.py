@@ -19,6 +19,11 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
   and head follow the last layers. Consequence: on Gemma 3 4B with m=9, n=6, 54% of the parameters train,
   not the paper's "~44%", which is the share of decoder-layer parameters (15 of 34 equal layers; see
   :func:`trainable_fraction_under_freeze`).
+- ``freeze_first_block``, ``freeze_last_block`` (the which-block control, beyond the paper): a contiguous
+  block of as many layers as the middle group (L - m - n) is frozen at the start (layers 0..L-m-n-1) or at
+  the end (layers m+n..L-1) instead (:func:`frozen_block_layers`); outside parameters train, as under
+  ``freeze``, so that the position of the frozen block is the only difference.
+- ``replay``: everything trains (its difference is the data).
 - ``l2sp`` (Layer-Range L2-SP): outside parameters get the ``outside`` lambda of ``L2SPConfig``
   (default 0: not anchored). The authors' code gives the embeddings the first group's lambda; we keep
   them apart so that the choice is explicit and can be set either way in the params file.
@@ -26,6 +31,8 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
   base; outside parameters keep their tuned values, like the first and last groups.
 - ``interpolation`` (section 4.1): only the named group(s) move between base and tuned; outside
   parameters keep their tuned (Dense) values.
+- ``wise_ft`` (whole-model interpolation, beyond the paper): every parameter, outside ones included, moves
+  the same fraction alpha from the base to the Expert (WiSE-FT).
 - ``soup``, ``freeze_soup``: every parameter, outside ones included, is averaged.
 - ``base``: nothing changes.
 """
@@ -138,6 +145,28 @@ def group_of_layer(index: int, num_layers: int, first: int, last: int) -> str:
     return next(g for g, r in groups.items() if index in r)
 
 
+BLOCK_POSITIONS: tuple[str, ...] = ("start", "end")
+
+
+def frozen_block_layers(position: str, num_layers: int, first: int, last: int) -> range:
+    """The decoder layers of a block as large as the middle group (L - m - n layers), at the start or the end.
+
+    The which-block control freezes this block instead of the middle group, so that "the middle layers
+    matter" is measured against a block of the same size elsewhere: with L=34, m=9, n=6 the start block is
+    layers 0..18 and the end block 15..33 (the middle group is 9..27).
+
+    Raises:
+        LayerError: the split is invalid, or ``position`` is not ``start`` or ``end``.
+    """
+    size = len(layer_groups(num_layers, first, last)["middle"])
+    if position == "start":
+        return range(0, size)
+    if position == "end":
+        return range(num_layers - size, num_layers)
+    raise LayerError(f"frozen block position {position!r}: allowed {one_of(BLOCK_POSITIONS)}. "
+                     f"{near(str(position), BLOCK_POSITIONS)}".rstrip())
+
+
 def group_of(name: str, num_layers: int, first: int, last: int) -> str:
     """``first``, ``middle``, ``last`` or ``outside`` for a parameter name.
 
@@ -167,7 +196,8 @@ def groups_of(names: Iterable[str], num_layers: int, first: int, last: int) -> d
 class StrategyRule:
     """How one strategy (or the interpolation analysis) treats the four groups.
 
-    ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``l2sp``: drift is
+    ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``frozen_block``: also
+    frozen, the block of :func:`frozen_block_layers` at this position (``start`` or ``end``). ``l2sp``: drift is
     penalised with ``L2SPConfig.<group>``. ``surgery``: the post-hoc method of :mod:`famlib.surgery.registry`
     applied to saved models, and ``surgery_groups`` the groups it changes (``None``: the groups named at call
     time, never outside). ``outside`` says in words what happens to embeddings, final norm and tied head.
@@ -180,6 +210,7 @@ class StrategyRule:
     trains: bool
     outside: str
     frozen: tuple[str, ...] = ()
+    frozen_block: Optional[str] = None
     l2sp: bool = False
     surgery: Optional[str] = None
     surgery_groups: Optional[tuple[str, ...]] = ()
@@ -226,7 +257,12 @@ def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: in
     if not rule.trains:
         raise LayerError(f"strategy {strategy!r} does not train; training strategies: "
                          f"{', '.join(r.name for r in rules().values() if r.trains)}")
-    return group_of(name, num_layers, first, last) not in rule.frozen
+    if group_of(name, num_layers, first, last) in rule.frozen:
+        return False
+    if rule.frozen_block is not None:
+        i = layer_index(name)  # outside parameters train, as under Layer Freezing
+        return i is None or i not in frozen_block_layers(rule.frozen_block, num_layers, first, last)
+    return True
 
 
 def l2sp_lambda(name: str, lambdas: Any, num_layers: int, first: int, last: int) -> float:
