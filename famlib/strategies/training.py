@@ -8,8 +8,8 @@ module applies them:
 * the data: ``data="family"`` packs the family's training languages, ``data="dense"`` every family's at once;
   ``replay=True`` gives ``replay.share`` of the rows to English train-split text;
 * the hyperparameters: the params section ``training.<entry.training>`` (``dense`` or ``family``);
-* the parameters: the groups in ``entry.frozen`` get ``requires_grad=False`` *before* the optimiser is built
-  (no gradients, no optimiser state for them);
+* the parameters: the groups in ``entry.frozen`` (and the block of ``entry.frozen_block``) get
+  ``requires_grad=False`` *before* the optimiser is built (no gradients, no optimiser state for them);
 * the penalty: ``entry.regulariser`` (Layer-Range L2-SP: ``sum_l lambda_l ||theta_l - theta_l^0||^2``, added
   through its gradient by :class:`~famlib.strategies.l2sp.LayerRangeL2SP`).
 
