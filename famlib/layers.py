@@ -30,7 +30,8 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
 - ``dense_reverted``, ``expert_reverted`` (Train-then-Revert): only the middle group is reset to the
   base; outside parameters keep their tuned values, like the first and last groups.
 - ``interpolation`` (section 4.1): only the named group(s) move between base and tuned; outside
-  parameters keep their tuned (Dense) values.
+  parameters keep their tuned (Dense) values (the surgery method moves them too only when asked,
+  ``outside=True``, which is what ``wise_ft`` does).
 - ``wise_ft`` (whole-model interpolation, beyond the paper): every parameter, outside ones included, moves
   the same fraction alpha from the base to the Expert (WiSE-FT).
 - ``soup``, ``freeze_soup``: every parameter, outside ones included, is averaged.

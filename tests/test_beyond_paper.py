@@ -150,9 +150,10 @@ CHEAP_EVALUATION = {"evaluation.max_items": 2, "evaluation.translation_items": 1
 
 @pytest.mark.slow
 def test_the_baselines_train_evaluate_and_show_in_the_tables(smoke_base, smoke_corpus, tmp_path, monkeypatch):
-    """Notebook 03 trains Replay and a block control (the other one trains through the same function
-    directly), notebook 04's job builder makes WiSE-FT, notebook 05 evaluates one of each kind; every
-    identity is checked on the saved weights, and the four show in table 2 under their own labels."""
+    """Notebooks 03 and 05 train and evaluate Replay and a block control (the other block control and
+    WiSE-FT, made by notebook 04's job builder, go through the same functions directly: a kernel costs about
+    25 s of CPU); every identity is checked on the saved weights, and the four show in table 2 under their
+    own labels. About 130 s of CPU on top of the session's smoke base."""
     import shutil
 
     from safetensors.torch import load_file
@@ -202,9 +203,10 @@ def test_the_baselines_train_evaluate_and_show_in_the_tables(smoke_base, smoke_c
     assert set(merged) == set(base)
     assert all(torch.allclose(merged[k], (1 - a) * base[k] + a * expert[k], atol=1e-6) for k in base)
 
-    evals = [f"05_evaluate.{s}.{fam}" for s in ("replay", "freeze_first_block", "wise_ft")]
+    evals = [f"05_evaluate.{s}.{fam}" for s in ("replay", "freeze_first_block")]
     assert pipeline.run(params, only=evals, log=lambda *_: None) == {st: "ran" for st in evals}
-    evaluate_model(params, f"freeze_last_block.{fam}", corpus=smoke_corpus, axes=["perplexity"], log=lambda *_: None)
+    for mid in (f"freeze_last_block.{fam}", f"wise_ft.{fam}"):  # the same function, without a kernel (~25 s each)
+        evaluate_model(params, mid, corpus=smoke_corpus, axes=["perplexity"], log=lambda *_: None)
 
     results = load_results(params.scale)
     tables = build_tables(params, results)
