@@ -233,6 +233,26 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ReplayConfig:
+    """The ``replay`` strategy's data (beyond the paper): a share of the base language's train-split text."""
+
+    # Share of the training set's rows that are English (the probe language) instead of the family's text,
+    # the token budget unchanged. Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually
+    # Pre-train LLMs") needed a few percent of replay for a weak distribution shift and about 25% for a
+    # language shift (English to German), which is this one's kind.
+    share: float = 0.25
+
+
+@dataclass(frozen=True)
+class WiseFTConfig:
+    """The ``wise_ft`` strategy (beyond the paper): one interpolation weight for every parameter."""
+
+    # theta = (1 - alpha) theta_base + alpha theta_expert: the midpoint, the weight WiSE-FT (Wortsman et al.
+    # 2022) uses when no held-out data chooses it.
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
 class InterpolationConfig:
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # paper section 4.1
     groups: tuple[str, ...] = LAYER_GROUPS
@@ -259,6 +279,8 @@ class Params:
     # registered default: the paper's seven, the base and the freeze soup, which is what every scale ran
     # before the key existed.
     strategies: Optional[tuple[str, ...]] = None
+    replay: ReplayConfig = ReplayConfig()  # read only by the replay strategy
+    wise_ft: WiseFTConfig = WiseFTConfig()  # read only by the wise_ft strategy
     origin: str = field(default="<memory>", compare=False)
 
     # ---- derived views -------------------------------------------------------------------------
@@ -337,7 +359,8 @@ class Params:
 
 # Top-level keys added after runs existed: left out of to_dict (and so of every fingerprint and stamp) while
 # at their default, so that adding one does not make every finished step of every scale stale.
-_LATER_PARAMS: dict[str, Any] = {"strategies": None, "lora": None}
+_LATER_PARAMS: dict[str, Any] = {"strategies": None, "lora": None, "replay": dataclasses.asdict(ReplayConfig()),
+                                  "wise_ft": dataclasses.asdict(WiseFTConfig())}
 
 
 def _dig(d: Mapping[str, Any], dotted: str) -> Any:
@@ -648,6 +671,11 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
         fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
 
     _validate_strategies(p, fail)
+    if not 0.0 < p.replay.share < 1.0:
+        fail("replay.share", p.replay.share, "a share strictly between 0 and 1 (of the training set's rows that "
+             "are English; e.g. 0.05-0.25 as in Ibrahim et al. 2024)")
+    if not 0.0 <= p.wise_ft.alpha <= 1.0:
+        fail("wise_ft.alpha", p.wise_ft.alpha, "a number in [0, 1] (0 = the base, 1 = the Expert)")
 
     for i, a in enumerate(p.interpolation.alphas):
         if not 0.0 <= a <= 1.0:

@@ -30,6 +30,11 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
   (the embeddings, final norm and tied head keep the base's values bit for bit); only the adapters train,
   which sit in the decoder layers and so belong to the first, middle or last group of the layer they adapt.
   After training they are merged into the base weights (:mod:`famlib.strategies.lora`).
+- ``freeze_first_block``, ``freeze_last_block`` (the which-block control, beyond the paper): a contiguous
+  block of as many layers as the middle group (L - m - n) is frozen at the start (layers 0..L-m-n-1) or at
+  the end (layers m+n..L-1) instead (:func:`frozen_block_layers`); outside parameters train, as under
+  ``freeze``, so that the position of the frozen block is the only difference.
+- ``replay``: everything trains (its difference is the data).
 - ``l2sp`` (Layer-Range L2-SP): outside parameters get the ``outside`` lambda of ``L2SPConfig``
   (default 0: not anchored, as in the paper's formula, a sum over decoder layers). The authors' code gives
   them the first group's lambda; ``outside: first`` does the same (params/paper.yaml), a number sets
@@ -37,7 +42,10 @@ row in its own module under :mod:`famlib.strategies` (``frozen``, ``regulariser`
 - ``dense_reverted``, ``expert_reverted`` (Train-then-Revert): only the middle group is reset to the
   base; outside parameters keep their tuned values, like the first and last groups.
 - ``interpolation`` (section 4.1): only the named group(s) move between base and tuned; outside
-  parameters keep their tuned (Dense) values.
+  parameters keep their tuned (Dense) values (the surgery method moves them too only when asked,
+  ``outside=True``, which is what ``wise_ft`` does).
+- ``wise_ft`` (whole-model interpolation, beyond the paper): every parameter, outside ones included, moves
+  the same fraction alpha from the base to the Expert (WiSE-FT).
 - ``soup``, ``freeze_soup``: every parameter, outside ones included, is averaged.
 - ``base``: nothing changes.
 """
@@ -178,6 +186,28 @@ def group_of_layer(index: int, num_layers: int, first: int, last: int) -> str:
     return next(g for g, r in groups.items() if index in r)
 
 
+BLOCK_POSITIONS: tuple[str, ...] = ("start", "end")
+
+
+def frozen_block_layers(position: str, num_layers: int, first: int, last: int) -> range:
+    """The decoder layers of a block as large as the middle group (L - m - n layers), at the start or the end.
+
+    The which-block control freezes this block instead of the middle group, so that "the middle layers
+    matter" is measured against a block of the same size elsewhere: with L=34, m=9, n=6 the start block is
+    layers 0..18 and the end block 15..33 (the middle group is 9..27).
+
+    Raises:
+        LayerError: the split is invalid, or ``position`` is not ``start`` or ``end``.
+    """
+    size = len(layer_groups(num_layers, first, last)["middle"])
+    if position == "start":
+        return range(0, size)
+    if position == "end":
+        return range(num_layers - size, num_layers)
+    raise LayerError(f"frozen block position {position!r}: allowed {one_of(BLOCK_POSITIONS)}. "
+                     f"{near(str(position), BLOCK_POSITIONS)}".rstrip())
+
+
 def group_of(name: str, num_layers: int, first: int, last: int) -> str:
     """``first``, ``middle``, ``last`` or ``outside`` for a parameter name.
 
@@ -207,7 +237,8 @@ def groups_of(names: Iterable[str], num_layers: int, first: int, last: int) -> d
 class StrategyRule:
     """How one strategy (or the interpolation analysis) treats the four groups.
 
-    ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``l2sp``: drift is
+    ``trains``: an optimiser runs. ``frozen``: groups with ``requires_grad=False``. ``frozen_block``: also
+    frozen, the block of :func:`frozen_block_layers` at this position (``start`` or ``end``). ``l2sp``: drift is
     penalised with ``L2SPConfig.<group>``. ``surgery``: the post-hoc method of :mod:`famlib.surgery.registry`
     applied to saved models, and ``surgery_groups`` the groups it changes (``None``: the groups named at call
     time, never outside). ``adapter``: the kind of adapter added before training (``"lora"``), whose tensors
@@ -222,6 +253,7 @@ class StrategyRule:
     trains: bool
     outside: str
     frozen: tuple[str, ...] = ()
+    frozen_block: Optional[str] = None
     l2sp: bool = False
     surgery: Optional[str] = None
     surgery_groups: Optional[tuple[str, ...]] = ()
@@ -280,7 +312,12 @@ def is_trainable(name: str, strategy: str, num_layers: int, first: int, last: in
             raise LayerError(f"{name!r} is an adapter tensor, but strategy {strategy!r} adds no adapter; "
                              f"strategies with one: {', '.join(with_one) or 'none'}")
         return True
-    return group not in rule.frozen
+    if group in rule.frozen:
+        return False
+    if rule.frozen_block is not None:
+        i = layer_index(name)  # outside parameters train, as under Layer Freezing
+        return i is None or i not in frozen_block_layers(rule.frozen_block, num_layers, first, last)
+    return True
 
 
 def l2sp_lambda(name: str, lambdas: Any, num_layers: int, first: int, last: int) -> float:

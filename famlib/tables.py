@@ -462,8 +462,9 @@ def build_table(results, name: str, *, families: Optional[Sequence[str]] = None,
     names = metric_rows(results, spec.task, metric, None) if results is not None and len(results) else None
     names = sorted(set(names["task_name"].dropna().astype(str))) if names is not None and "task_name" in names else []
     task_text = f", task {', '.join(names)}" if names else ""
+    per_family = [LABELS.get(s, s) for s in values.columns if registry.is_known(s) and registry.get(s).per_family]
     caption = (f"{spec.what}{task_text}. Each family row averages {spec.over} (unweighted); "
-               f"{'lower' if lower else 'higher'} is better. Per-family strategies (Expert, Freeze, L2-SP, E.-Rev.) "
+               f"{'lower' if lower else 'higher'} is better. Per-family strategies ({', '.join(per_family) or 'none'}) "
                f"report the model trained on that row's family; the others are single models. "
                f"Avg. = unweighted mean of the {len(fam_rows)} family rows (\"{MISSING}\" if a strategy misses a family).")
     if probe_code is not None:

@@ -242,8 +242,13 @@ def test_posthoc_entries_must_name_a_method_and_a_registered_trained_source():
 
     with pytest.raises(StrategyError, match=r"source 'frozen' is not a registered trained strategy.*Did you mean 'freeze'"):
         registry.register(dataclasses.replace(FREEZE_FIRST_SOUP, source="frozen"))
-    with pytest.raises(StrategyError, match=r"surgery='interpolate'; allowed: one of 'revert', 'soup'"):
+    with pytest.raises(StrategyError, match=r"surgery='average'; allowed: one of 'interpolate', 'revert', 'soup'"):
+        registry.register(dataclasses.replace(FREEZE_FIRST_SOUP, source="freeze", surgery="average"))
+    with pytest.raises(StrategyError, match=r"surgery_options=None; allowed: a function params .*needs alpha"):
         registry.register(dataclasses.replace(FREEZE_FIRST_SOUP, source="freeze", surgery="interpolate"))
+    with pytest.raises(StrategyError, match=r"interpolate makes one model per model of its source"):
+        registry.register(dataclasses.replace(FREEZE_FIRST_SOUP, source="freeze", surgery="interpolate",
+                                              surgery_options=lambda p: {"alpha": 0.5}))
     with pytest.raises(StrategyError, match=r"a soup averages one model per family"):
         registry.register(dataclasses.replace(FREEZE_FIRST_SOUP, source="dense"))
     assert "freeze_first_soup" not in registry.names()

@@ -77,6 +77,32 @@ def cpt_budget(params: Params, family: Optional[str]) -> dict[str, dict[str, int
     return {lang: {"train": per_lang - val, "validation": val} for lang in langs}
 
 
+REPLAY_LABEL = "replay:{lang}"  # the rows of replayed base-language text (apart from a family's own English)
+
+
+def replay_budget(params: Params, budgets: dict[str, dict[str, int]], share: float) -> dict[str, dict[str, int]]:
+    """A CPT budget with ``share`` of its training rows given to the probe language's (English) text.
+
+    Counted in whole rows of ``data.seq_len`` tokens, the unit packing writes: the set keeps the rows it had
+    (the same compute as without replay), ``round(rows * share)`` of them become English and the rest are
+    split equally across the set's languages. Validation is left as it was (the family's languages only), so
+    early stopping reads the same loss with and without replay.
+
+    Raises:
+        DataError: ``share`` is not strictly between 0 and 1.
+    """
+    if not 0.0 < share < 1.0:
+        raise DataError(f"replay share {share!r}: allowed a share strictly between 0 and 1 (params replay.share)")
+    seq = params.data.seq_len
+    rows = sum(b["train"] // seq for b in budgets.values())
+    english = int(round(rows * share))
+    per_lang, extra = divmod(rows - english, len(budgets))
+    out = {lang: {"train": (per_lang + (i < extra)) * seq, "validation": b["validation"]}
+           for i, (lang, b) in enumerate(budgets.items())}
+    out[REPLAY_LABEL.format(lang=params.probe_language)] = {"train": english * seq, "validation": 0}
+    return out
+
+
 def base_budget(params: Params, corpus) -> dict[str, dict[str, int]]:
     """Tokens per label (``en``, each other language, each ``en>xx``/``xx>en``) and split for the base mixture."""
     bm = params.data.base_mixture
@@ -438,19 +464,31 @@ def _shuffled(docs: list[str], rng) -> list[str]:
     return [docs[i] for i in rng.permutation(len(docs))]
 
 
-def build_cpt_set(params: Params, corpus, tokenizer, family: Optional[str], out_dir: Path) -> dict[str, TokenSet]:
+def build_cpt_set(params: Params, corpus, tokenizer, family: Optional[str], out_dir: Path,
+                  replay: float = 0.0) -> dict[str, TokenSet]:
     """Pack the CPT set of one family (or all families for Dense CPT, ``family=None``).
+
+    ``replay``: a share of the training rows given to the probe language's train-split text (label
+    ``replay:en``), the rows of the set unchanged (:func:`replay_budget`); 0 packs the plain CPT set. The
+    share is in the budgets and so in the set's key: a changed share repacks, and retrains what reads it.
 
     Returns ``{"train": TokenSet, "validation": TokenSet}``.
     """
     budgets = cpt_budget(params, family)
+    name = family or "dense"
+    replayed = REPLAY_LABEL.format(lang=params.probe_language)
+    if replay:
+        budgets, name = replay_budget(params, budgets, replay), f"{name}+replay"
 
-    def docs_for(lang, split, rng):
+    def docs_for(label, split, rng):
+        # replayed rows read the probe language's units of the same split, the train split for training:
+        # never the evaluation text, like every CPT language
+        lang = params.probe_language if label == replayed else label
         if getattr(corpus, "streaming", False):
             return (u["text"] for u in corpus.units(lang, split))
         return _shuffled(documents(corpus, lang, split), rng)
 
-    return _build(family or "dense", params, corpus, tokenizer, budgets, docs_for, out_dir)
+    return _build(name, params, corpus, tokenizer, budgets, docs_for, out_dir)
 
 
 def build_base_set(params: Params, corpus, tokenizer, out_dir: Path) -> dict[str, TokenSet]:

@@ -7,8 +7,10 @@
   which everything that lists strategies asks; ``famlib strategies`` prints them.
 * One module each: :mod:`~famlib.strategies.base` (the reference), :mod:`~famlib.strategies.dense`,
   :mod:`~famlib.strategies.expert`, :mod:`~famlib.strategies.freeze`, :mod:`~famlib.strategies.l2sp`
-  (with :class:`LayerRangeL2SP`), :mod:`~famlib.strategies.lora` (peft's LoRA, merged after training) and
-  :mod:`~famlib.strategies.posthoc` (reverts and soups).
+  (with :class:`LayerRangeL2SP`) and :mod:`~famlib.strategies.posthoc` (reverts and soups); beyond the paper,
+  :mod:`~famlib.strategies.lora` (peft's LoRA, merged after training), :mod:`~famlib.strategies.replay`,
+  :mod:`~famlib.strategies.freeze_block` (the which-block control) and :mod:`~famlib.strategies.wise_ft`
+  (whole-model interpolation toward the base).
 * :mod:`~famlib.strategies.training`: :func:`train_strategy` runs one (strategy, family) job end to end,
   :func:`apply_strategy` applies the layer rule and builds the regulariser, :func:`job_key` is its cache key.
 

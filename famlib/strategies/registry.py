@@ -4,8 +4,9 @@ it in ``BUILTIN`` below; code outside famlib (a test, a notebook) can :func:`reg
 Everything that lists strategies asks this module: config validation, model ids, the notebook graph, the
 post-hoc jobs, which model answers for which language, the tables, figures, claims and report. Order is
 kind first (reference, trained, post-hoc), then registration order, which is the paper's order for the
-built-in ones: ``base``, ``dense``, ``expert``, ``freeze``, ``l2sp``, then ``lora`` (beyond the paper, run where
-a scale lists it), ``dense_reverted``, ``expert_reverted``, ``soup``, ``freeze_soup``.
+built-in ones: ``base``, ``dense``, ``expert``, ``freeze``, ``l2sp``, ``dense_reverted``,
+``expert_reverted``, ``soup``, ``freeze_soup``, then the baselines beyond the paper (``lora``, ``replay``,
+``freeze_first_block``, ``freeze_last_block``, ``wise_ft``), run where a scale lists them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 from typing import Iterable, Iterator, Mapping, Optional
 
 from famlib.errors import near, one_of
-from famlib.strategies import base, dense, expert, freeze, l2sp, lora, posthoc
+from famlib.strategies import base, dense, expert, freeze, freeze_block, l2sp, lora, posthoc, replay, wise_ft
 from famlib.strategies.spec import Strategy, StrategyError
 
+# The paper's strategies, in its order, then the baselines beyond the paper (paper=False, not run by default).
 BUILTIN: tuple[Strategy, ...] = (base.STRATEGY, dense.STRATEGY, expert.STRATEGY, freeze.STRATEGY, l2sp.STRATEGY,
-                                 lora.STRATEGY, *posthoc.STRATEGIES)
+                                 *posthoc.STRATEGIES, lora.STRATEGY, replay.STRATEGY, *freeze_block.STRATEGIES,
+                                 wise_ft.STRATEGY)
 # Names the layer rule keeps for analyses that are not strategies (famlib.layers.rule_for).
 RESERVED = ("interpolation",)
 _KIND_ORDER = {"reference": 0, "trained": 1, "posthoc": 2}
@@ -50,8 +53,8 @@ def register(strategy: Strategy, *, replace: bool = False) -> Strategy:
             raise StrategyError(f"strategy {strategy.name!r}: a soup averages one model per family into one model; "
                                 f"needs per_family=False and a per-family source ({src.name!r} "
                                 f"has {'one model per family' if src.per_family else 'one model'})")
-        if strategy.surgery == "revert" and strategy.per_family != src.per_family:
-            raise StrategyError(f"strategy {strategy.name!r}: a revert has one model per model of its source; "
+        if strategy.surgery in ("revert", "interpolate") and strategy.per_family != src.per_family:
+            raise StrategyError(f"strategy {strategy.name!r}: {strategy.surgery} makes one model per model of its source; "
                                 f"per_family must be {src.per_family} like {src.name!r}'s")
     _REGISTRY[strategy.name] = strategy
     return strategy

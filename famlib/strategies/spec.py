@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from famlib.errors import FamlibError, near, one_of
-from famlib.layers import GROUPS, LAYER_GROUPS, StrategyRule
+from famlib.layers import BLOCK_POSITIONS, GROUPS, LAYER_GROUPS, StrategyRule
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -91,12 +91,23 @@ class Strategy:
             mixture of every family's data).
         frozen: trained strategies: layer groups with ``requires_grad=False`` (some of first, middle,
             last, outside).
+        frozen_block: trained strategies: also freeze a block of as many decoder layers as the middle group
+            (L - m - n) at the ``start`` or the ``end`` of the stack (the which-block control;
+            :func:`famlib.layers.frozen_block_layers`), or None.
+        replay: trained strategies: mix a share (params ``replay.share``) of the probe language's (English)
+            train-split text into the training set, in place of as much of the family's text (the same
+            token budget; :func:`famlib.data.tokens.build_cpt_set`).
         regulariser: trained strategies: a penalty added to the loss, or None.
         adapter: trained strategies: modules added for training and merged afterwards (LoRA), or None;
             their tensors train, the base's parameters train unless their group is in ``frozen``.
-        surgery: post-hoc strategies: a method of :data:`famlib.surgery.registry.METHODS` (``revert``, ``soup``).
-        source: post-hoc strategies: the strategy whose models it is made from (``revert``: with the base).
+        surgery: post-hoc strategies: a method of :data:`famlib.surgery.registry.METHODS` (``revert``, ``soup``,
+            ``interpolate``).
+        source: post-hoc strategies: the strategy whose models it is made from (``revert``, ``interpolate``:
+            with the base).
         surgery_groups: post-hoc strategies: the groups the surgery changes (the others keep the tuned values).
+        surgery_options: post-hoc strategies: ``f(params) -> dict`` of the method's options read from the
+            params file (``interpolate``'s ``alpha``), or None. They enter the surgery record's key, so a
+            changed value rebuilds the model.
         role: ``baseline`` (Dense, Expert), ``mitigation`` (a way to forget less), or ``reference`` (base).
         paper: the paper reports it; claims C1-C11 are decided on these strategies only, so that a new
             strategy shows in the tables, figures and report without changing a verdict about the paper's.
@@ -112,11 +123,14 @@ class Strategy:
     training: Optional[Literal["dense", "family"]] = None
     data: Optional[Literal["family", "dense"]] = None
     frozen: tuple[str, ...] = ()
+    frozen_block: Optional[Literal["start", "end"]] = None
+    replay: bool = False
     regulariser: Optional[Regulariser] = None
     adapter: Optional[Adapter] = None
     surgery: Optional[str] = None
     source: Optional[str] = None
     surgery_groups: tuple[str, ...] = ()
+    surgery_options: Optional[Callable[["Params"], dict[str, Any]]] = None
     role: Role = "mitigation"
     paper: bool = False
     default: bool = False
@@ -150,6 +164,7 @@ class Strategy:
     def rule(self) -> StrategyRule:
         """This strategy's row of the layer rule (:mod:`famlib.layers`)."""
         return StrategyRule(self.name, trains=self.trains, outside=self.outside, frozen=self.frozen,
+                            frozen_block=self.frozen_block,
                             l2sp=self.regulariser is not None and self.regulariser.name == "l2sp",
                             surgery=self.surgery, surgery_groups=self.surgery_groups if self.surgery else (),
                             adapter=self.adapter.name if self.adapter is not None else None)
@@ -162,6 +177,9 @@ class Strategy:
             return (f"{self.adapter.label} adapters ({where})"
                     + (f" and {', '.join(kept)}" if kept else ", base frozen"))
         if self.kind == "trained":
+            if self.frozen_block is not None:
+                block = f"the {'first' if self.frozen_block == 'start' else 'last'} L-m-n layers"
+                return f"all but {block}{' and ' + ', '.join(self.frozen) if self.frozen else ''} (frozen)"
             if not self.frozen:
                 return "everything"
             kept = [g for g in GROUPS if g not in self.frozen]
@@ -174,9 +192,10 @@ class Strategy:
     def data_recipe(self) -> str:
         """In words: the training data, or what a post-hoc model is made of."""
         if self.kind == "trained":
-            return "family data" if self.data == "family" else "dense mixture (every family)"
+            text = "family data" if self.data == "family" else "dense mixture (every family)"
+            return text + " + English replay (replay.share)" if self.replay else text
         if self.kind == "posthoc":
-            if self.surgery == "revert":
+            if self.surgery in ("revert", "interpolate"):
                 return f"{self.source}{'.<family>' if self.per_family else ''} + base"
             return f"every {self.source}.<family>"
         return "-"
@@ -209,12 +228,17 @@ class Strategy:
             if set(self.frozen) >= set(GROUPS) and self.adapter is None:
                 raise bad("frozen", self.frozen, "at most three of the four groups (something must train), "
                                                  "or all four with an adapter (which then trains)")
+            if self.frozen_block is not None and self.frozen_block not in BLOCK_POSITIONS:
+                raise bad("frozen_block", self.frozen_block, f"None or {one_of(BLOCK_POSITIONS)} (where the block "
+                                                             "of the middle group's size sits)")
         else:
-            for field in ("data", "regulariser", "adapter"):
+            for field in ("data", "regulariser", "adapter", "frozen_block"):
                 if getattr(self, field) is not None:
                     raise bad(field, getattr(self, field), "None: only trained strategies have one")
             if self.frozen:
                 raise bad("frozen", self.frozen, "(): only trained strategies freeze groups")
+            if self.replay:
+                raise bad("replay", self.replay, "False: only trained strategies have training data")
         if self.kind == "posthoc":
             if self.surgery not in POSTHOC_METHODS:
                 raise bad("surgery", self.surgery, f"{one_of(POSTHOC_METHODS)} (famlib.surgery.posthoc builds the inputs "
@@ -230,10 +254,15 @@ class Strategy:
                 raise bad("surgery_groups", self.surgery_groups, f"{GROUPS} (a soup averages every parameter)")
             if self.surgery == "revert" and OUTSIDE_GROUP in self.surgery_groups:
                 raise bad("surgery_groups", self.surgery_groups, f"layer groups only ({one_of(LAYER_GROUPS)})")
-        elif self.source is not None:
-            raise bad("source", self.source, "None: only post-hoc strategies are made from other models")
+            if self.surgery == "interpolate" and self.surgery_options is None:
+                raise bad("surgery_options", None, "a function params -> {'alpha': ...} (interpolate needs alpha)")
+        else:
+            if self.source is not None:
+                raise bad("source", self.source, "None: only post-hoc strategies are made from other models")
+            if self.surgery_options is not None:
+                raise bad("surgery_options", self.surgery_options, "None: only post-hoc strategies have them")
 
 
 OUTSIDE_GROUP = GROUPS[-1]
 # Surgery methods whose inputs famlib.surgery.posthoc knows how to assemble from a scale's models.
-POSTHOC_METHODS = ("revert", "soup")
+POSTHOC_METHODS = ("revert", "soup", "interpolate")

@@ -6,9 +6,10 @@ by its entry in :mod:`famlib.strategies.registry`; the layer-group rule lives in
 module applies them:
 
 * the data: ``data="family"`` packs the family's training languages, ``data="dense"`` every family's at once;
+  ``replay=True`` gives ``replay.share`` of the rows to English train-split text;
 * the hyperparameters: the params section ``training.<entry.training>`` (``dense`` or ``family``);
-* the parameters: the groups in ``entry.frozen`` get ``requires_grad=False`` *before* the optimiser is built
-  (no gradients, no optimiser state for them);
+* the parameters: the groups in ``entry.frozen`` (and the block of ``entry.frozen_block``) get
+  ``requires_grad=False`` *before* the optimiser is built (no gradients, no optimiser state for them);
 * the penalty: ``entry.regulariser`` (Layer-Range L2-SP: ``sum_l lambda_l ||theta_l - theta_l^0||^2``, added
   through its gradient by :class:`~famlib.strategies.l2sp.LayerRangeL2SP`);
 * the adapter: ``entry.adapter`` (LoRA) is added before the layer rule is applied (its tensors train) and
@@ -149,9 +150,13 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     base = ensure_base(params, corpus, progress=progress)
     base_prov = json.loads((base / "famlib_provenance.json").read_text())
     tok = AutoTokenizer.from_pretrained(str(base))
-    # the data recipe: the family's training languages, or (data="dense") every family's at once
+    # the data recipe: the family's training languages, or (data="dense") every family's at once; with
+    # replay, a share of English train-split text in place of as much of it (its own folder: the plain set
+    # stays for the strategies that read it)
     data_family = family if entry.data == "family" else None
-    sets = build_cpt_set(params, corpus, tok, data_family, run_dir(params.scale) / "data" / (data_family or "dense"))
+    share = params.replay.share if entry.replay else 0.0
+    folder = (data_family or "dense") + ("-replay" if share else "")
+    sets = build_cpt_set(params, corpus, tok, data_family, run_dir(params.scale) / "data" / folder, replay=share)
     mid = model_id(strategy, family)
     out = model_path(params, mid)
     key = job_key(params, strategy, family, base_prov.get("famlib_key", ""), sets["train"].meta["key"])

@@ -81,7 +81,7 @@ def cmd_interpolate(args) -> int:
     from famlib.surgery.driver import apply
 
     return _report(apply("interpolate", [args.base, args.tuned], args.out, groups=args.groups, alpha=args.alpha,
-                         allow_extrapolation=args.allow_extrapolation, overwrite=args.force,
+                         allow_extrapolation=args.allow_extrapolation, outside=args.outside, overwrite=args.force,
                          max_shard_size=args.max_shard_size, **_split(args)))
 
 
@@ -118,6 +118,9 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--groups", required=True, help="comma-separated layer groups: first, middle, last")
     p.add_argument("--alpha", required=True, type=float, help="in [0, 1]")
     p.add_argument("--allow-extrapolation", action="store_true", help="accept alpha outside [0, 1]")
+    p.add_argument("--outside", action="store_true",
+                   help="move the embeddings, final norm and untied head by alpha too (with --groups "
+                        "first,middle,last: whole-model interpolation, WiSE-FT)")
     _common(p)
     _split_args(p)
     p.set_defaults(func=cmd_interpolate)

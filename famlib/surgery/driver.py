@@ -82,7 +82,7 @@ def apply_state_dicts(method: str, state_dicts: Sequence[Mapping[str, "torch.Ten
         state_dicts: in the method's role order (revert: tuned, base; interpolate: base, tuned; soup: models).
         config: the models' config as a dict (for the depth and tying); may be omitted if ``num_layers`` is given.
         num_layers, first, last: the layer split (not needed for a soup).
-        **options: the method's options (``groups``, ``weights``, ``alpha``, ``allow_extrapolation``).
+        **options: the method's options (``groups``, ``weights``, ``alpha``, ``allow_extrapolation``, ``outside``).
 
     Returns:
         ``{name: tensor}``; unchanged tensors are the inputs' own tensors, not copies.
@@ -125,7 +125,7 @@ def apply(method: str, inputs: Sequence[str | Path], out: str | Path, *, num_lay
             same inputs (same sha256) is kept as it is (status ``unchanged``), any other is refused.
         max_shard_size: bytes or ``'5GB'``; one ``model.safetensors`` when the model fits.
         extra: more fields for the record (e.g. the model id and strategy).
-        **options: the method's options (``groups``, ``weights``, ``alpha``, ``allow_extrapolation``).
+        **options: the method's options (``groups``, ``weights``, ``alpha``, ``allow_extrapolation``, ``outside``).
 
     Returns:
         A :class:`SurgeryResult`.
@@ -240,7 +240,7 @@ def soup(models: Sequence[str | Path], out: str | Path, *, weights: Optional[Seq
 
 def interpolate(base: str | Path, tuned: str | Path, out: str | Path, *, groups: Any, alpha: float,
                 first: Optional[int] = None, last: Optional[int] = None, num_layers: Optional[int] = None,
-                allow_extrapolation: bool = False, **kwargs: Any) -> Path:
+                allow_extrapolation: bool = False, outside: bool = False, **kwargs: Any) -> Path:
     """``theta_G = theta_G^0 + alpha (theta_G^tuned - theta_G^0)`` for the groups G, the rest at tuned values.
 
     Args:
@@ -248,10 +248,12 @@ def interpolate(base: str | Path, tuned: str | Path, out: str | Path, *, groups:
         groups: one or more of ``first``, ``middle``, ``last`` (paper section 4.1 moves one at a time).
         alpha: in [0, 1] (0 = base group, 1 = tuned group); outside only with ``allow_extrapolation``.
         first, last, num_layers: the layer split.
+        outside: move the embeddings, final norm and untied head by alpha too (with every layer group:
+            whole-model interpolation, WiSE-FT).
 
     Returns:
         ``out``. Raises SurgeryError as :func:`apply`.
     """
     return apply("interpolate", [base, tuned], out, groups=groups, alpha=alpha,
-                 allow_extrapolation=allow_extrapolation, first=first, last=last, num_layers=num_layers,
-                 **kwargs).path
+                 allow_extrapolation=allow_extrapolation, outside=outside, first=first, last=last,
+                 num_layers=num_layers, **kwargs).path

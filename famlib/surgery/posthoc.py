@@ -7,6 +7,8 @@ registry (:mod:`famlib.strategies.posthoc`); from those, for the built-in ones:
   ``base``): the groups ``famlib.layers.surgery_groups`` gives for those strategies (the middle group).
 - ``soup`` = soup of every ``expert.<family>``; ``freeze_soup`` = soup of every ``freeze.<family>``
   (uniform, paper section 3.2).
+- ``wise_ft.<family>`` = interpolate(``base``, ``expert.<family>``) with every group, outside ones included, at
+  the params' ``wise_ft.alpha`` (whole-model interpolation toward the base, beyond the paper).
 
 Each output records its inputs' sha256; rebuilding with unchanged inputs costs only the hashing.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from famlib.config import Params
-from famlib.layers import surgery_groups
+from famlib.layers import LAYER_GROUPS, OUTSIDE, surgery_groups
 from famlib.surgery.driver import apply
 from famlib.surgery.errors import SurgeryError
 from famlib.naming import model_id, model_path, parse_model_id
@@ -50,7 +52,9 @@ def posthoc_jobs(params: Params) -> list[PosthocJob]:
     """The post-hoc models of ``params``' scale and what each is made of, in registry order.
 
     A ``revert`` strategy gives one job per model of its source (one per family for a per-family source),
-    with the base as the second input; a ``soup`` one job over every family's model of its source.
+    with the base as the second input; an ``interpolate`` one the same, with the base as the first input
+    (the method's role order) and the strategy's ``surgery_options`` (alpha) from the params; a ``soup`` one
+    job over every family's model of its source.
     """
     fams = list(params.families)
     jobs = []
@@ -63,6 +67,14 @@ def posthoc_jobs(params: Params) -> list[PosthocJob]:
             for fam in (fams if entry.per_family else [None]):
                 jobs.append(PosthocJob(model_id(entry.name, fam), "revert",
                                        (model_id(src.name, fam if src.per_family else None), "base"), dict(groups)))
+        elif entry.surgery == "interpolate":
+            changed = surgery_groups(entry.name)
+            opts = {"groups": [g for g in changed if g in LAYER_GROUPS], **entry.surgery_options(params)}
+            if OUTSIDE in changed:
+                opts["outside"] = True
+            for fam in (fams if entry.per_family else [None]):
+                jobs.append(PosthocJob(model_id(entry.name, fam), "interpolate",
+                                       ("base", model_id(src.name, fam if src.per_family else None)), dict(opts)))
         elif entry.surgery == "soup":
             jobs.append(PosthocJob(model_id(entry.name), "soup", tuple(model_id(src.name, f) for f in fams)))
         else:  # internal: Strategy.check admits only the methods above
