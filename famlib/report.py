@@ -147,37 +147,72 @@ DIFFERENCES = (
 )
 
 
-def _differences_section(params, results, evidence) -> str:
-    """Every strategy against the base on each table's average (and English), with its paired interval."""
-    from famlib.evidence import resolved
+def _difference_groups(params, evidence, split: str) -> dict[str, list[str]]:
+    """The averaging groups of a DIFFERENCES row: English alone, or the tables' families of ``split``."""
     from famlib.tables import table_kwargs
 
-    present = [s for s in registry.names() if s != "base" and len(results) and s in set(results["strategy"].astype(str))]
+    if split == "base":
+        return {params.probe_language: [params.probe_language]}
+    return evidence.groups(split, exclude=table_kwargs(params)["exclude"] if split == "held_out" else ())
+
+
+def _difference_cell(evidence, a: str, b: str, axis: str, groups, digits: int, scale: float) -> str:
+    """``a - b`` on ``axis`` over ``groups`` with its paired interval; ▲/▼ where the interval decides."""
+    from famlib.evidence import resolved
+
+    both = evidence.present([a, b], axis, groups)
+    iv = evidence.diff(a, b, axis, both) if both else None
+    if iv is None:
+        return MISSING
+    mark = {"better": " ▲", "worse": " ▼"}.get(resolved(iv, lower_is_better=axis == "perplexity"), "")
+    return (f"{iv.estimate * scale:+.{digits}f}{mark}<br><sub>[{iv.low * scale:+.{digits}f}, "
+            f"{iv.high * scale:+.{digits}f}]</sub>")
+
+
+_MARKS = ("▲ = the interval excludes 0 and the first is better, ▼ = excludes 0 and worse (for bits per byte, "
+          "lower is better); no mark = undecided.")
+
+
+def _differences_section(params, results, evidence) -> str:
+    """Every paper strategy against the base on each table's average (and English), with its paired interval.
+    Strategies beyond the paper have their own section (:func:`_beyond_section`)."""
+    have = set(results["strategy"].astype(str)) if len(results) else set()
+    present = [s.name for s in registry.strategies() if s.paper and s.name != "base" and s.name in have]
     if not present:
         return ""
     rows = []
     for title, axis, split, _, digits, scale, unit in DIFFERENCES:
-        if split == "base":
-            groups = {params.probe_language: [params.probe_language]}
-        else:
-            groups = evidence.groups(split, exclude=table_kwargs(params)["exclude"] if split == "held_out" else ())
-        cells = []
-        for s in present:
-            both = evidence.present([s, "base"], axis, groups)
-            iv = evidence.diff(s, "base", axis, both) if both else None
-            if iv is None:
-                cells.append(MISSING)
-                continue
-            mark = {"better": " ▲", "worse": " ▼"}.get(resolved(iv, lower_is_better=axis == "perplexity"), "")
-            cells.append(f"{iv.estimate * scale:+.{digits}f}{mark}<br><sub>[{iv.low * scale:+.{digits}f}, "
-                         f"{iv.high * scale:+.{digits}f}]</sub>")
-        rows.append([f"{title}{unit and f' ({unit.strip()})'}", *cells])
+        groups = _difference_groups(params, evidence, split)
+        rows.append([f"{title}{unit and f' ({unit.strip()})'}",
+                     *[_difference_cell(evidence, s, "base", axis, groups, digits, scale) for s in present]])
     return ("## Differences from the base, with paired 95 % intervals\n\n"
             "Each cell is the strategy minus the base on that table's average over families (or on English), "
             "with its paired cluster-bootstrap interval (item keys resampled together across languages and "
-            "models; `famlib/evidence.py`). ▲ = the interval excludes 0 and the strategy is better than the base, "
-            "▼ = excludes 0 and worse (for bits per byte, lower is better); no mark = undecided.\n\n"
+            f"models; `famlib/evidence.py`). {_MARKS}\n\n"
             + _md_table(["", *[LABELS.get(s, s) for s in present]], rows))
+
+
+def _beyond_section(params, results, evidence) -> str:
+    """The strategies beyond the paper (``paper=False``: the literature's baselines, a researcher's own),
+    each against the base and against the paper strategies it is a control for (``Strategy.compare_with``),
+    on the same axes and with the same paired statistics as the paper's. Claims C1-C11 never read them."""
+    have = set(results["strategy"].astype(str)) if len(results) else set()
+    extra = [e for e in registry.strategies() if not e.paper and e.name != "base" and e.name in have]
+    if not extra:
+        return ""
+    rows = []
+    for e in extra:
+        for peer in ("base", *[c for c in e.compare_with if c in have]):
+            cells = [_difference_cell(evidence, e.name, peer, axis, _difference_groups(params, evidence, split),
+                                      digits, scale) for _, axis, split, _, digits, scale, _ in DIFFERENCES]
+            rows.append([f"{LABELS.get(e.name, e.name)} − {LABELS.get(peer, peer)}", *cells])
+    header = ["", *[f"{title.split(': ')[-1]}{unit and f' ({unit.strip()})'}" for title, *_, unit in DIFFERENCES]]
+    return ("## Beyond the paper\n\n"
+            "Strategies the paper does not run (`famlib strategies` lists them: the continual-pretraining "
+            "literature's baselines, and any a researcher registers), each minus the base and minus the paper "
+            "strategies it is a control for, on the same averages and with the same paired 95 % intervals as the "
+            f"paper's. {_MARKS} The claims C1-C11 are decided on the paper's strategies only.\n\n"
+            + _md_table(header, rows))
 
 
 def _primary(results):
@@ -373,6 +408,7 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              _gates_section(params),
              _prompts_section(results),
              _differences_section(params, results, evidence),
+             _beyond_section(params, results, evidence),
              _claims_section(claims),
              _scales_section(claims, params.scale),
              _paper_averages(params, tables),

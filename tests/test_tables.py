@@ -495,3 +495,36 @@ def test_drift_note_keeps_small_drifts_readable():
     note = C._drift_note(pd.DataFrame(rows))
     assert note == "; Dense relative drift per group: first 0.0012, middle 0.0003, last 0.00015"
     assert C._drift_note(distances()).endswith("first 0.1, middle 0.12, last 0.14")  # tiny-like drifts
+
+
+def test_strategies_beyond_the_paper_get_their_own_report_section_and_leave_the_claims_alone(params, tmp_path,
+                                                                                                 monkeypatch):
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figs"))
+    from famlib.report import write_report
+
+    paper = ["base", "dense", "expert", "freeze", "l2sp"]
+    story = {**STORY, "lora": (1.80, 2.52, 0.62, 29.0)}  # learns less than the Expert, forgets less
+    res = pd.concat([synth(strategies=paper), synth(story=story, strategies=["lora"])], ignore_index=True)
+    write_records(res)
+    empty = interp().iloc[0:0]
+    text = write_report(params, results=res, interpolation=empty, distances=distances()).read_text()
+    section = text.split("## Beyond the paper")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| LoRA")}
+    # against the base and against the two strategies it is an alternative to (Strategy.compare_with)
+    assert list(rows) == ["LoRA − Base", "LoRA − Expert", "LoRA − Freeze"]
+    # held-in bits per byte (the first column): 1.80 - 1.62 against the Expert, worse and decided
+    assert rows["LoRA − Expert"].split("|")[2].strip().startswith("+0.180 ▼<br><sub>[")
+    # held-in comprehension against Freeze: 0.62 - 0.62, no difference, undecided (no mark)
+    header = next(line for line in section.splitlines() if line.startswith("|  |"))
+    comp = header.split("|").index(" held-in comprehension (pp) ")
+    assert rows["LoRA − Freeze"].split("|")[comp].strip().startswith("+0.0<br>")
+    # the paper's differences table lists the paper's strategies only, and no verdict moves
+    differences = text.split("## Differences from the base")[1].split("\n## ")[0]
+    assert "LoRA" not in differences and "Expert" in differences
+    assert ({c.id: c.verdict for c in C.check_claims(params, res)}
+            == {c.id: c.verdict for c in C.check_claims(params, res[res["strategy"] != "lora"])})
+    # without a strategy beyond the paper there is no section
+    text = write_report(params, results=res[res["strategy"] != "lora"], interpolation=empty,
+                        distances=distances()).read_text()
+    assert "## Beyond the paper" not in text

@@ -11,7 +11,7 @@ position of the frozen block is the only difference and the claim becomes a meas
 from famlib.strategies.spec import Strategy
 
 _COMMON = dict(per_family=True, training="family", data="family",
-               outside="trainable, like the unfrozen layers (as under Layer Freezing)")
+               outside="trainable, like the unfrozen layers (as under Layer Freezing)", compare_with=("freeze",))
 
 FIRST = Strategy(
     name="freeze_first_block", label="Freeze start", frozen_block="start",

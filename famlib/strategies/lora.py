@@ -163,5 +163,5 @@ STRATEGY = Strategy(
     training="family", data="family", frozen=GROUPS, adapter=LORA,
     outside="frozen, like every base weight: only the adapters in the decoder layers train, and the embeddings, "
             "final norm and tied head stay bit-identical to the base",
-    color="#DA8BC3", marker="p",
+    compare_with=("expert", "freeze"), color="#DA8BC3", marker="8",
 )

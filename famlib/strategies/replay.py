@@ -13,6 +13,6 @@ from famlib.strategies.spec import Strategy
 
 STRATEGY = Strategy(
     name="replay", label="Replay", title="Family Expert with English replay (Ibrahim et al. 2024)", per_family=True,
-    training="family", data="family", replay=True, outside="trainable, like every layer",
+    training="family", data="family", replay=True, outside="trainable, like every layer", compare_with=("expert",),
     color="#CCB974", marker="d",
 )

@@ -112,6 +112,8 @@ class Strategy:
         paper: the paper reports it; claims C1-C11 are decided on these strategies only, so that a new
             strategy shows in the tables, figures and report without changing a verdict about the paper's.
         default: a scale runs it when its params file has no ``strategies:`` list.
+        compare_with: the strategies it is a control or an alternative for: the report's "Beyond the paper"
+            section sets it against each of them (and the base) with paired intervals.
         color, marker: for figures (None: a neutral grey, a circle).
     """
 
@@ -134,6 +136,7 @@ class Strategy:
     role: Role = "mitigation"
     paper: bool = False
     default: bool = False
+    compare_with: tuple[str, ...] = ()
     color: Optional[str] = None
     marker: Optional[str] = None
 
@@ -208,6 +211,9 @@ class Strategy:
         if not self.name or not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
             raise bad("name", self.name, "a plain word: letters, digits and '_', starting with a letter "
                                          "(it becomes part of model ids, step ids and directory names)")
+        for other in self.compare_with:
+            if other == self.name or not other.replace("_", "").isalnum():
+                raise bad("compare_with", self.compare_with, "names of other registered strategies")
         if not self.label:
             raise bad("label", self.label, "a non-empty display name")
         if self.role not in ("reference", "baseline", "mitigation"):

@@ -21,5 +21,6 @@ def options(params) -> dict:
 STRATEGY = Strategy(
     name="wise_ft", label="WiSE-FT", title="Expert interpolated toward the base, every parameter (WiSE-FT)",
     per_family=True, surgery="interpolate", source="expert", surgery_groups=GROUPS, surgery_options=options,
-    outside="interpolated by the same alpha as every layer", color="#B07AA1", marker="p",
+    outside="interpolated by the same alpha as every layer",
+    compare_with=("expert", "expert_reverted"), color="#B07AA1", marker="p",
 )
