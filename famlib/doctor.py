@@ -367,6 +367,8 @@ def disk_need(params: Params, jobs: int = 1) -> dict[str, float]:
     """
     import inspect
 
+    from famlib import memory
+    from famlib.layers import meta_model
     from famlib.naming import all_model_ids
     from famlib.strategies.registry import get
     from famlib.train import train
@@ -381,16 +383,18 @@ def disk_need(params: Params, jobs: int = 1) -> dict[str, float]:
     if params.model.kind == "scratch" and d.base_mixture is not None:
         sets.append(d.base_mixture.tokens)
     per_token = TOKEN_BYTES + 2 / d.seq_len  # and a uint16 label per row
-    rows = estimates(params)
-    total = max(r.settings["parameters"] for r in rows) if rows else 0
+    # parameter counts on the meta device, as famlib.memory counts them (not its activation probe: seconds)
+    config = memory.model_config(params)
+    counts = {s: memory._counts(config, params, s) for s in trained}
+    total = sum(p.numel() for p in meta_model(config).parameters())
     model_bytes = 2 if params.model.dtype == "bfloat16" else 4
     models = len(all_model_ids(params)) + (1 if params.interpolation.alphas else 0)
     keep = inspect.signature(train).parameters["keep_last"].default  # what the strategies' trainings keep
     ckpt = 0.0
-    for r in rows:
-        w = 2 if r.settings["master_dtype"] == "bfloat16" else 4
-        one = r.settings["parameters"] * w + 2 * r.settings["trainable"] * w
-        ckpt = max(ckpt, (keep + 1) * one + r.settings["trainable"] * w)
+    for s, c in counts.items():
+        w = 2 if getattr(params.training, get(s).training).master_dtype == "bfloat16" else 4
+        one = c["total"] * w + 2 * c["trainable"] * w
+        ckpt = max(ckpt, (keep + 1) * one + c["trainable"] * w)
     return {
         "token sets": sum(sets) * per_token,
         "token set being assembled": max(sets, default=0) * per_token,
