@@ -204,17 +204,16 @@ def _pyproject_requirements() -> list[str]:
     return tomllib.loads(path.read_text())["project"]["dependencies"] if path.is_file() else []
 
 
-def _hub_repos(params: Params) -> list[tuple[str, str, str]]:
-    """``(what, repo id, repo type)`` of the hub repositories the run reads (local directories left out)."""
+def _hub_repos(params: Params) -> list[tuple[str, str, str, bool]]:
+    """``(what, repo id or directory, repo type, local)`` of what the run reads from the hub or a local copy."""
     from famlib.evaluate.paper import FLORES_PATH
 
     out = []
-    if params.model.kind == "hub" and not _local_dir(params.model.id):
-        out.append(("model", params.model.id, "model"))
-    if params.data.source == "madlad" and not _local_dir(params.data.madlad.path):
-        out.append(("MADLAD-400", params.data.madlad.path, "dataset"))
-    if params.data.source == "madlad" and not _local_dir(FLORES_PATH):
-        out.append(("FLORES+", FLORES_PATH, "dataset"))
+    if params.model.kind == "hub":
+        out.append(("model", params.model.id, "model", _local_dir(params.model.id)))
+    if params.data.source == "madlad":
+        out.append(("MADLAD-400", params.data.madlad.path, "dataset", _local_dir(params.data.madlad.path)))
+        out.append(("FLORES+", FLORES_PATH, "dataset", _local_dir(FLORES_PATH)))
     return out
 
 
@@ -224,11 +223,13 @@ def _repo_url(repo_id: str, repo_type: str) -> str:
 
 def check_hub(params: Params) -> list[Check]:
     """Access to each hub repository the run reads; offline mode is reported as such, not tried."""
-    repos = _hub_repos(params)
-    if not repos:
-        return []
-    out = []
-    if hub_offline():
+    out, repos = [], []
+    for what, repo, kind, local in _hub_repos(params):
+        if local:
+            out.append(Check(f"hub: {what}", OK, f"local directory {repo}: the hub is not needed for it"))
+        else:
+            repos.append((what, repo, kind))
+    if repos and hub_offline():
         for what, repo, kind in repos:
             name = f"hub: {what}"
             detail = "offline: hub checks skipped (HF_HUB_OFFLINE=1)"
@@ -236,14 +237,15 @@ def check_hub(params: Params) -> list[Check]:
                    "reachable, and run doctor again")
             if kind == "model" and _hub_cached(repo, kind):
                 out.append(Check(name, WARNING, f"{detail}; {repo} is in the local HF cache, so the run can load it"))
+            elif kind == "model":
+                out.append(Check(name, MISSING, f"{detail}; {repo} is not in the local HF cache",
+                                 f"{fix}; or set model.id to a local directory holding the checkpoint"))
             elif what == "MADLAD-400":
                 out.append(Check(name, MISSING, f"{detail}; {repo} is streamed from the hub while the token sets "
-                                 "are packed", fix + "; or point data.madlad.path at a local mirror of its data/ folder"))
+                                 "are packed", f"{fix}; or point data.madlad.path at a local mirror of its data/ folder"))
             else:
-                local = ("set model.id to a local directory holding the checkpoint" if kind == "model"
-                         else "point famlib.evaluate.paper.FLORES_PATH at a local copy")
-                out.append(Check(name, MISSING, f"{detail}; {repo} is not in the local HF cache",
-                                 f"{fix}; or {local}"))
+                out.append(Check(name, MISSING, f"{detail}; {repo} is read from the hub when the models are evaluated",
+                                 f"{fix}; or point famlib.evaluate.paper.FLORES_PATH at a local copy"))
         return out
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 

@@ -59,6 +59,15 @@ def test_offline_hub_is_a_warning_when_the_model_is_cached(seams, monkeypatch):
     checks = _by_name(doctor.check_hub(load_params("paper")))
     assert checks["hub: model"].status == "warning" and "in the local HF cache" in checks["hub: model"].detail
     assert checks["hub: MADLAD-400"].status == "missing"  # streamed while packing: no cache can stand in
+    assert checks["hub: FLORES+"].status == "missing"
+
+
+def test_local_copies_need_no_hub(seams, tmp_path):
+    p = load_params("paper", {"model.id": str(tmp_path), "data.madlad.path": str(tmp_path)})
+    checks = _by_name(doctor.check_hub(p))  # offline, and doctor.hub_access raises if called
+    assert checks["hub: model"].status == checks["hub: MADLAD-400"].status == "ok"
+    assert "local directory" in checks["hub: model"].detail
+    assert checks["hub: FLORES+"].status == "missing"  # still read from the hub
 
 
 def test_gated_model_gives_the_licence_fix(seams, monkeypatch):
