@@ -178,19 +178,30 @@ def check_packages(params: Params) -> list[Check]:
         tv = torch.__version__
     except ImportError:
         return out
-    pin = "2.13.0"  # the Makefile's TORCH ?= torch==2.13.0
-    if tv.split("+")[0] != pin:
+    pin = _torch_pin()
+    if pin and tv.split("+")[0] != pin:
         out.append(Check("torch", WARNING, f"torch {tv}, not the tested {pin} (Makefile TORCH)",
                          f"`.venv/bin/python -m pip install torch=={pin}` to run what was tested"))
     cuda = getattr(torch.version, "cuda", None)
     if is_paper(params) and not cuda:
         out.append(Check("torch CUDA build", MISSING, f"torch {tv} is a CPU build (torch.version.cuda is None); "
                          f"the {params.scale} scale trains on GPUs",
-                         f"on the GPU box, `.venv/bin/python -m pip install --force-reinstall torch=={pin}` from PyPI "
+                         f"on the GPU box, `.venv/bin/python -m pip install --force-reinstall torch=={pin or tv.split('+')[0]}` from PyPI "
                          "(a Linux CUDA build; README 'On a GPU box')"))
     elif cuda:
         out.append(Check("torch CUDA build", OK, f"torch {tv}, CUDA {cuda}"))
     return out
+
+
+def _torch_pin() -> Optional[str]:
+    """The torch version the Makefile installs (``TORCH ?= torch==X``), or None where there is no Makefile."""
+    import re
+
+    from famlib.config import REPO_ROOT
+
+    path = REPO_ROOT / "Makefile"
+    m = re.search(r"^TORCH\s*\?=\s*torch==(\S+)", path.read_text(), re.M) if path.is_file() else None
+    return m.group(1) if m else None
 
 
 def _pyproject_requirements() -> list[str]:

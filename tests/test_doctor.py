@@ -158,3 +158,19 @@ def test_smoke_scale_passes_here(seams, monkeypatch, capsys):
     assert main(["doctor", "--scale", "smoke"]) == 1
     out = capsys.readouterr().out
     assert "missing  gpu: the check itself failed: RuntimeError: CUDA driver version is insufficient" in out
+
+
+def test_packages_name_what_is_missing_or_out_of_range(monkeypatch):
+    import importlib.metadata as md
+
+    monkeypatch.setattr(md, "requires", lambda name: ["numpy>=99", "famlib-no-such-package>=1",
+                                                      'pytest>=8; extra == "dev"'])
+    checks = _by_name(doctor.check_packages(load_params("smoke")))
+    bad = checks["packages"]
+    assert bad.status == "missing" and "pytest" not in bad.detail  # the dev extra is not needed to run
+    assert f"numpy {md.version('numpy')} outside >=99" in bad.detail and "famlib-no-such-package not installed" in bad.detail
+    assert "'numpy>=99'" in bad.fix
+    from famlib.config import REPO_ROOT
+
+    pin = doctor._torch_pin()  # read from the Makefile, what `make` installs
+    assert pin and f"TORCH  ?= torch=={pin}" in (REPO_ROOT / "Makefile").read_text()
