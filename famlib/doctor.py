@@ -388,10 +388,13 @@ def disk_need(params: Params, jobs: int = 1) -> dict[str, float]:
     d = params.data
     trained = [s for s in params.strategy_names if get(s).kind == "trained"]
     sets = []
-    if any(get(s).data == "family" for s in trained):
-        sets += [d.family_tokens] * len(params.families)
-    if any(get(s).data == "dense" for s in trained):
-        sets.append(d.dense_tokens or d.family_tokens * len(params.families))
+    # one set per data recipe: the family's languages (per family) or Dense's, each with or without English
+    # replay where a strategy mixes it in (a separate set of the same budget)
+    for data, _ in sorted({(get(s).data, bool(getattr(get(s), "replay", False))) for s in trained}):
+        if data == "family":
+            sets += [d.family_tokens] * len(params.families)
+        else:
+            sets.append(d.dense_tokens or d.family_tokens * len(params.families))
     if params.model.kind == "scratch" and d.base_mixture is not None:
         sets.append(d.base_mixture.tokens)
     per_token = TOKEN_BYTES + 2 / d.seq_len  # and a uint16 label per row
