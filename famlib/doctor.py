@@ -96,9 +96,9 @@ def is_paper(params: Params) -> bool:
     return params.data.source == "madlad" or params.model.kind == "hub"
 
 
-def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` set true, read now (huggingface_hub reads it once, at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+def hub_offline(var: str = "HF_HUB_OFFLINE") -> bool:
+    """``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``) set true, read now (the libraries read it once, at import)."""
+    return os.environ.get(var, "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 def _local_dir(path: Optional[str]) -> bool:
@@ -262,6 +262,10 @@ def check_hub(params: Params) -> list[Check]:
 
     for what, repo, kind in repos:
         name, url = f"hub: {what}", _repo_url(repo, kind)
+        if kind == "dataset" and hub_offline("HF_DATASETS_OFFLINE"):
+            out.append(Check(name, MISSING, f"HF_DATASETS_OFFLINE=1: datasets will not read {repo} from the hub "
+                             "(HF_HUB_OFFLINE is off)", "set HF_DATASETS_OFFLINE=0 too (the Makefile's default is 1)"))
+            continue
         try:
             hub_access(repo, kind)
         except GatedRepoError:

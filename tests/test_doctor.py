@@ -83,6 +83,7 @@ def test_gated_model_gives_the_licence_fix(seams, monkeypatch):
             raise GatedRepoError("Cannot access gated repo", response=httpx2.Response(403, request=httpx2.Request("GET", url)))
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
     monkeypatch.setattr(doctor, "hub_access", hub)
     checks = _by_name(doctor.check_hub(load_params("paper")))
     assert asked == [(GEMMA, "model"), ("allenai/MADLAD-400", "dataset"), ("openlanguagedata/flores_plus", "dataset")]
@@ -105,6 +106,11 @@ def test_paper_scale_passes_on_two_h200_with_the_hub_and_disk(seams, monkeypatch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(doctor, "hub_access", lambda repo_id, repo_type: None)
+    # the hub on but datasets still offline (conftest's, and the Makefile's default): the datasets cannot be read
+    checks = _by_name(doctor.check_hub(load_params("paper")))
+    assert checks["hub: model"].status == "ok" and checks["hub: MADLAD-400"].status == "missing"
+    assert "HF_DATASETS_OFFLINE=0" in checks["hub: FLORES+"].fix
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
     monkeypatch.setattr(doctor, "gpus", lambda: [H200, H200])
     monkeypatch.setattr(doctor, "disk_free", lambda path: 2 * 10**12)
     monkeypatch.setattr(torch.version, "cuda", "12.8")
