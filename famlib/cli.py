@@ -1,5 +1,5 @@
 """The ``famlib`` command: ``paper``, ``plan``, ``run``, ``status``, ``data``, ``base``, ``strategies``, ``memory``,
-``lesson``, ``revert``, ``soup``, ``interpolate``."""
+``doctor``, ``lesson``, ``revert``, ``soup``, ``interpolate``."""
 
 from __future__ import annotations
 
@@ -164,6 +164,20 @@ def cmd_memory(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from famlib import doctor
+
+    # load_params, not _params: this starts no kernel (see cmd_strategies)
+    params = load_params(args.scale, *_overrides(args))
+    checks = doctor.run_checks(params, jobs=args.jobs)
+    if args.format == "json":
+        for c in checks:
+            print(json.dumps(c.to_dict(), ensure_ascii=False))
+    else:
+        print(doctor.format_text(params, checks))
+    return 1 if doctor.failed(checks) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="famlib", description="Regenerate the paper's experiments at a chosen scale.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -220,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also the totals with fp32 master weights, the plain loss, no gradient checkpointing")
     p.add_argument("--format", choices=("table", "json"), default="table", help="json: one object per strategy")
     p.set_defaults(func=cmd_memory)
+
+    p = scaled("doctor", "preflight: packages, hub access (or registry sources), GPUs against the memory estimate, "
+                         "free disk, lm-eval tasks; exits 1 if the run cannot succeed here")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="trainings that will run side by side (their checkpoints share the disk)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json: one object per check")
+    p.set_defaults(func=cmd_doctor)
 
     from famlib.surgery.cli import add_subcommands as add_surgery_subcommands
 

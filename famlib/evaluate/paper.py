@@ -165,6 +165,29 @@ def write_flores_tasks(params: Params, out: Path, flores_path: str = FLORES_PATH
     return hashes
 
 
+def harness_task_manager(params: Params, task_dir: Path):
+    """lm-eval's ``TaskManager`` over the installed tasks plus the paper's FLORES tasks written into ``task_dir``.
+
+    What ``simple_evaluate`` will look task names up in, built as famlib builds it for a run (the FLORES YAMLs
+    and the ``famlib_harness.py`` they name); indexing reads YAML files only, no network, but takes about 20 s
+    (lm-eval 0.4.13's 14,000 tasks). Shared by ``famlib doctor`` and the tests, so both check the same thing.
+    """
+    from lm_eval.tasks import TaskManager
+
+    from famlib.evaluate.suite import HARNESS_MODULE
+
+    task_dir = Path(task_dir)
+    write_flores_tasks(params, task_dir)
+    atomic_write_text(task_dir / "famlib_harness.py", HARNESS_MODULE)
+    return TaskManager(include_path=str(task_dir))
+
+
+def unresolved_tasks(params: Params, registry) -> list[str]:
+    """The harness task names of :func:`paper_tasks` that ``registry`` (a set of task names) lacks, in order."""
+    tasks, _ = paper_tasks(params)
+    return [t.harness_task for t in tasks if t.harness_task not in registry]
+
+
 def flores_row(src: str, tgt: str, src_text: str, tgt_text: str, row_id=None) -> dict:
     """One FLORES document: ``{"id", "source", "query", "target"}`` in famlib.prompts' format."""
     return {"id": row_id, "source": src_text, "query": translation_query(src, tgt, src_text), "target": tgt_text}
