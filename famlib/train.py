@@ -54,14 +54,15 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
 from famlib import checkpoint
 from famlib.config import TrainConfig, training_key
+from famlib.distributed import process_state
 from famlib.errors import FamlibError
 from famlib.io import atomic_write_json, atomic_write_text
 
@@ -279,9 +280,9 @@ def train(
                         "method; see famlib.train.Regularizer")
 
     # ---- accelerate: device, processes, mixed precision ------------------------------------------------
-    # Accelerator() reads ACCELERATE_USE_CPU itself, but PartialState is made first here (the device decides
-    # bf16), so pass it on: without it, processes started on a CPU-only machine would not join a group.
-    device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
+    # The process group is formed first (the device decides bf16); famlib.distributed refuses a launch whose
+    # processes did not join one group (N independent copies would all write the same out_dir).
+    device = process_state().device
     use_bf16 = cfg.bf16 and _bf16_supported(device)
     # AcceleratorState is a process-wide singleton that refuses a second, different mixed_precision, but a
     # notebook may train an fp32 base and then a bf16 expert. Reset it (keeping PartialState, which holds
@@ -290,11 +291,6 @@ def train(
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != world:  # N independent copies would all write the same out_dir
-        raise RuntimeError(f"launched as {launched} processes (WORLD_SIZE) but accelerate formed a group of "
-                           f"{world}; on a machine without GPUs use `accelerate launch --cpu` or set "
-                           "ACCELERATE_USE_CPU=true")
     say = (lambda msg: tqdm.write(f"[{log_name}] {msg}")) if main else (lambda msg: None)
     if cfg.bf16 and not use_bf16:
         say(f"cfg.bf16 is set but {device} has no fast bf16; training in float32")

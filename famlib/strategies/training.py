@@ -29,6 +29,7 @@ from typing import Any, Optional
 import torch
 
 from famlib.config import Params, training_key
+from famlib.distributed import DistributedError, launched_processes, main_first, main_only
 from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
 from famlib.layers import decoder_layers, group_of, is_trainable
@@ -137,7 +138,7 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from famlib.base import ensure_base
+    from famlib.base import base_ready, ensure_base
     from famlib.data import build_corpus
     from famlib.data.tokens import build_cpt_set
     from famlib.train import train
@@ -145,13 +146,21 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     family = None if family == "all" else family
     check_job(params, strategy, family)
     entry = get(strategy)
-    corpus = corpus or build_corpus(params)
-    base = ensure_base(params, corpus, progress=progress)
+    # Under `accelerate launch` (famlib train) every process runs this function: the main process builds the
+    # corpus, base and token sets, the others wait and then read them (famlib.distributed); only the training
+    # itself runs on all of them.
+    corpus = corpus or main_first(lambda: build_corpus(params), "building the corpus")
+    if launched_processes() > 1 and params.model.kind == "scratch" and not base_ready(params, corpus):
+        raise DistributedError(f"the {params.scale} base is not built, and a from-scratch base cannot be pretrained "
+                               f"inside a {launched_processes()}-process launch; build it first with one process: "
+                               f"famlib base --scale {params.scale} (or famlib run --step 02_base_model)")
+    base = main_first(lambda: ensure_base(params, corpus, progress=progress), "preparing the base model")
     base_prov = json.loads((base / "famlib_provenance.json").read_text())
     tok = AutoTokenizer.from_pretrained(str(base))
     # the data recipe: the family's training languages, or (data="dense") every family's at once
     data_family = family if entry.data == "family" else None
-    sets = build_cpt_set(params, corpus, tok, data_family, run_dir(params.scale) / "data" / (data_family or "dense"))
+    data_dir = run_dir(params.scale) / "data" / (data_family or "dense")
+    sets = main_first(lambda: build_cpt_set(params, corpus, tok, data_family, data_dir), "packing the token sets")
     mid = model_id(strategy, family)
     out = model_path(params, mid)
     key = job_key(params, strategy, family, base_prov.get("famlib_key", ""), sets["train"].meta["key"])
@@ -179,22 +188,28 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
                        log_name=f"{params.scale} {mid}", model_dir=out, tokenizer=tok, progress=progress,
                        save_model_dir=trim is None and entry.adapter is None)
         if entry.adapter is not None:
-            entry.adapter.save(tmodel, train_dir / "adapter")
+            main_only(lambda: entry.adapter.save(tmodel, train_dir / "adapter"), "saving the adapter")
         del tmodel
-    if trim is not None or entry.adapter is not None or params.model.dtype != "float32":
-        # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; fp32-trained
-        # models are stored in the base's dtype (bf16 at paper scale).
-        from famlib.checkpoint import atomic_directory
-
-        with atomic_directory(out) as tmp:
-            model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
-            tok.save_pretrained(str(tmp))
     # an adapter's record: its settings, and where the unmerged adapter is (the model here holds it merged)
     adapter = ({"adapter": {"name": entry.adapter.name, "merged": True, "unmerged": str(train_dir / "adapter"),
                             "settings": {k: params.to_dict()[k] for k in entry.adapter.sections}}}
                if entry.adapter is not None else {})
-    atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family, "scale": params.scale,
-                                  "base": str(base), "parameters": counts, "train": result.to_dict(),
-                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim, **adapter})
-    shutil.rmtree(run_dir(params.scale) / "train" / mid / "checkpoints", ignore_errors=True)
+
+    def write_outputs() -> None:
+        if trim is not None or entry.adapter is not None or params.model.dtype != "float32":
+            # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; fp32-trained
+            # models are stored in the base's dtype (bf16 at paper scale).
+            from famlib.checkpoint import atomic_directory
+
+            with atomic_directory(out) as tmp:
+                model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
+                tok.save_pretrained(str(tmp))
+        atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family,
+                                      "scale": params.scale, "base": str(base), "parameters": counts,
+                                      "train": result.to_dict(), "l2sp_anchored": getattr(reg, "anchored", 0),
+                                      "trim_vocab": trim, **adapter})
+        shutil.rmtree(train_dir / "checkpoints", ignore_errors=True)
+
+    # once, by the main process; the others return when it is written (every process holds the same weights)
+    main_only(write_outputs, "saving the model")
     return out
