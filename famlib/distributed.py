@@ -26,7 +26,7 @@ from typing import Callable, TypeVar
 
 from famlib.errors import FamlibError
 
-__all__ = ["DistributedError", "launched_processes", "main_first", "main_only", "process_state"]
+__all__ = ["DistributedError", "fsdp_requested", "launched_processes", "main_first", "main_only", "process_state"]
 
 T = TypeVar("T")
 
@@ -38,6 +38,13 @@ class DistributedError(FamlibError, RuntimeError):
 def launched_processes() -> int:
     """How many processes the launcher started (``WORLD_SIZE``; 1 without a launcher)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def fsdp_requested() -> bool:
+    """Whether the launch asks for FSDP (``accelerate launch --use_fsdp`` sets ``ACCELERATE_USE_FSDP``)."""
+    from accelerate.utils import parse_flag_from_env
+
+    return launched_processes() > 1 and parse_flag_from_env("ACCELERATE_USE_FSDP")
 
 
 def process_state():

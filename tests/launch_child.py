@@ -52,6 +52,13 @@ if __name__ == "__main__":
     with open(probe, "w", encoding="utf-8") as fh:
         fh.write(RANK)
     os.remove(probe)
+    if os.environ.get("ACCELERATE_USE_FSDP") == "true" and os.environ.get("ACCELERATE_USE_CPU") == "true":
+        # accelerate turns FSDP on only for GPU-type launches; torch's FSDP2 runs on the CPU over gloo. The
+        # launch is declared a multi-GPU one before famlib forms its group (see tests/test_train.py's FSDP test).
+        from accelerate import PartialState
+        from accelerate.utils import DistributedType
+
+        PartialState(cpu=True)._shared_state["distributed_type"] = DistributedType.MULTI_GPU
     from famlib.cli import main
 
     sys.exit(main(sys.argv[1:]))

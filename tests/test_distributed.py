@@ -1,8 +1,9 @@
 """Multi-process training jobs: `accelerate launch ... famlib train` writes every output once, by the main process.
 
-The launch is two CPU processes over gloo (accelerate's multi-process launcher with ``ACCELERATE_USE_CPU``:
-`accelerate launch --cpu` itself starts one process). Each process runs tests/launch_child.py, which logs the
-file-system changes it makes under the runs folder; the test reads those logs.
+The launch is two CPU processes over gloo, with DDP and with FSDP2 (accelerate's multi-process launchers with
+``ACCELERATE_USE_CPU``; `accelerate launch --cpu` itself starts one process). Each process runs
+tests/launch_child.py, which logs the file-system changes it makes under the runs folder; the test reads
+those logs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+# DDP: one whole model per process; FSDP2: sharded (on the CPU through tests/launch_child.py's one seam)
+ENGINES = {"ddp": ["--multi_gpu"],
+           "fsdp": ["--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+                    "--fsdp_transformer_layer_cls_to_wrap", "Gemma3DecoderLayer",
+                    "--fsdp_state_dict_type", "SHARDED_STATE_DICT"]}
 # 6 steps, a checkpoint every 2 (three written, keep_last=2 prunes one during the run), validation at 3 and 6
 JOB = ["train", "--scale", "smoke", "--strategy", "expert", "--family", "romance", "--no-progress",
        "--set", "training.family.max_steps=6", "--set", "training.family.save_every=2",
@@ -58,16 +64,21 @@ def _published(events: list[dict]) -> Counter:
 
 
 @pytest.mark.slow
-def test_two_process_training_step_writes_once_and_matches_one(smoke_base, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_process_training_step_writes_once_and_matches_one(engine, smoke_base, tmp_path):
     from safetensors.torch import load_file
     import torch
 
     # ---- two processes x batch 4 ------------------------------------------------------------------------
     two = _runs_with_base(tmp_path / "two", smoke_base)
-    out = _run(two, tmp_path / "two.log", [*JOB, "--set", "training.family.batch_size=4"], ACCELERATE)
+    out = _run(two, tmp_path / "two.log", [*JOB, "--set", "training.family.batch_size=4"],
+               [*ACCELERATE[:3], *ENGINES[engine], *ACCELERATE[3:]])
     assert "on 2 process(es)" in out.stdout and out.stdout.count("trained in") == 1  # one report, by the main
     main, other = _events(tmp_path / "two.log", 0), _events(tmp_path / "two.log", 1)
-    assert other == [], f"the second process wrote under runs/: {other[:5]}"  # it only read and trained
+    # The second process only reads and trains; under FSDP it also writes its shards into checkpoint staging.
+    shards = [e for e in other if all(p and "/checkpoints/.tmp-step-" in p and "/fsdp_state" in p for p in e["paths"])]
+    assert [e for e in other if e not in shards] == [], f"the second process wrote under runs/: {other[:5]}"
+    assert bool(shards) == (engine == "fsdp")
     published = _published(main)
     assert all(n == 1 for n in published.values()), {p: n for p, n in published.items() if n > 1}
     smoke = Path("smoke")

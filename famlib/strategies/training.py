@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 
 from famlib.config import Params, training_key
-from famlib.distributed import DistributedError, launched_processes, main_first, main_only
+from famlib.distributed import DistributedError, fsdp_requested, launched_processes, main_first, main_only
 from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
 from famlib.layers import decoder_layers, group_of, is_trainable
@@ -124,6 +124,26 @@ def adapted(params: Params, entry: Strategy, model: torch.nn.Module):
     entry.adapter.merge(wrapped)
 
 
+def _check_fsdp_job(params: Params, entry: Strategy, cfg, resave: bool) -> None:
+    """Refuse, before anything is built, a job that FSDP cannot run: the parts that need the whole model in
+    one process after or during training (a regulariser's anchors, a trimmed vocabulary written back, an adapter
+    merged, a model re-saved in another dtype) see only this process's shards under FSDP."""
+    why = []
+    if entry.regulariser is not None:
+        why.append(f"its regulariser ({entry.regulariser.label}) reads whole parameters")
+    if cfg.trim_vocab:
+        why.append("trim_vocab writes trained rows back into the whole model (set training.*.trim_vocab=false)")
+    if entry.adapter is not None:
+        why.append("its adapter is merged into the whole model")
+    if resave and not why:
+        why.append(f"it trains in {cfg.master_dtype} and stores in {params.model.dtype} (set "
+                   f"training.{entry.training}.master_dtype={params.model.dtype}, as the paper scale does)")
+    if why:
+        raise DistributedError(f"strategy {entry.name!r} cannot train under FSDP here: {'; '.join(why)}. Use DDP "
+                               "(accelerate launch --multi_gpu: one whole model per GPU, which the paper scale's "
+                               "settings fit on 80 GB; `famlib memory --scale paper`) or one process.")
+
+
 def train_strategy(params: Params, strategy: str, family: Optional[str] = None, corpus=None,
                    progress: bool = True) -> Path:
     """Continue pretraining the base with one strategy on one family (or all, for Dense); return the model dir.
@@ -170,6 +190,10 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     cfg = getattr(params.training, entry.training)
     if entry.adapter is not None and entry.adapter.train_config is not None:
         cfg = entry.adapter.train_config(params, cfg)
+    # the model train() saves is the final one, unless it is trimmed, adapted or trained in another dtype
+    resave = cfg.trim_vocab or entry.adapter is not None or cfg.master_dtype != params.model.dtype
+    if fsdp_requested():
+        _check_fsdp_job(params, entry, cfg, resave)
     # the master weights (training.*.master_dtype): fp32 by default, bf16 where the authors trained in bf16
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=getattr(torch, cfg.master_dtype))
     # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
@@ -196,9 +220,9 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
                if entry.adapter is not None else {})
 
     def write_outputs() -> None:
-        if trim is not None or entry.adapter is not None or params.model.dtype != "float32":
-            # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; fp32-trained
-            # models are stored in the base's dtype (bf16 at paper scale).
+        if resave:
+            # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; models trained
+            # in another dtype than the base's (fp32 master weights) are stored in the base's (bf16 at paper scale).
             from famlib.checkpoint import atomic_directory
 
             with atomic_directory(out) as tmp:
