@@ -378,12 +378,21 @@ def test_bad_inputs_and_mismatched_resume(reference, tmp_path):
               regularizer=Pause(), progress=False)
 
 
-def run_ddp_child(out_dir: str, batch_size: int) -> None:
-    """One process of the DDP test (also the single-process run it is compared with)."""
+FROZEN = "model.layers.1."  # the layer the FSDP test freezes (frozen and trainable tensors in one model)
+
+
+def frozen_model(freeze: bool) -> Gemma3ForCausalLM:
+    model = tiny_model()
+    for name, p in model.named_parameters():
+        p.requires_grad_(not (freeze and name.startswith(FROZEN)))
+    return model
+
+
+def run_ddp_child(out_dir: str, batch_size: int, freeze: bool = False) -> None:
+    """One process of the DDP test (also the single-process run it and the FSDP test are compared with)."""
     set_threads(1)
     cfg = dataclasses.replace(REF_CFG, batch_size=batch_size, max_steps=8, save_every=4, eval_every=4)
-    model = tiny_model()
-    train(model, TRAIN, VAL, cfg, Path(out_dir), seed=1, progress=False)
+    train(frozen_model(freeze), TRAIN, VAL, cfg, Path(out_dir), seed=1, progress=False)
 
 
 @pytest.mark.slow
@@ -438,16 +447,16 @@ def run_fsdp_child(out_dir: str, fail_at: int | None = None) -> None:
             raise Interrupt(f"stopped at step {fail_at}")
 
     cfg = dataclasses.replace(REF_CFG, batch_size=2, max_steps=8, save_every=4, eval_every=4)
-    result = train(tiny_model(), TRAIN, VAL, cfg, Path(out_dir), seed=1, progress=False, on_step=stop)
+    result = train(frozen_model(True), TRAIN, VAL, cfg, Path(out_dir), seed=1, progress=False, on_step=stop)
     if PartialState().is_main_process:
         (Path(out_dir) / "resumed_from.txt").write_text(str(result.resumed_from))
 
 
 @pytest.mark.slow
 def test_fsdp_sharded_checkpoints_resume(tmp_path):
-    """FSDP2 via accelerate, 2 CPU processes x batch 2: sharded checkpoints (save_state) that a rerun resumes
-    from (load_state) after a crash, ending within tolerance of one process x batch 4 (the same rows)."""
-    run_ddp_child(str(tmp_path / "one"), batch_size=4)
+    """FSDP2 via accelerate, 2 CPU processes x batch 2, one layer frozen: sharded checkpoints (save_state) that a
+    rerun resumes from (load_state) after a crash, ending within tolerance of one process x batch 4 (same rows)."""
+    run_ddp_child(str(tmp_path / "one"), batch_size=4, freeze=True)
     env = {**os.environ, **FSDP_ENV, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python"]
 
@@ -474,6 +483,8 @@ def test_fsdp_sharded_checkpoints_resume(tmp_path):
     assert one.keys() == two.keys()
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
+    start = tiny_model().state_dict()
+    assert all(torch.equal(two[k], start[k]) == k.startswith(FROZEN) for k in two)  # the frozen layer alone stays
     m1, m2 = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "fsdp")
     assert [r["step"] for r in m2] == list(range(1, 9))
     for a, b in zip(m1, m2):  # steps 5-8 ran after the resume: a lost optimiser state would show here
