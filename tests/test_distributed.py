@@ -123,6 +123,6 @@ def test_famlib_run_refuses_a_multi_process_launch(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert main(["run", "--scale", "smoke", "--step", "03_train_expert.freeze.slavic"]) == 2
     err = capsys.readouterr().err
-    assert ("accelerate launch --num_processes 4 -m famlib.cli train --scale smoke --strategy freeze --family slavic"
-            in err)
+    assert ("accelerate launch --multi_gpu --num_processes 4 -m famlib.cli train --scale smoke --strategy freeze "
+            "--family slavic") in err
     assert "famlib run --scale smoke --step 03_train_expert.freeze.slavic" in err
