@@ -446,8 +446,8 @@ def train(
                 record["val_loss"] = val
                 state.evals.append({"step": state.step, "val_loss": val})
                 stop = _update_best(state, val, cfg)
-                if state.best_step == state.step:
-                    _save_best(raw, best_dir, state.step, main)  # every process: FSDP gathers the shards
+                if state.best_step == state.step and (main or fsdp):  # under FSDP all gather the shards
+                    _save_best(raw, best_dir, state.step, main)
                 accelerator.wait_for_everyone()
                 if stop:
                     state.stopped_early = True
@@ -678,7 +678,8 @@ def _gathered_state_dict(accelerator, model, raw) -> dict[str, torch.Tensor] | N
 
 
 def _save_best(raw: torch.nn.Module, best_dir: Path, step: int, main: bool = True) -> None:
-    """Write the trainable weights of validation ``step``; every process calls it, the main one writes."""
+    """Write the trainable weights of validation ``step`` (the main process writes; under FSDP every process
+    calls it, since gathering the shards is a collective)."""
     # Only trainable tensors: frozen ones never change, and for the freeze strategy this halves the writes.
     tensors = {n: _full(p) for n, p in raw.named_parameters() if p.requires_grad}
     if not main:
