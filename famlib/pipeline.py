@@ -243,7 +243,8 @@ def train_command(params: Params, step: Step, processes: int | str = "N") -> str
     """The multi-process command of a training step: ``accelerate launch ... -m famlib.cli train ...``."""
     family = step.parameters.get("family")
     return (f"accelerate launch --multi_gpu --num_processes {processes} -m famlib.cli train "
-            f"--scale {params.scale} --strategy {step.parameters['strategy']}" + (f" --family {family}" if family else ""))
+            f"--scale {params.scale} --strategy {step.parameters['strategy']}"
+            + (f" --family {family}" if family else ""))
 
 
 def _refuse_launcher(params: Params, steps: list[Step]) -> None:

@@ -32,7 +32,8 @@ def _rel(path) -> str | None:
 def _hook(event: str, args: tuple) -> None:
     if event == "open":
         path, mode, flags = args
-        if not (isinstance(flags, int) and flags & WRITE_FLAGS) and not (isinstance(mode, str) and set(mode) & set("wax+")):
+        writes = (isinstance(flags, int) and flags & WRITE_FLAGS) or (isinstance(mode, str) and set(mode) & set("wax+"))
+        if not writes:
             return
         paths = [path]
     elif event in EVENTS:
