@@ -58,18 +58,15 @@ def ensure_base(params: Params, corpus=None, progress: bool = True) -> Path:
     * ``hub``: load a hub id or local directory, strip a vision tower, save the text-only model.
     """
     out = base_dir(params)
-    if params.model.kind == "scratch":
-        if corpus is None:
-            from famlib.data import build_corpus
+    if params.model.kind == "scratch" and corpus is None:
+        from famlib.data import build_corpus
 
-            corpus = build_corpus(params)
-        key = base_key(params, corpus.fingerprint)
-        if _provenance(out).get("famlib_key") == key:
-            return out
-        return _pretrain_scratch(params, corpus, key, progress)
-    key = base_key(params)
+        corpus = build_corpus(params)
+    key = _current_key(params, corpus)
     if _provenance(out).get("famlib_key") == key:
         return out
+    if params.model.kind == "scratch":
+        return _pretrain_scratch(params, corpus, key, progress)
     if params.model.kind == "gguf":
         from famlib.models import prepare_gguf_model
 
@@ -84,6 +81,19 @@ def ensure_base(params: Params, corpus=None, progress: bool = True) -> Path:
         save_checkpoint(model, tok, out, {"source": params.model.id, "famlib_key": key})
     _check_depth(params, out)
     return out
+
+
+def base_ready(params: Params, corpus=None) -> bool:
+    """Whether :func:`ensure_base` would return at once (the base of these parameters is built), without building.
+
+    ``corpus`` is needed for the ``scratch`` kind (its key includes the corpus); famlib.strategies uses this to
+    refuse pretraining a from-scratch base inside a multi-process training launch.
+    """
+    return _provenance(base_dir(params)).get("famlib_key") == _current_key(params, corpus)
+
+
+def _current_key(params: Params, corpus) -> str:
+    return base_key(params, corpus.fingerprint) if params.model.kind == "scratch" else base_key(params)
 
 
 def _check_depth(params: Params, path: Path) -> None:

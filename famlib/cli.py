@@ -1,5 +1,5 @@
-"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``status``, ``data``, ``base``, ``strategies``, ``memory``,
-``doctor``, ``lesson``, ``revert``, ``soup``, ``interpolate``."""
+"""The ``famlib`` command: ``paper``, ``plan``, ``run``, ``status``, ``data``, ``base``, ``train``, ``strategies``,
+``memory``, ``doctor``, ``lesson``, ``revert``, ``soup``, ``interpolate``."""
 
 from __future__ import annotations
 
@@ -110,6 +110,34 @@ def cmd_base(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """One training job (what notebook 03's training cell runs), without a notebook: the multi-GPU entry point.
+
+    ``accelerate launch --num_processes N -m famlib.cli train ...`` runs it in N processes: the training is
+    split across them, and data, base, model directory and provenance are written once, by the main process
+    (famlib.distributed). Notebook step 03 of the same job afterwards finds the model built and only plots.
+    """
+    import time
+
+    from famlib.distributed import launched_processes, process_state
+    from famlib.notebook import setup
+    from famlib.strategies import train_strategy
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local > 1 and not os.environ.get("FAMLIB_THREADS"):  # the cores shared among this machine's processes
+        from famlib.train import set_threads
+
+        os.environ["FAMLIB_THREADS"] = str(max(1, set_threads() // local))  # set_threads(): the cores we may use
+    overrides, origins = _overrides(args)
+    params = setup(args.scale, overrides, origins, strategy=args.strategy)
+    t = time.time()
+    path = train_strategy(params, args.strategy, args.family, progress=not args.no_progress)
+    if launched_processes() == 1 or process_state().is_main_process:
+        print(f"{args.strategy} ({args.family or 'all'}) trained in {time.time() - t:.0f} s on "
+              f"{launched_processes()} process(es): {path}")
+    return 0
+
+
 def cmd_lesson(args) -> int:
     import time
 
@@ -213,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = scaled("base", "build or load the base model of a scale into runs/<scale>/models/base")
     p.set_defaults(func=cmd_base)
+
+    p = scaled("train", "train one (strategy, family) job outside the notebooks; under `accelerate launch` on "
+                        "every process, with one writer (see the README's \"On a GPU box\")")
+    p.add_argument("--strategy", required=True, help="a trained strategy of `famlib strategies`")
+    p.add_argument("--family", help="a family of the scale (per-family strategies); omit for dense")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lesson", help="the lesson on forgetting: prepare it, run it headless, or build the student version")
     p.add_argument("action", choices=("prepare", "run", "build"),

@@ -239,6 +239,39 @@ def _execute(step: Step, out: Path, threads: Optional[int] = None) -> None:
                      f"step {step.id}: notebook notebooks/{step.notebook}", threads)
 
 
+def train_command(params: Params, step: Step, processes: int | str = "N") -> str:
+    """The multi-process command of a training step: ``accelerate launch ... -m famlib.cli train ...``."""
+    family = step.parameters.get("family")
+    return (f"accelerate launch --multi_gpu --num_processes {processes} -m famlib.cli train "
+            f"--scale {params.scale} --strategy {step.parameters['strategy']}"
+            + (f" --family {family}" if family else ""))
+
+
+def _refuse_launcher(params: Params, steps: list[Step]) -> None:
+    """Refuse to execute notebooks in a multi-process launch, naming the commands that do the job instead.
+
+    Under ``accelerate launch`` every process would execute every notebook: N kernels building the same data,
+    writing the same model directory and executed copy. Papermill cannot split one kernel across processes, so
+    multi-GPU training goes through ``famlib train``, which is what notebook 03's training cell calls; the step
+    run afterwards in one process finds the model trained and only draws its plots.
+    """
+    from famlib.distributed import DistributedError, launched_processes
+
+    n = launched_processes()
+    if n == 1:
+        return
+    train = [st for st in steps if st.notebook == "03_train_expert.ipynb"]
+    one = f"famlib run --scale {params.scale} " + " ".join(f"--step {st.id}" for st in steps)
+    if train:
+        hint = (" Train with every process through famlib train, then run the step(s) in one process (the "
+                "training is then found done):" + "".join(f"\n  {train_command(params, st, n)}" for st in train)
+                + f"\n  {one}")
+    else:
+        hint = f" Run it in one process:\n  {one}"
+    raise DistributedError(f"famlib run executes notebooks, and under a launcher each of the {n} processes would "
+                           f"execute all of them, racing on the same files.{hint}")
+
+
 def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: bool = False,
         log=print) -> dict[str, str]:
     """Execute the graph; return ``{step id: "ran" | "skipped"}``. Raises StepFailed on the first failure."""
@@ -250,6 +283,7 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
             raise ConfigError("famlib run", "step", unknown[0], "a step id of `famlib plan`: " + ", ".join(by_id),
                               near(unknown[0], by_id))
         steps = [st for st in steps if st.id in only]
+    _refuse_launcher(params, steps)
     for st in steps:
         check_parameters(st)
     code = _code_hash()

@@ -32,6 +32,8 @@ Files under ``out_dir``::
                           (+ reg with a regularizer, grad_norm when clipping, val_loss when validated)
     checkpoints/step-N/   model.safetensors, optimizer.pt, rng-rank*.pt, trainer_state.json,
                           best.safetensors (weights of the best validation so far), manifest.json
+                          (under FSDP: fsdp_state/, accelerate's save_state with every process's shards,
+                          instead of model.safetensors and optimizer.pt)
     best/step-N.safetensors   trainable weights of the best validation so far
     result.json           the TrainResult of the finished run
     model/                the final Hugging Face directory (best-validation weights), unless model_dir= says
@@ -54,14 +56,15 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from accelerate.utils import DistributedType, broadcast_object_list
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
 from famlib import checkpoint
 from famlib.config import TrainConfig, training_key
+from famlib.distributed import process_state
 from famlib.errors import FamlibError
 from famlib.io import atomic_write_json, atomic_write_text
 
@@ -279,9 +282,9 @@ def train(
                         "method; see famlib.train.Regularizer")
 
     # ---- accelerate: device, processes, mixed precision ------------------------------------------------
-    # Accelerator() reads ACCELERATE_USE_CPU itself, but PartialState is made first here (the device decides
-    # bf16), so pass it on: without it, processes started on a CPU-only machine would not join a group.
-    device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
+    # The process group is formed first (the device decides bf16); famlib.distributed refuses a launch whose
+    # processes did not join one group (N independent copies would all write the same out_dir).
+    device = process_state().device
     use_bf16 = cfg.bf16 and _bf16_supported(device)
     # AcceleratorState is a process-wide singleton that refuses a second, different mixed_precision, but a
     # notebook may train an fp32 base and then a bf16 expert. Reset it (keeping PartialState, which holds
@@ -290,11 +293,14 @@ def train(
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != world:  # N independent copies would all write the same out_dir
-        raise RuntimeError(f"launched as {launched} processes (WORLD_SIZE) but accelerate formed a group of "
-                           f"{world}; on a machine without GPUs use `accelerate launch --cpu` or set "
-                           "ACCELERATE_USE_CPU=true")
+    # FSDP (`accelerate launch --use_fsdp --fsdp_version 2`, read from the environment by Accelerator): the
+    # weights, gradients and optimiser state are sharded across processes, so checkpoints are accelerate's
+    # sharded save_state / load_state and the best and final weights are gathered before they are written.
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if fsdp and regularizer is not None:
+        raise ValueError(f"a regularizer ({type(regularizer).__name__}) under FSDP: it reads and writes whole "
+                         "parameters, which FSDP shards across processes; train it with DDP (one model per GPU, "
+                         "`accelerate launch --multi_gpu`) or one process")
     say = (lambda msg: tqdm.write(f"[{log_name}] {msg}")) if main else (lambda msg: None)
     if cfg.bf16 and not use_bf16:
         say(f"cfg.bf16 is set but {device} has no fast bf16; training in float32")
@@ -360,7 +366,8 @@ def train(
             broadcast_object_list(chosen)  # every process must resume from the same checkpoint
         resumed_from = None
         if chosen[0] is not None:
-            state = _load_checkpoint(Path(chosen[0]), raw, optimizer, run_info, rank, device)
+            state = _load_checkpoint(Path(chosen[0]), raw, optimizer, run_info, rank, device,
+                                     accelerator if fsdp else None)
             resumed_from = state.step
             say(f"resumed from {chosen[0]} (step {state.step})")
         else:
@@ -435,12 +442,12 @@ def train(
 
             last = state.step == total_steps
             if val_data is not None and (state.step % cfg.eval_every == 0 or last):
-                val = _evaluate(raw, val_data, cfg, accelerator)
+                val = _evaluate(raw, val_data, cfg, accelerator, lockstep=fsdp)
                 record["val_loss"] = val
                 state.evals.append({"step": state.step, "val_loss": val})
                 stop = _update_best(state, val, cfg)
-                if state.best_step == state.step and main:
-                    _save_best(raw, best_dir, state.step)
+                if state.best_step == state.step and (main or fsdp):  # under FSDP all gather the shards
+                    _save_best(raw, best_dir, state.step, main)
                 accelerator.wait_for_everyone()
                 if stop:
                     state.stopped_early = True
@@ -472,6 +479,8 @@ def train(
         if state.best_step is not None:
             _load_best(raw, best_dir, state.best_step)
         saved_dir = model_dir if save_model_dir else None
+        # the whole weights on the main process (FSDP: gathered from every process, a collective; else None)
+        full = _gathered_state_dict(accelerator, model, raw) if fsdp and saved_dir is not None else None
         result = TrainResult(
             out_dir=out_dir, model_dir=saved_dir, steps=state.step, total_steps=total_steps,
             tokens=state.step * tokens_per_step, train_loss=state.train_loss, best_val_loss=state.best_val,
@@ -482,7 +491,7 @@ def train(
         if main:
             if saved_dir is not None:
                 with checkpoint.atomic_directory(saved_dir) as tmp:
-                    raw.save_pretrained(tmp)
+                    raw.save_pretrained(tmp, state_dict=full)
                     if tokenizer is not None:
                         tokenizer.save_pretrained(tmp)
                     atomic_write_json(tmp / "famlib_training.json", {**run_info, "result": result.to_dict()})
@@ -610,13 +619,16 @@ def _update_best(state: _State, val: float, cfg: TrainConfig) -> bool:
 
 
 @torch.no_grad()
-def _evaluate(raw: torch.nn.Module, val_data: np.ndarray, cfg: TrainConfig, accelerator) -> float:
+def _evaluate(raw: torch.nn.Module, val_data: np.ndarray, cfg: TrainConfig, accelerator,
+              lockstep: bool = False) -> float:
     """Mean loss over the first ``eval_batches`` batches of every process (all sequences if None).
 
     That is ``eval_batches * batch_size * processes`` sequences: the same set as a single process with a
     ``processes`` times larger batch, the equivalence the training batches keep too. Batches are dealt
     round-robin to processes and the sums all-reduced. ``raw`` is the unwrapped model, so no DDP collective
-    runs inside the forward passes (processes may do different numbers of them).
+    runs inside the forward passes (processes may do different numbers of them). Under FSDP (``lockstep``)
+    every forward pass gathers the weights from all processes, so all do the same number: a process
+    without a batch in the last round runs the first one again and counts it with weight 0.
     """
     B = cfg.batch_size
     n = len(val_data)
@@ -625,13 +637,19 @@ def _evaluate(raw: torch.nn.Module, val_data: np.ndarray, cfg: TrainConfig, acce
     was_training = raw.training
     raw.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # [sum of loss * rows, rows]
-    for i, start in enumerate(range(0, n, B)):
-        if i % accelerator.num_processes != accelerator.process_index:
-            continue
+    starts = list(range(0, n, B))
+    world, rank = accelerator.num_processes, accelerator.process_index
+    rounds = -(-len(starts) // world) if lockstep else None
+    mine = [(i, 1) for i in range(rank, len(starts), world)]
+    if lockstep:
+        mine += [(0, 0)] * (rounds - len(mine))
+    for i, weight in mine:
+        start = starts[i]
         x = torch.from_numpy(np.asarray(val_data[start:min(start + B, n)], dtype=np.int64)).to(accelerator.device)
         loss = _lm_loss(raw, raw, x, cfg, accelerator)
-        sums[0] += loss.double() * len(x)
-        sums[1] += len(x)
+        if weight:
+            sums[0] += loss.double() * len(x)
+            sums[1] += len(x)
     sums = accelerator.reduce(sums, reduction="sum")
     raw.train(was_training)
     return (sums[0] / sums[1]).item()
@@ -641,9 +659,31 @@ def _best_file(best_dir: Path, step: int) -> Path:
     return best_dir / f"{checkpoint.step_dir_name(step)}.safetensors"
 
 
-def _save_best(raw: torch.nn.Module, best_dir: Path, step: int) -> None:
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A whole tensor on the CPU: an FSDP shard (a DTensor) is gathered first, a collective on every process."""
+    if hasattr(t, "full_tensor"):
+        t = t.full_tensor()
+    return t.detach().to("cpu").contiguous()
+
+
+def _gathered_state_dict(accelerator, model, raw) -> dict[str, torch.Tensor] | None:
+    """The whole state dict of an FSDP model on the main process (None elsewhere), tied weights once.
+
+    Gathered tensors no longer share storage, so save_pretrained would write a tied head (``lm_head.weight``,
+    the embedding itself) as a second tensor; the names a parameter has only as an alias are dropped.
+    """
+    full = accelerator.get_state_dict(model)
+    aliases = ({n for n, _ in raw.named_parameters(remove_duplicate=False)} - {n for n, _ in raw.named_parameters()})
+    return None if full is None else {k: v for k, v in full.items() if k not in aliases}
+
+
+def _save_best(raw: torch.nn.Module, best_dir: Path, step: int, main: bool = True) -> None:
+    """Write the trainable weights of validation ``step`` (the main process writes; under FSDP every process
+    calls it, since gathering the shards is a collective)."""
     # Only trainable tensors: frozen ones never change, and for the freeze strategy this halves the writes.
-    tensors = {n: p.detach().to("cpu").contiguous() for n, p in raw.named_parameters() if p.requires_grad}
+    tensors = {n: _full(p) for n, p in raw.named_parameters() if p.requires_grad}
+    if not main:
+        return
     target = _best_file(best_dir, step)
     tmp = target.with_name(f".{target.name}.tmp")
     save_file(tensors, tmp)
@@ -658,7 +698,12 @@ def _load_best(raw: torch.nn.Module, best_dir: Path, step: int) -> None:
     tensors = load_file(_best_file(best_dir, step))
     params = dict(raw.named_parameters())
     for name, t in tensors.items():
-        params[name].copy_(t)
+        p = params[name]
+        if hasattr(p, "device_mesh"):  # an FSDP shard: this process's part of the whole tensor
+            from torch.distributed.tensor import distribute_tensor
+
+            t = distribute_tensor(t.to(p.device, p.dtype), p.device_mesh, p.placements)
+        p.copy_(t)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -681,6 +726,9 @@ def _set_rng_state(s: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+FSDP_STATE = "fsdp_state"  # a checkpoint's folder for accelerate's sharded save_state under FSDP
+
+
 def _save_checkpoint(accelerator, root: Path, state: _State, raw, optimizer, run_info: dict, best_dir: Path,
                      keep_last: int) -> None:
     """Write checkpoint ``state.step`` atomically (see famlib.checkpoint); every process takes part."""
@@ -688,10 +736,14 @@ def _save_checkpoint(accelerator, root: Path, state: _State, raw, optimizer, run
     tmp = checkpoint.staging_dir(root, state.step, create=main)
     accelerator.wait_for_everyone()
     torch.save(_rng_state(), tmp / f"rng-rank{accelerator.process_index:03d}.pt")  # RNG is per process
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # each process writes its shards of weights and optimiser state (torch.distributed.checkpoint)
+        accelerator.save_state(str(tmp / FSDP_STATE))
     accelerator.wait_for_everyone()
     if main:
-        save_model(raw, str(tmp / "model.safetensors"))  # handles the tied embedding/head
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if accelerator.distributed_type != DistributedType.FSDP:
+            save_model(raw, str(tmp / "model.safetensors"))  # handles the tied embedding/head
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if state.best_step is not None:
             checkpoint.link_or_copy(_best_file(best_dir, state.best_step), tmp / "best.safetensors")
         atomic_write_json(tmp / "trainer_state.json", {"state": dataclasses.asdict(state), "run": run_info})
@@ -699,7 +751,9 @@ def _save_checkpoint(accelerator, root: Path, state: _State, raw, optimizer, run
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(path: Path, raw, optimizer, run_info: dict, rank: int, device) -> _State:
+def _load_checkpoint(path: Path, raw, optimizer, run_info: dict, rank: int, device, fsdp=None) -> _State:
+    """Restore checkpoint ``path`` into ``raw`` and ``optimizer``; ``fsdp`` is the Accelerator of an FSDP run
+    (its checkpoints hold accelerate's sharded state, which every process loads its part of)."""
     saved = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
     theirs = saved["run"]
     # Switches added to TrainConfig later are compared as cache keys see them (absent = at their default), so
@@ -721,8 +775,17 @@ def _load_checkpoint(path: Path, raw, optimizer, run_info: dict, rank: int, devi
         detail = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, a, b in diff)
         raise ResumeError(f"{path} belongs to a different run ({detail}). Use a new out_dir, delete "
                           f"{path.parent.parent}, or call train() with the run's original settings.")
-    load_model(raw, str(path / "model.safetensors"), strict=True, device=str(device))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
+    if fsdp is not None:
+        if not (path / FSDP_STATE).is_dir():
+            raise ResumeError(f"{path} was written without FSDP (no {FSDP_STATE}/); resume it under the launch that "
+                              f"wrote it, or use a new out_dir")
+        fsdp.load_state(str(path / FSDP_STATE))
+    else:
+        if (path / FSDP_STATE).is_dir():
+            raise ResumeError(f"{path} holds FSDP shards ({FSDP_STATE}/); resume it under FSDP with "
+                              f"{run_info['processes']} processes, or use a new out_dir")
+        load_model(raw, str(path / "model.safetensors"), strict=True, device=str(device))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
     _set_rng_state(torch.load(path / f"rng-rank{rank:03d}.pt", weights_only=True))
     return _State(**saved["state"])
 

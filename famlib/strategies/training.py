@@ -30,6 +30,7 @@ from typing import Any, Optional
 import torch
 
 from famlib.config import Params, training_key
+from famlib.distributed import DistributedError, fsdp_requested, launched_processes, main_first, main_only
 from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
 from famlib.layers import decoder_layers, group_of, is_trainable
@@ -124,6 +125,26 @@ def adapted(params: Params, entry: Strategy, model: torch.nn.Module):
     entry.adapter.merge(wrapped)
 
 
+def _check_fsdp_job(params: Params, entry: Strategy, cfg, resave: bool) -> None:
+    """Refuse, before anything is built, a job that FSDP cannot run: the parts that need the whole model in
+    one process after or during training (a regulariser's anchors, a trimmed vocabulary written back, an adapter
+    merged, a model re-saved in another dtype) see only this process's shards under FSDP."""
+    why = []
+    if entry.regulariser is not None:
+        why.append(f"its regulariser ({entry.regulariser.label}) reads whole parameters")
+    if cfg.trim_vocab:
+        why.append("trim_vocab writes trained rows back into the whole model (set training.*.trim_vocab=false)")
+    if entry.adapter is not None:
+        why.append("its adapter is merged into the whole model")
+    if resave and not why:
+        why.append(f"it trains in {cfg.master_dtype} and stores in {params.model.dtype} (set "
+                   f"training.{entry.training}.master_dtype={params.model.dtype}, as the paper scale does)")
+    if why:
+        raise DistributedError(f"strategy {entry.name!r} cannot train under FSDP here: {'; '.join(why)}. Use DDP "
+                               "(accelerate launch --multi_gpu: one whole model per GPU, which the paper scale's "
+                               "settings fit on 80 GB; `famlib memory --scale paper`) or one process.")
+
+
 def train_strategy(params: Params, strategy: str, family: Optional[str] = None, corpus=None,
                    progress: bool = True) -> Path:
     """Continue pretraining the base with one strategy on one family (or all, for Dense); return the model dir.
@@ -138,7 +159,7 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from famlib.base import ensure_base
+    from famlib.base import base_ready, ensure_base
     from famlib.data import build_corpus
     from famlib.data.tokens import build_cpt_set
     from famlib.train import train
@@ -146,8 +167,15 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     family = None if family == "all" else family
     check_job(params, strategy, family)
     entry = get(strategy)
-    corpus = corpus or build_corpus(params)
-    base = ensure_base(params, corpus, progress=progress)
+    # Under `accelerate launch` (famlib train) every process runs this function: the main process builds the
+    # corpus, base and token sets, the others wait and then read them (famlib.distributed); only the training
+    # itself runs on all of them.
+    corpus = corpus or main_first(lambda: build_corpus(params), "building the corpus")
+    if launched_processes() > 1 and params.model.kind == "scratch" and not base_ready(params, corpus):
+        raise DistributedError(f"the {params.scale} base is not built, and a from-scratch base cannot be pretrained "
+                               f"inside a {launched_processes()}-process launch; build it first with one process: "
+                               f"famlib base --scale {params.scale} (or famlib run --step 02_base_model)")
+    base = main_first(lambda: ensure_base(params, corpus, progress=progress), "preparing the base model")
     base_prov = json.loads((base / "famlib_provenance.json").read_text())
     tok = AutoTokenizer.from_pretrained(str(base))
     # the data recipe: the family's training languages, or (data="dense") every family's at once; with
@@ -155,8 +183,9 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     # stays for the strategies that read it)
     data_family = family if entry.data == "family" else None
     share = params.replay.share if entry.replay else 0.0
-    folder = (data_family or "dense") + ("-replay" if share else "")
-    sets = build_cpt_set(params, corpus, tok, data_family, run_dir(params.scale) / "data" / folder, replay=share)
+    data_dir = run_dir(params.scale) / "data" / ((data_family or "dense") + ("-replay" if share else ""))
+    sets = main_first(lambda: build_cpt_set(params, corpus, tok, data_family, data_dir, replay=share),
+                      "packing the token sets")
     mid = model_id(strategy, family)
     out = model_path(params, mid)
     key = job_key(params, strategy, family, base_prov.get("famlib_key", ""), sets["train"].meta["key"])
@@ -166,6 +195,10 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     cfg = getattr(params.training, entry.training)
     if entry.adapter is not None and entry.adapter.train_config is not None:
         cfg = entry.adapter.train_config(params, cfg)
+    # the model train() saves is the final one, unless it is trimmed, adapted or trained in another dtype
+    resave = cfg.trim_vocab or entry.adapter is not None or cfg.master_dtype != params.model.dtype
+    if fsdp_requested():
+        _check_fsdp_job(params, entry, cfg, resave)
     # the master weights (training.*.master_dtype): fp32 by default, bf16 where the authors trained in bf16
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=getattr(torch, cfg.master_dtype))
     # Trimmed: strategy, regulariser and optimiser act on a copy whose vocabulary holds the data's ids (new
@@ -184,22 +217,28 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
                        log_name=f"{params.scale} {mid}", model_dir=out, tokenizer=tok, progress=progress,
                        save_model_dir=trim is None and entry.adapter is None)
         if entry.adapter is not None:
-            entry.adapter.save(tmodel, train_dir / "adapter")
+            main_only(lambda: entry.adapter.save(tmodel, train_dir / "adapter"), "saving the adapter")
         del tmodel
-    if trim is not None or entry.adapter is not None or params.model.dtype != "float32":
-        # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; fp32-trained
-        # models are stored in the base's dtype (bf16 at paper scale).
-        from famlib.checkpoint import atomic_directory
-
-        with atomic_directory(out) as tmp:
-            model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
-            tok.save_pretrained(str(tmp))
     # an adapter's record: its settings, and where the unmerged adapter is (the model here holds it merged)
     adapter = ({"adapter": {"name": entry.adapter.name, "merged": True, "unmerged": str(train_dir / "adapter"),
                             "settings": {k: params.to_dict()[k] for k in entry.adapter.sections}}}
                if entry.adapter is not None else {})
-    atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family, "scale": params.scale,
-                                  "base": str(base), "parameters": counts, "train": result.to_dict(),
-                                  "l2sp_anchored": getattr(reg, "anchored", 0), "trim_vocab": trim, **adapter})
-    shutil.rmtree(run_dir(params.scale) / "train" / mid / "checkpoints", ignore_errors=True)
+
+    def write_outputs() -> None:
+        if resave:
+            # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; models trained
+            # in another dtype than the base's (fp32 master weights) are stored in the base's (bf16 at paper scale).
+            from famlib.checkpoint import atomic_directory
+
+            with atomic_directory(out) as tmp:
+                model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
+                tok.save_pretrained(str(tmp))
+        atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family,
+                                      "scale": params.scale, "base": str(base), "parameters": counts,
+                                      "train": result.to_dict(), "l2sp_anchored": getattr(reg, "anchored", 0),
+                                      "trim_vocab": trim, **adapter})
+        shutil.rmtree(train_dir / "checkpoints", ignore_errors=True)
+
+    # once, by the main process; the others return when it is written (every process holds the same weights)
+    main_only(write_outputs, "saving the model")
     return out
