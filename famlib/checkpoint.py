@@ -19,6 +19,7 @@ Layout under a checkpoint root::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from famlib.io import sha256_file
+from famlib.io import locked, sha256_file
 
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -143,40 +144,51 @@ def clean_staging(root: Path) -> None:
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield an empty directory beside ``path``; on success it replaces ``path`` whole.
 
-    Every file of the new directory is fsynced, then the two directories are swapped. On Linux the swap is
-    one ``renameat2(RENAME_EXCHANGE)``: at every instant ``path`` is the complete old directory or the
-    complete new one, even under SIGKILL. Elsewhere (or on a filesystem without the call) it is two
-    renames, ``path -> .<name>.old`` then ``.<name>.tmp -> path``; a kill between them leaves ``path``
-    absent with the complete old one beside it, which :func:`recover_directory` (called here first, and
-    by readers that want it) puts back. On an exception the temporary directory is removed and ``path``
-    is untouched.
+    Every file and folder of the new directory is fsynced, then the two directories are swapped. On Linux the
+    swap is one ``renameat2(RENAME_EXCHANGE)``: at every instant ``path`` is the complete old directory or the
+    complete new one, even under SIGKILL. Where the system cannot exchange (not Linux, or a filesystem without
+    it) it is two renames, ``path -> .<name>.old`` then ``.<name>.tmp -> path``; a kill between them leaves
+    ``path`` absent with the complete old one beside it, which the next writer (:func:`recover_directory`)
+    puts back. Writers of the same ``path`` take turns (a lock file ``.<name>.lock`` beside it), so two
+    processes never fill one staging folder. On an exception the staging folder is removed and ``path``
+    holds its old content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    recover_directory(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    old = path.with_name(f".{path.name}.old")
-    for p in (tmp, old):
-        if p.exists():
-            shutil.rmtree(p)
-    tmp.mkdir()
-    try:
-        yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                _fsync_file(f)
-        _fsync_dir(tmp)
-        if path.exists() and _exchange(tmp, path):
-            _fsync_dir(path.parent)  # tmp now holds the old directory
-        else:
-            if path.exists():
-                os.replace(path, old)
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with locked(path.with_name(f".{path.name}.lock")):
+        recover_directory(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        old = path.with_name(f".{path.name}.old")
+        for p in (tmp, old):
+            if p.is_symlink():
+                p.unlink()
+            elif p.exists():
+                shutil.rmtree(p)
+        tmp.mkdir()
+        try:
+            yield tmp
+            for f in sorted(tmp.rglob("*"), key=lambda q: len(q.parts), reverse=True):  # deepest first
+                if f.is_file():
+                    _fsync_file(f)
+                elif f.is_dir():
+                    _fsync_dir(f)
+            _fsync_dir(tmp)
+            if path.exists() and _exchange(tmp, path):
+                _fsync_dir(path.parent)  # tmp now holds the old directory
+            else:
+                if path.exists():
+                    os.replace(path, old)
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            recover_directory(path)  # interrupted between the fallback's renames: the old one goes back
+            raise
+        finally:
+            if tmp.is_symlink():
+                tmp.unlink()
+            elif tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def recover_directory(path: Path) -> bool:
@@ -193,6 +205,9 @@ def recover_directory(path: Path) -> bool:
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
+# errno values meaning "no exchange here" (old kernel, filesystem without RENAME_EXCHANGE); any other failure
+# (permissions, a read-only or failing disk) is an error to report, not a reason to try the weaker swap.
+_NO_EXCHANGE = {getattr(errno, n) for n in ("ENOSYS", "EINVAL", "EOPNOTSUPP", "ENOTSUP") if hasattr(errno, n)}
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -209,8 +224,12 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd = -100
     renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    return rc == 0
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _NO_EXCHANGE:  # the system or this filesystem cannot exchange: the caller falls back
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -242,7 +243,8 @@ class Lesson:
         params = load_params(s.scale)
         if params.data.source == "offline":
             offline_env()
-        set_threads(s.threads or params.threads or None)
+        # FAMLIB_THREADS first, as in every notebook (famlib.notebook.setup): `famlib paper --jobs N`, test workers
+        set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or s.threads or params.threads or None)
         family = params.check_family(s.family, "family")
         fam = params.families[family]
         trained = s.language or fam.train[0]

@@ -64,7 +64,7 @@ def test_a_writer_killed_at_random_instants_never_leaves_the_directory_missing_o
         assert gen >= last, "the directory went back to an older generation"
         last, start = gen, gen + 1
         # leftovers are only ever the staging or old directories beside it
-        assert {p.name for p in tmp_path.iterdir()} <= {"model", ".model.tmp", ".model.old"}
+        assert {p.name for p in tmp_path.iterdir()} <= {"model", ".model.tmp", ".model.old", ".model.lock"}
     assert last > 30
 
 
@@ -137,18 +137,22 @@ def test_without_the_one_call_swap_a_kill_between_the_renames_is_recovered(tmp_p
         return real(src, dst)
 
     monkeypatch.setattr(checkpoint.os, "replace", dies_after_first_rename)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # interrupted in the process: the old directory goes back at once
         with atomic_directory(path) as tmp:
             (tmp / "gen.txt").write_text("2")
     monkeypatch.setattr(checkpoint.os, "replace", real)
-    assert not path.exists() and (tmp_path / ".model.old" / "gen.txt").read_text() == "1"
+    assert (path / "gen.txt").read_text() == "1" and not (tmp_path / ".model.old").exists()
+    # killed there instead (no handler runs): path absent, the complete old one beside it
+    os.replace(path, tmp_path / ".model.old")
     assert recover_directory(path)
     assert (path / "gen.txt").read_text() == "1"  # the complete old directory is back
     assert not recover_directory(path)
-    with atomic_directory(path) as tmp:  # and the next writer replaces it as usual
+    os.replace(path, tmp_path / ".model.old")
+    with atomic_directory(path) as tmp:  # the next writer recovers it first, then replaces it as usual
+        assert (path / "gen.txt").read_text() == "1"
         (tmp / "gen.txt").write_text("3")
     assert (path / "gen.txt").read_text() == "3"
-    assert {p.name for p in tmp_path.iterdir()} == {"model"}
+    assert {p.name for p in tmp_path.iterdir()} == {"model", ".model.lock"}
 
 
 def test_a_failed_write_leaves_the_old_directory_untouched(tmp_path):
@@ -160,7 +164,7 @@ def test_a_failed_write_leaves_the_old_directory_untouched(tmp_path):
             (tmp / "gen.txt").write_text("2")
             raise RuntimeError("the writer failed")
     assert (path / "gen.txt").read_text() == "1"
-    assert {p.name for p in tmp_path.iterdir()} == {"model"}
+    assert {p.name for p in tmp_path.iterdir()} == {"model", ".model.lock"}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
@@ -173,3 +177,36 @@ def test_the_one_call_swap_is_available_here(tmp_path):
     (b / "x").write_text("b")
     assert checkpoint._exchange(a, b), "renameat2(RENAME_EXCHANGE) is not available on this system"
     assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_a_failing_exchange_is_an_error_not_a_silent_fallback(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    with pytest.raises(FileNotFoundError):  # ENOENT: reported, not taken for "this system cannot exchange"
+        checkpoint._exchange(tmp_path / "missing", a)
+
+
+def test_two_writers_of_one_directory_take_turns(tmp_path):
+    import threading
+
+    path, started, results = tmp_path / "model", threading.Event(), []
+
+    def first():
+        with atomic_directory(path) as tmp:
+            (tmp / "a.txt").write_text("first")
+            started.set()
+            time.sleep(0.3)  # the second writer arrives meanwhile and must wait
+            (tmp / "b.txt").write_text("first")
+        results.append("first")
+
+    t = threading.Thread(target=first)
+    t.start()
+    started.wait()
+    with atomic_directory(path) as tmp:
+        results.append("second starts")
+        (tmp / "a.txt").write_text("second")
+        (tmp / "b.txt").write_text("second")
+    t.join()
+    assert results == ["first", "second starts"]
+    assert {(path / n).read_text() for n in ("a.txt", "b.txt")} == {"second"}

@@ -212,8 +212,9 @@ class Strategy:
             raise bad("name", self.name, "a plain word: letters, digits and '_', starting with a letter "
                                          "(it becomes part of model ids, step ids and directory names)")
         for other in self.compare_with:
-            if other == self.name or not other.replace("_", "").isalnum():
-                raise bad("compare_with", self.compare_with, "names of other registered strategies")
+            if other in (self.name, "base") or not other.replace("_", "").isalnum():
+                raise bad("compare_with", self.compare_with, "names of other registered strategies (not the base: "
+                                                             "every strategy is compared with it anyway)")
         if not self.label:
             raise bad("label", self.label, "a non-empty display name")
         if self.role not in ("reference", "baseline", "mitigation"):
