@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -137,9 +138,21 @@ def open_safetensors(path: Path, error: type[Exception]) -> Iterator[Any]:
         handle.__exit__(None, None, None)
 
 
+# Locks this process holds, by resolved path: [thread lock, file, depth]. flock belongs to an open file, so a
+# second open() of the same lock file in this process would wait on itself forever; a nested `locked` of a
+# path this thread already holds (extraction under a lock, whose atomic_directory takes the same lock) only
+# counts one level deeper.
+_HELD: dict[str, list] = {}
+_HELD_GUARD = threading.Lock()
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created) for the block; a no-op where fcntl is missing."""
+    """An exclusive advisory lock on ``path`` (created) for the block; a no-op where fcntl is missing.
+
+    Other processes wait for it; in this process it is re-entrant for the thread that holds it (other threads
+    wait), so a helper that takes the lock its caller already holds does not deadlock.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -147,9 +160,29 @@ def locked(path: Path) -> Iterator[None]:
     except ImportError:  # Windows: one process at a time is the user's business there
         yield
         return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    key = str(path.resolve())
+    with _HELD_GUARD:
+        entry = _HELD.setdefault(key, [threading.RLock(), None, 0])
+    entry[0].acquire()  # threads of this process take turns; the holder's own nested call passes
+    try:
+        if entry[2] == 0:
+            fh = open(path, "a")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            except BaseException:
+                fh.close()
+                raise
+            entry[1] = fh
+        entry[2] += 1
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            entry[2] -= 1
+            if entry[2] == 0:
+                fh, entry[1] = entry[1], None
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                finally:
+                    fh.close()
+    finally:
+        entry[0].release()

