@@ -41,11 +41,11 @@ paper: $(STAMP)
 	$(VENV)/bin/famlib paper --scale $(SCALE) --jobs $(JOBS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The fast lane while changing code: every test not marked slow (notebooks, the pipeline, minute-scale tests).
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 data: $(STAMP)
 	$(VENV)/bin/famlib data --scale $(SCALE)

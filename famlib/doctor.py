@@ -404,7 +404,7 @@ def disk_need(params: Params, jobs: int = 1) -> dict[str, float]:
     per_token = TOKEN_BYTES + 2 / d.seq_len  # and a uint16 label per row
     # parameter counts on the meta device, as famlib.memory counts them (not its activation probe: seconds)
     config = memory.model_config(params)
-    counts = {s: memory._counts(config, params, s) for s in trained}
+    counts = {s: memory.strategy_counts(config, params, s) for s in trained}
     total = sum(p.numel() for p in meta_model(config).parameters())
     model_bytes = 2 if params.model.dtype == "bfloat16" else 4
     models = len(all_model_ids(params)) + (1 if params.interpolation.alphas else 0)

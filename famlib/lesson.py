@@ -157,19 +157,19 @@ def verse_nats(model, tokenizer, texts: Sequence[str], batch_size: int = 8, head
     import contextlib
 
     import torch
-    import torch.nn.functional as F
+
+    from famlib.loss import head_bypassed, token_nll
 
     bos = tokenizer.bos_token_id
     ids = [([bos] if bos is not None else []) + tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out = np.zeros(len(ids), dtype=np.float64)
-    body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     head = model.get_output_embeddings()
     cap = getattr(model.config, "final_logit_softcapping", None)
     was_training = model.training
     model.eval()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.no_grad(), autocast:
+    with torch.no_grad():
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             # widths in steps of 16: the CPU's bfloat16 kernels are prepared per shape (a shape's first batch
@@ -180,19 +180,13 @@ def verse_nats(model, tokenizer, texts: Sequence[str], batch_size: int = 8, head
             for r, i in enumerate(rows):
                 x[r, :len(ids[i])] = torch.tensor(ids[i])
                 mask[r, :len(ids[i])] = 1
-            hidden = body(input_ids=x, attention_mask=mask).last_hidden_state[:, :-1]
-            target, valid = x[:, 1:], mask[:, 1:].bool()
-            h, t = hidden[valid], target[valid]
-            nll = torch.empty(t.shape[0], dtype=torch.float64)
-            for c in range(0, t.shape[0], head_chunk):
-                logits = head(h[c:c + head_chunk]).float()
-                if cap:
-                    logits = torch.tanh(logits / cap) * cap
-                nll[c:c + head_chunk] = F.cross_entropy(logits, t[c:c + head_chunk], reduction="none").double()
-            counts = valid.sum(1).tolist()
-            sums = torch.split(nll, counts)
-            for r, i in enumerate(rows):
-                out[i] = float(sums[r].sum())
+            with autocast, head_bypassed(model):  # the final hidden states; the head goes by chunks below
+                hidden = model(input_ids=x, attention_mask=mask, use_cache=False).logits[:, :-1]
+            valid = mask[:, 1:].bool()  # only real targets go through the head, not the padding
+            nll = token_nll(hidden[valid], head.weight, x[:, 1:][valid], head_chunk, cap,
+                            torch.bfloat16 if bf16 else None)
+            for r, part in enumerate(torch.split(nll.double(), valid.sum(1).tolist())):
+                out[rows[r]] = float(part.sum())
     model.train(was_training)
     return out
 
@@ -342,8 +336,8 @@ class Lesson:
         """Continue pretraining the base on the family's text; return the trained model (full vocabulary).
 
         ``freeze`` names layer groups (``first``, ``middle``, ``last``) to keep at the base's values: Layer
-        Freezing is ``freeze=("middle",)``. ``replay`` mixes that share of English training text into the
-        batches (an exercise). Every ``probe_every`` steps the live probe measures bits per byte on English
+        Freezing is ``freeze=("middle",)``. ``replay`` gives that share of the training rows to English
+        training text in place of family rows (an exercise; the ``replay`` strategy's recipe). Every ``probe_every`` steps the live probe measures bits per byte on English
         and the trained language and redraws the plot (``probe=False``: no live probe, e.g. in a sweep). A finished run with the same settings is read back
         instead of trained again (``fresh=True`` trains anyway); an interrupted one resumes.
         """
@@ -444,34 +438,22 @@ class Lesson:
         return {"step": step, **{lang: m.bits_per_byte(lang) for lang in langs}}
 
     def _mixture(self, replay: float):
+        """The training rows: the family's CPT set, or with ``replay`` the pipeline's replay set (one recipe).
+
+        Replay is :func:`famlib.data.tokens.build_cpt_set` with ``replay``, as the ``replay`` strategy packs
+        it: the same number of rows, ``replay`` of them English train-split text in place of family rows.
+        """
         if not 0 <= replay < 1:
             raise ConfigError("lesson", "replay", replay, "a share of English text from 0 (none) to below 1")
-        data = self.train_tokens
         if replay == 0:
-            return data
-        english = self._english_tokens()
-        n_eng = int(round(len(data) * replay / (1 - replay)))
-        rng = np.random.default_rng(self.settings.seed)
-        picked = english[rng.choice(len(english), size=n_eng, replace=n_eng > len(english))]
-        mixed = np.concatenate([data, picked.astype(data.dtype)])
-        return mixed[rng.permutation(len(mixed))]
-
-    def _english_tokens(self) -> np.ndarray:
+            return self.train_tokens
         from famlib.data import build_corpus
-        from famlib.data.tokens import documents, pack_split
+        from famlib.data.tokens import build_cpt_set
 
-        out = self.root / "data" / "replay-english"
-        meta = out / "meta.json"
-        if not meta.exists():
-            english = self.languages["english"]
-            corpus = build_corpus(self.params)
-            docs = documents(corpus, english, "train")
-            budget = len(self.train_tokens) * self.params.data.seq_len
-            pack_split(out, {english: lambda: iter(docs)}, {english: budget}, self.tokenizer, self.params.data.seq_len,
-                       self.settings.seed, key=sha256_json({"lesson": "replay", "budget": budget, "lang": english}))
-        from famlib.data.tokens import TokenSet
-
-        return np.asarray(TokenSet(out).tokens)
+        family = self.params.check_family(self.settings.family, "family")
+        sets = build_cpt_set(self.params, build_corpus(self.params), self.tokenizer, family,
+                             self.root / "data" / f"{family}-replay-{replay:g}", replay=replay)
+        return np.asarray(sets["train"].tokens)
 
     # ---------------------------------------------------------------------------------------- surgery
     def revert(self, tuned, groups: Sequence[str] = ("middle",), name: Optional[str] = None):

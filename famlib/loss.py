@@ -109,6 +109,29 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
                                     torch.is_grad_enabled())
 
 
+def token_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
+              softcap: Optional[float] = None, compute_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Per-target negative log-likelihood (nats, fp32) of ``softcap(hidden @ weight.T)``, ``chunk`` rows at a time.
+
+    The evaluation twin of :func:`linear_cross_entropy` (same logits, same fp32 log-softmax), without the mean
+    and without gradients: ``[N]`` values, ``0`` where the target is ``-100``. Memory: ``chunk x V`` fp32
+    values at a time, whatever ``N`` is.
+    """
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"token_nll: chunk={chunk!r}; allowed: a positive number of tokens")
+    dtype = compute_dtype or weight.dtype
+    out = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    with torch.no_grad():
+        w = weight.to(dtype)
+        for start in range(0, hidden.shape[0], chunk):
+            y = targets[start:start + chunk]
+            ok = y != IGNORE_INDEX
+            z, _ = _chunk_logits(hidden[start:start + chunk].to(dtype), w, softcap)
+            picked = z.gather(1, torch.where(ok, y, 0)[:, None])[:, 0]
+            out[start:start + chunk] = (torch.logsumexp(z, dim=-1) - picked) * ok
+    return out
+
+
 @contextlib.contextmanager
 def head_bypassed(model: torch.nn.Module) -> Iterator[None]:
     """Within the block, ``model(...)`` returns the final hidden states as its ``logits`` (no head, no soft-cap).

@@ -167,8 +167,11 @@ def activation_profile(config, dtype: str = "float32", autocast: bool = False,
     return _profile(config.to_json_string(use_diff=False), dtype, bool(autocast), bool(checkpointing))
 
 
-def _counts(config, params, strategy: str) -> dict[str, int]:
-    """Parameters on the meta device: total, trainable, trainable matrices, anchored (L2-SP), embedding's."""
+def strategy_counts(config, params, strategy: str) -> dict[str, int]:
+    """What ``strategy`` trains of the model ``config`` (on the meta device: no weights, no memory).
+
+    Keys: total, trainable, trainable_matrices, anchored (held by L2-SP), embedding, embedding_trains (0/1).
+    """
     from famlib.layers import is_trainable, l2sp_lambda, meta_model
     from famlib.strategies.registry import get
 
@@ -210,7 +213,7 @@ def estimate(config, params, strategy: str, *, batch_size: Optional[int] = None,
     w = 4 if cfg.master_dtype == "float32" else 2
     autocast = bool(cfg.bf16) and w == 4
     anchor_bytes = 4 if params.model.dtype == "float32" else 2
-    c = _counts(config, params, strategy)
+    c = strategy_counts(config, params, strategy)
     V, H, L = config.vocab_size, config.hidden_size, config.num_hidden_layers
     full = activation_profile(config, cfg.master_dtype, autocast, checkpointing=False)
     parts = {

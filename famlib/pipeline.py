@@ -231,7 +231,15 @@ def execute_notebook(source: Path, out: Path, parameters: dict, cwd: Path, what:
         tmp.replace(_failed_copy(out))
         raise (error or StepFailed)(f"{what} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                                     f"executed copy: {_failed_copy(out)}") from None
+    except BaseException as exc:  # a dead kernel, a cell timeout, Ctrl-C: what ran is kept as the failed copy
+        if tmp.exists():
+            tmp.replace(_failed_copy(out))
+        if not isinstance(exc, Exception):
+            raise
+        raise (error or StepFailed)(f"{what} stopped ({type(exc).__name__}: {exc}); executed copy so far: "
+                                    f"{_failed_copy(out)}") from exc
     tmp.replace(out)
+    _failed_copy(out).unlink(missing_ok=True)  # an earlier failure's copy no longer describes this notebook
 
 
 def _execute(step: Step, out: Path, threads: Optional[int] = None) -> None:

@@ -26,8 +26,7 @@ def _threads() -> int:
 
 THREADS = _threads()
 torch.set_num_threads(THREADS)
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ.setdefault("FAMLIB_THREADS", str(THREADS))
+os.environ.setdefault("FAMLIB_THREADS", str(THREADS))  # notebook kernels and subprocesses: the same figure
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +69,16 @@ def smoke_base(smoke_params, smoke_corpus, smoke_runs):
     from famlib.base import ensure_base
 
     return ensure_base(smoke_params, smoke_corpus, progress=False)
+
+
+@pytest.fixture(scope="session")
+def harness_tasks(tmp_path_factory):
+    """lm-eval's task index (the installed tasks plus the paper's FLORES tasks), as ``famlib doctor`` builds it.
+
+    Indexing takes about 20 s; the tests that read it carry ``xdist_group("lm_eval_index")``, so under
+    ``make test`` (``--dist loadgroup``) they share one worker and it is built once.
+    """
+    from famlib.config import load_params
+    from famlib.evaluate import paper
+
+    return paper.harness_task_manager(load_params("paper"), tmp_path_factory.mktemp("harness"))

@@ -454,7 +454,8 @@ def test_results_merge_is_atomic_and_keeps_the_schema(runs):
 # Paper scale: lm-eval's real task names
 # ----------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_paper_task_names_exist_in_the_harness_registry(tmp_path):
+@pytest.mark.xdist_group("lm_eval_index")
+def test_paper_task_names_exist_in_the_harness_registry(harness_tasks):
     from lm_eval.tasks._yaml_loader import load_yaml  # how the harness itself reads a task YAML
     from lm_eval.utils import apply_template
 
@@ -462,7 +463,7 @@ def test_paper_task_names_exist_in_the_harness_registry(tmp_path):
 
     p = load_params("paper")
     tasks, gaps = paper.paper_tasks(p)
-    manager = paper.harness_task_manager(p, tmp_path)  # what `famlib doctor` checks; indexing needs no network
+    manager = harness_tasks  # what `famlib doctor` checks (paper.harness_task_manager); indexing needs no network
     registry = set(manager.all_tasks)
     assert paper.unresolved_tasks(p, registry) == []
     assert paper.unresolved_tasks(p, registry - {paper.belebele_task("pl")}) == [paper.belebele_task("pl")]

@@ -36,13 +36,13 @@ def test_paper_translation_tasks_use_flores_plus_names_and_frisian_is_a_gap():
 
 
 @pytest.mark.slow
-def test_every_belebele_and_global_piqa_task_of_the_paper_scale_is_in_the_installed_lm_eval():
+@pytest.mark.xdist_group("lm_eval_index")
+def test_every_belebele_and_global_piqa_task_of_the_paper_scale_is_in_the_installed_lm_eval(harness_tasks):
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     from famlib.evaluate import paper
 
-    registry = set(TaskManager().all_tasks)  # the installed package's own task YAMLs; no network
+    registry = set(harness_tasks.all_tasks)  # the installed package's own task YAMLs (and famlib's FLORES); no network
     tasks, gaps = paper.paper_tasks(load_params("paper"))
     wanted = [t.harness_task for t in tasks if t.task_name in ("belebele", "global_piqa")]
     missing = sorted(name for name in wanted if name not in registry)

@@ -102,12 +102,17 @@ def test_lesson_trains_freezes_reverts_and_replays_at_smoke_scale(smoke_base, sm
     again = les.train("CPT", plot=False).state_dict()
     assert all(torch.equal(again[k], cs[k]) for k in cs)
 
-    # replay: a quarter of the rows are English training text, the family's rows all kept
+    # replay: the pipeline's recipe (build_cpt_set with replay): the same number of rows, a quarter of them
+    # English training text in place of family rows
+    from famlib.data.tokens import TokenSet
+
     data = les._mixture(0.25)
-    assert len(data) == round(len(les.train_tokens) / 0.75)
-    english = {r.tobytes() for r in les._english_tokens()}
-    share = np.mean([r.tobytes() in english for r in data])
-    assert share == pytest.approx(0.25, abs=0.01)
+    assert abs(len(data) - len(les.train_tokens)) <= len(les.params.families["romance"].train)
+    replay_set = TokenSet(les.root / "data" / "romance-replay-0.25" / "train")
+    assert np.array_equal(np.asarray(replay_set.tokens), data)
+    share = len(replay_set.rows_of("replay:en")) / len(data)
+    assert share == pytest.approx(0.25, abs=0.5 / len(data) + 1e-9)
+    assert set(replay_set.meta["labels"]) == {"replay:en", *les.params.families["romance"].train}
     with pytest.raises(ConfigError, match="replay"):
         les._mixture(1.0)
     with pytest.raises(ConfigError, match="freeze.*middle"):

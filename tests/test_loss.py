@@ -15,7 +15,7 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig  # noqa: E402
 
 from famlib.config import TrainConfig, load_params, training_key  # noqa: E402
 from famlib.errors import ConfigError  # noqa: E402
-from famlib.loss import chunked_causal_lm_loss, linear_cross_entropy  # noqa: E402
+from famlib.loss import chunked_causal_lm_loss, linear_cross_entropy, token_nll  # noqa: E402
 from famlib.train import ResumeError, train  # noqa: E402
 
 
@@ -68,6 +68,25 @@ def test_linear_cross_entropy_ignores_masked_targets_and_works_under_no_grad():
         torch.testing.assert_close(linear_cross_entropy(h, w, y, chunk=4), ref.detach())
     with pytest.raises(ValueError, match="chunk=0"):
         linear_cross_entropy(h, w, y, chunk=0)
+
+
+@pytest.mark.parametrize("softcap", [None, 2.0])
+def test_token_nll_is_the_per_token_cross_entropy_and_the_mean_is_the_training_loss(softcap):
+    h = torch.randn(11, 8)
+    w = torch.randn(40, 8)
+    y = torch.tensor([3, -100, 5, 7, -100, 1, 0, 39, 2, 4, 6])
+    z = h @ w.T
+    if softcap:
+        z = torch.tanh(z / softcap) * softcap
+    ref = torch.nn.functional.cross_entropy(z, y, ignore_index=-100, reduction="none")
+    got = token_nll(h, w, y, chunk=3, softcap=softcap)  # a ragged last chunk
+    torch.testing.assert_close(got, ref)
+    assert got[1] == 0 and got[4] == 0
+    valid = y != -100
+    torch.testing.assert_close(got[valid].mean(), linear_cross_entropy(h, w, y, chunk=5, softcap=softcap))
+    assert token_nll(h, w, y, chunk=3, compute_dtype=torch.bfloat16).dtype == torch.float32
+    with pytest.raises(ValueError, match="chunk=0"):
+        token_nll(h, w, y, chunk=0)
 
 
 def _data(rows, seed):
