@@ -233,3 +233,46 @@ def test_an_injected_override_error_names_famlib_overrides(monkeypatch):
     with pytest.raises(ConfigError, match=r"^FAMLIB_OVERRIDES \(training.family.lr=\"abc\"\): key 'training.family.lr' "
                                           r"has invalid value 'abc'; allowed: a number$"):
         setup("smoke")
+
+
+# ---- Per-field bounds live with the fields; the validator keeps the cross-field rules (issue 22, item 3) ---------
+def test_every_declared_default_is_within_its_bounds():
+    """Bounds are checked on the values a file or --set gives; the defaults that stand in for them pass too."""
+    import dataclasses
+
+    from famlib import config
+
+    sections = [c for c in vars(config).values() if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    checked = 0
+    for cls in sections:
+        for f in dataclasses.fields(cls):
+            bounds = f.metadata.get("bounds", ())
+            checked += len(bounds)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                continue
+            for bound in bounds:
+                assert list(bound(default, f.name)) == [], f"{cls.__name__}.{f.name} = {default!r}"
+    assert checked > 40  # the bounds are declared with the fields
+
+
+def test_a_bound_names_the_item_and_a_mapping_key():
+    with pytest.raises(ConfigError, match=r"key 'families\.slavic\.train\[1\]' has invalid value 'xx'; allowed: a language "
+                                          r"code of famlib\.languages"):
+        load_params("smoke", {"families.slavic.train": ["ru", "xx"]})
+    with pytest.raises(ConfigError, match=r"key 'data\.splits\.web' has invalid value \{'evaluation': 0\.1, 'validation': "
+                                          r"0\.1\}; allowed: keys one of 'bible', 'madlad', 'quran', 'udhr'"):
+        load_params("smoke", {"data.splits.web": {"evaluation": 0.1, "validation": 0.1}})
+    with pytest.raises(ConfigError, match=r"key 'lora\.targets' has invalid value \['q_proj', 'q_proj'\]; allowed: each "
+                                          r"projection once"):
+        load_params("smoke", {"lora.targets": ["q_proj", "q_proj"]})
+
+
+def test_texts_are_checked_only_where_the_offline_source_reads_them():
+    """data.texts is a rule with data.source (a cross-field rule): the paper scale (MADLAD) does not read it."""
+    assert load_params("paper", {"data.texts": {"xx": []}}).data.texts == {"xx": ()}
+    with pytest.raises(ConfigError, match=r"key 'data\.texts\.xx' has invalid value \[\]; allowed: keys that are language"):
+        load_params("smoke", {"data.texts.xx": []})
