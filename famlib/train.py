@@ -264,78 +264,10 @@ def train(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     model_dir = Path(model_dir) if model_dir is not None else out_dir / "model"
-    seq_len, val_data = _check_inputs(train_data, val_data, cfg, regularizer)
-    run = _setup(model, train_data, val_data, seq_len, cfg, out_dir, seed, regularizer, log_name, keep_last, t_start)
-    bar = metrics_fh = None
-    try:
-        state, resumed_from = _resume(run)
-        metrics_fh = open(run.metrics_path, "a", encoding="utf-8") if run.main else None
-        # In a terminal the bar redraws in place; in a notebook kernel or a log (papermill, CI) every redraw
-        # is a new line of output, so it updates every 15 s there and executed notebooks stay readable.
-        bar = tqdm(total=run.total_steps, initial=state.step, desc=log_name, unit="step", dynamic_ncols=True,
-                   disable=not (run.main and progress), mininterval=0.1 if sys.stderr.isatty() else 15.0)
-        _loop(run, state, bar, metrics_fh, on_step)
-        if not state.finished:
-            _save(run, state, final=True)  # a rerun of a finished run then only redoes the cheap part below
-        return _finish(run, state, resumed_from, model_dir if save_model_dir else None, tokenizer)
-    finally:
-        if bar is not None:
-            bar.close()
-        if metrics_fh is not None:
-            metrics_fh.close()
-        _hand_back(run)
+    ckpt_root = out_dir / "checkpoints"
+    best_dir = out_dir / "best"
+    metrics_path = out_dir / "metrics.jsonl"
 
-
-# ----------------------------------------------------------------------------------------------------
-# The units train() is made of, in the order it runs them
-# ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Run:
-    """What one :func:`train` call settles before its loop: processes, data, batch plan, model and optimiser."""
-
-    cfg: TrainConfig
-    seed: int
-    out_dir: Path
-    keep_last: int
-    regularizer: Regularizer | None
-    train_data: np.ndarray
-    val_data: np.ndarray | None
-    accelerator: Accelerator
-    device: torch.device
-    fsdp: bool  # weights, gradients and optimiser state sharded across processes
-    say: Callable[[str], None]  # a message on the main process (nothing elsewhere)
-    global_batch: int  # sequences per optimiser step, all processes together
-    total_steps: int
-    tokens_per_step: int
-    model: torch.nn.Module  # as accelerate prepared it (a DDP or FSDP wrapper under a launch)
-    raw: torch.nn.Module  # the transformers model itself: names without "module."
-    optimizer: torch.optim.Optimizer
-    trainable: list[torch.nn.Parameter]
-    counts: dict[str, int]  # param_groups' counts
-    run_info: dict[str, Any]  # train_config.json, and what a checkpoint must match to be resumed
-    enabled_ckpt: bool  # this call switched activation checkpointing on (and switches it off again)
-    t_start: float
-
-    @property
-    def main(self) -> bool:
-        return self.accelerator.is_main_process
-
-    @property
-    def ckpt_root(self) -> Path:
-        return self.out_dir / "checkpoints"
-
-    @property
-    def best_dir(self) -> Path:
-        return self.out_dir / "best"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.out_dir / "metrics.jsonl"
-
-
-def _check_inputs(train_data: Any, val_data: Any, cfg: TrainConfig,
-                  regularizer: Any) -> tuple[int, np.ndarray | None]:
-    """The sequence length, and ``val_data`` (None when empty); ValueError or TypeError for what cannot train."""
     seq_len = _check_data(train_data, "train_data")
     if val_data is not None and len(val_data) == 0:
         val_data = None
@@ -348,18 +280,56 @@ def _check_inputs(train_data: Any, val_data: Any, cfg: TrainConfig,
     if regularizer is not None and not isinstance(regularizer, Regularizer):
         raise TypeError(f"regularizer is a {type(regularizer).__name__} without a penalty_and_grad(model) "
                         "method; see famlib.train.Regularizer")
-    return seq_len, val_data
 
+    # ---- accelerate: device, processes, mixed precision ------------------------------------------------
+    # The process group is formed first (the device decides bf16); famlib.distributed refuses a launch whose
+    # processes did not join one group (N independent copies would all write the same out_dir).
+    device = process_state().device
+    use_bf16 = cfg.bf16 and _bf16_supported(device)
+    # AcceleratorState is a process-wide singleton that refuses a second, different mixed_precision, but a
+    # notebook may train an fp32 base and then a bf16 expert. Reset it (keeping PartialState, which holds
+    # the process group) so that cfg.bf16 alone decides; `accelerate launch --mixed_precision` is ignored.
+    # (_reset_state is accelerate's own test hook; it has been stable since accelerate 0.x.)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    # FSDP (`accelerate launch --use_fsdp --fsdp_version 2`, read from the environment by Accelerator): the
+    # weights, gradients and optimiser state are sharded across processes, so checkpoints are accelerate's
+    # sharded save_state / load_state and the best and final weights are gathered before they are written.
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if fsdp and regularizer is not None:
+        raise ValueError(f"a regularizer ({type(regularizer).__name__}) under FSDP: it reads and writes whole "
+                         "parameters, which FSDP shards across processes; train it with DDP (one model per GPU, "
+                         "`accelerate launch --multi_gpu`) or one process")
+    say = (lambda msg: tqdm.write(f"[{log_name}] {msg}")) if main else (lambda msg: None)
+    if cfg.bf16 and not use_bf16:
+        say(f"cfg.bf16 is set but {device} has no fast bf16; training in float32")
 
-def _setup(model: torch.nn.Module, train_data: np.ndarray, val_data: np.ndarray | None, seq_len: int,
-           cfg: TrainConfig, out_dir: Path, seed: int, regularizer: Regularizer | None, log_name: str,
-           keep_last: int, t_start: float) -> _Run:
-    """Processes, batch plan, model and optimiser, in that order; says the run's shape on the main process."""
-    accelerator, device, use_bf16, say = _accelerator(cfg, regularizer, log_name)
-    world = accelerator.num_processes
-    global_batch, steps_per_epoch, total_steps = _batch_plan(cfg, len(train_data), world)
-    model, optimizer, counts, trainable_names, enabled_ckpt = _prepare(model, cfg, accelerator, device, total_steps)
+    B, accum = cfg.batch_size, cfg.grad_accum
+    global_batch = B * accum * world
+    n_train = len(train_data)
+    if n_train < global_batch:
+        raise ValueError(f"train_data has {n_train} sequences, fewer than one global batch of {global_batch} "
+                         f"(batch_size {B} x grad_accum {accum} x {world} processes); use more data or a "
+                         "smaller batch")
+    steps_per_epoch = n_train // global_batch  # the last partial batch of an epoch is dropped
+    total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch
+    tokens_per_step = global_batch * seq_len
+
+    # ---- model and optimiser -------------------------------------------------------------------------
+    _check_master_dtype(model, cfg)
+    groups, counts = param_groups(model, cfg.weight_decay)
+    if counts["trainable"] == 0:
+        raise ValueError("the model has no parameter with requires_grad=True; nothing to train")
+    trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
+    # AdamW's betas/eps are torch's (and the transformers Trainer's) defaults, as in the paper's runs; the
+    # fused kernel (the Trainer's default too) does the whole update in one pass over the weights.
+    optimizer = torch.optim.AdamW(groups, lr=lr_at(0, cfg, total_steps), fused=device.type in ("cpu", "cuda"))
+    enabled_ckpt = cfg.gradient_checkpointing and _activation_checkpointing(model, True)
+    model.train()
+    model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)  # the transformers model itself: names without "module."
+    trainable = [p for p in raw.parameters() if p.requires_grad]
     run_info = {
         "train": dataclasses.asdict(cfg),
         "seed": seed,
@@ -368,7 +338,7 @@ def _setup(model: torch.nn.Module, train_data: np.ndarray, val_data: np.ndarray 
         "seq_len": seq_len,
         "total_steps": total_steps,
         "steps_per_epoch": steps_per_epoch,
-        "train_sequences": len(train_data),
+        "train_sequences": n_train,
         "val_sequences": 0 if val_data is None else len(val_data),
         "trainable_params": counts["trainable"],
         "frozen_params": counts["frozen"],
@@ -381,260 +351,166 @@ def _setup(model: torch.nn.Module, train_data: np.ndarray, val_data: np.ndarray 
         f"{counts['frozen']:,} frozen; decayed {counts['decay']:,}, not decayed {counts['no_decay']:,}")
     say(f"{total_steps} steps of {global_batch} x {seq_len} tokens ({world} process(es), "
         f"{torch.get_num_threads()} thread(s), {run_info['mixed_precision']} mixed precision, {device})")
-    return _Run(cfg=cfg, seed=seed, out_dir=out_dir, keep_last=keep_last, regularizer=regularizer,
-                train_data=train_data, val_data=val_data, accelerator=accelerator, device=device,
-                fsdp=accelerator.distributed_type == DistributedType.FSDP, say=say, global_batch=global_batch,
-                total_steps=total_steps, tokens_per_step=global_batch * seq_len, model=model, raw=raw,
-                optimizer=optimizer, trainable=[p for p in raw.parameters() if p.requires_grad], counts=counts,
-                run_info=run_info, enabled_ckpt=enabled_ckpt, t_start=t_start)
 
+    bar = metrics_fh = None
+    try:
+        # ---- resume or start fresh -------------------------------------------------------------------
+        state = _State()
+        chosen: list[str | None] = [None]
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.clean_staging(ckpt_root)
+            found = checkpoint.latest_valid(ckpt_root, warn=say)
+            chosen = [None if found is None else str(found)]
+        if world > 1:
+            broadcast_object_list(chosen)  # every process must resume from the same checkpoint
+        resumed_from = None
+        if chosen[0] is not None:
+            state = _load_checkpoint(Path(chosen[0]), raw, optimizer, run_info, rank, device,
+                                     accelerator if fsdp else None)
+            resumed_from = state.step
+            say(f"resumed from {chosen[0]} (step {state.step})")
+        else:
+            _set_seed(seed + rank)  # per process, so dropout masks differ across processes
+        if main:
+            atomic_write_json(out_dir / "train_config.json", run_info)
+            _truncate_metrics(metrics_path, state.step)
+            # best/ must match the state: only the checkpoint's best weights (or none) survive a restart.
+            best_dir.mkdir(exist_ok=True)
+            for f in best_dir.iterdir():
+                f.unlink()
+            if state.best_step is not None:
+                checkpoint.link_or_copy(Path(chosen[0]) / "best.safetensors", _best_file(best_dir, state.best_step))
+        accelerator.wait_for_everyone()
 
-def _accelerator(cfg: TrainConfig, regularizer: Regularizer | None,
-                 log_name: str) -> tuple[Accelerator, torch.device, bool, Callable[[str], None]]:
-    """accelerate's device, processes and mixed precision: ``(accelerator, device, bf16 used, say)``."""
-    # The process group is formed first (the device decides bf16); famlib.distributed refuses a launch whose
-    # processes did not join one group (N independent copies would all write the same out_dir).
-    device = process_state().device
-    use_bf16 = cfg.bf16 and _bf16_supported(device)
-    # AcceleratorState is a process-wide singleton that refuses a second, different mixed_precision, but a
-    # notebook may train an fp32 base and then a bf16 expert. Reset it (keeping PartialState, which holds
-    # the process group) so that cfg.bf16 alone decides; `accelerate launch --mixed_precision` is ignored.
-    # (_reset_state is accelerate's own test hook; it has been stable since accelerate 0.x.)
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
-    # FSDP (`accelerate launch --use_fsdp --fsdp_version 2`, read from the environment by Accelerator): the
-    # weights, gradients and optimiser state are sharded across processes, so checkpoints are accelerate's
-    # sharded save_state / load_state and the best and final weights are gathered before they are written.
-    if accelerator.distributed_type == DistributedType.FSDP and regularizer is not None:
-        raise ValueError(f"a regularizer ({type(regularizer).__name__}) under FSDP: it reads and writes whole "
-                         "parameters, which FSDP shards across processes; train it with DDP (one model per GPU, "
-                         "`accelerate launch --multi_gpu`) or one process")
-    say = (lambda msg: tqdm.write(f"[{log_name}] {msg}")) if accelerator.is_main_process else (lambda msg: None)
-    if cfg.bf16 and not use_bf16:
-        say(f"cfg.bf16 is set but {device} has no fast bf16; training in float32")
-    return accelerator, device, use_bf16, say
+        def elapsed() -> float:  # wall time of this run, earlier (resumed) calls included
+            return state.seconds + time.perf_counter() - t_start
 
+        def save(final: bool) -> None:
+            snapshot = dataclasses.replace(state, finished=final, seconds=elapsed())
+            _save_checkpoint(accelerator, ckpt_root, snapshot, raw, optimizer, run_info, best_dir, keep_last)
 
-def _batch_plan(cfg: TrainConfig, n_train: int, world: int) -> tuple[int, int, int]:
-    """``(global batch, steps per epoch, total steps)``; ValueError when the data is less than one global batch."""
-    B, accum = cfg.batch_size, cfg.grad_accum
-    global_batch = B * accum * world
-    if n_train < global_batch:
-        raise ValueError(f"train_data has {n_train} sequences, fewer than one global batch of {global_batch} "
-                         f"(batch_size {B} x grad_accum {accum} x {world} processes); use more data or a "
-                         "smaller batch")
-    steps_per_epoch = n_train // global_batch  # the last partial batch of an epoch is dropped
-    total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch
-    return global_batch, steps_per_epoch, total_steps
+        # ---- the loop --------------------------------------------------------------------------------
+        metrics_fh = open(metrics_path, "a", encoding="utf-8") if main else None
+        # In a terminal the bar redraws in place; in a notebook kernel or a log (papermill, CI) every redraw
+        # is a new line of output, so it updates every 15 s there and executed notebooks stay readable.
+        bar = tqdm(total=total_steps, initial=state.step, desc=log_name, unit="step", dynamic_ncols=True,
+                   disable=not (main and progress), mininterval=0.1 if sys.stderr.isatty() else 15.0)
+        perm = _epoch_order(n_train, seed, state.epoch)
+        tok_s_smooth = None
+        while not state.finished and state.step < total_steps:
+            t0 = time.perf_counter()
+            if state.offset + global_batch > n_train:  # epoch exhausted: next permutation
+                state.epoch, state.offset = state.epoch + 1, 0
+                perm = _epoch_order(n_train, seed, state.epoch)
+            rows = perm[state.offset:state.offset + global_batch]
+            lr = lr_at(state.step, cfg, total_steps)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
 
+            loss_sum = torch.zeros((), device=device)
+            for k in range(accum):
+                # Micro-step k of this process: its own B rows of the global batch.
+                first = (k * world + rank) * B
+                x = torch.from_numpy(np.asarray(train_data[rows[first:first + B]], dtype=np.int64)).to(device)
+                # Gradients are all-reduced across processes only on the last micro-step.
+                sync = contextlib.nullcontext() if k == accum - 1 else accelerator.no_sync(model)
+                with sync:
+                    loss = _lm_loss(model, raw, x, cfg, accelerator)
+                    # Every micro-batch has the same number of target tokens, so the mean of the
+                    # micro-batch means is the global batch's mean.
+                    accelerator.backward(loss / accum)
+                loss_sum += loss.detach()
+            reg = regularizer.penalty_and_grad(raw) if regularizer is not None else None
+            grad_norm = accelerator.clip_grad_norm_(trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.offset += global_batch
 
-def _prepare(model: torch.nn.Module, cfg: TrainConfig, accelerator: Accelerator, device: torch.device,
-             total_steps: int) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, int], list[str], bool]:
-    """AdamW over the trainable parameters, and both through ``accelerator.prepare``.
+            train_loss = accelerator.reduce(loss_sum / accum, reduction="mean").item()
+            state.train_loss = train_loss
+            tok_s = tokens_per_step / (time.perf_counter() - t0)
+            tok_s_smooth = tok_s if tok_s_smooth is None else 0.9 * tok_s_smooth + 0.1 * tok_s
+            record: dict[str, Any] = {"step": state.step, "epoch": state.epoch, "loss": train_loss, "lr": lr,
+                                      "tokens": state.step * tokens_per_step, "tokens_per_s": round(tok_s, 1),
+                                      "elapsed": round(elapsed(), 3)}
+            if grad_norm is not None:
+                record["grad_norm"] = float(grad_norm)
+            if reg is not None:
+                record["reg"] = float(reg)
 
-    Returns the prepared model and optimiser, param_groups' counts, the trainable parameters' names and
-    whether activation checkpointing was switched on here.
-    """
-    _check_master_dtype(model, cfg)
-    groups, counts = param_groups(model, cfg.weight_decay)
-    if counts["trainable"] == 0:
-        raise ValueError("the model has no parameter with requires_grad=True; nothing to train")
-    trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
-    # AdamW's betas/eps are torch's (and the transformers Trainer's) defaults, as in the paper's runs; the
-    # fused kernel (the Trainer's default too) does the whole update in one pass over the weights.
-    optimizer = torch.optim.AdamW(groups, lr=lr_at(0, cfg, total_steps), fused=device.type in ("cpu", "cuda"))
-    enabled_ckpt = cfg.gradient_checkpointing and _activation_checkpointing(model, True)
-    model.train()
-    model, optimizer = accelerator.prepare(model, optimizer)
-    return model, optimizer, counts, trainable_names, enabled_ckpt
+            last = state.step == total_steps
+            if val_data is not None and (state.step % cfg.eval_every == 0 or last):
+                val = _evaluate(raw, val_data, cfg, accelerator, lockstep=fsdp)
+                record["val_loss"] = val
+                state.evals.append({"step": state.step, "val_loss": val})
+                stop = _update_best(state, val, cfg)
+                if state.best_step == state.step and (main or fsdp):  # under FSDP all gather the shards
+                    _save_best(raw, best_dir, state.step, main)
+                accelerator.wait_for_everyone()
+                if stop:
+                    state.stopped_early = True
+                    say(f"early stop at step {state.step}: no improvement of more than {cfg.threshold:g} "
+                        f"(relative) in {cfg.patience} validations; best {state.best_val:.4f} at step "
+                        f"{state.best_step}")
 
+            if metrics_fh is not None:
+                metrics_fh.write(json.dumps(record) + "\n")
+                metrics_fh.flush()  # a killed run leaves whole lines (a torn last one is dropped on resume)
+            if on_step is not None and main:
+                with torch.no_grad():
+                    on_step(dict(record), raw)
+                raw.train()
+            post = {"loss": f"{train_loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s_smooth:,.0f}"}
+            if state.evals:
+                post["val"] = f"{state.evals[-1]['val_loss']:.3f}"
+            bar.set_postfix(post, refresh=False)
+            bar.update(1)
 
-def _resume(run: _Run) -> tuple[_State, int | None]:
-    """The state to start from, and the step resumed from (None for a fresh start).
+            if state.stopped_early or last:
+                break
+            if state.step % cfg.save_every == 0:
+                save(final=False)
+        if not state.finished:
+            save(final=True)  # a rerun of a finished run then only redoes the cheap part below
 
-    The newest intact checkpoint's state (every process resumes from the same one, chosen by the main
-    process), else a fresh state with the RNGs seeded. Then ``out_dir`` is put in step with it:
-    ``train_config.json`` written, ``metrics.jsonl`` cut to the state's steps and ``best/`` holding only the
-    checkpoint's best weights (or none).
-    """
-    rank = run.accelerator.process_index
-    state = _State()
-    chosen: list[str | None] = [None]
-    if run.main:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.clean_staging(run.ckpt_root)
-        found = checkpoint.latest_valid(run.ckpt_root, warn=run.say)
-        chosen = [None if found is None else str(found)]
-    if run.accelerator.num_processes > 1:
-        broadcast_object_list(chosen)  # every process must resume from the same checkpoint
-    resumed_from = None
-    if chosen[0] is not None:
-        state = _load_checkpoint(Path(chosen[0]), run.raw, run.optimizer, run.run_info, rank, run.device,
-                                 run.accelerator if run.fsdp else None)
-        resumed_from = state.step
-        run.say(f"resumed from {chosen[0]} (step {state.step})")
-    else:
-        _set_seed(run.seed + rank)  # per process, so dropout masks differ across processes
-    if run.main:
-        atomic_write_json(run.out_dir / "train_config.json", run.run_info)
-        _truncate_metrics(run.metrics_path, state.step)
-        # best/ must match the state: only the checkpoint's best weights (or none) survive a restart.
-        run.best_dir.mkdir(exist_ok=True)
-        for f in run.best_dir.iterdir():
-            f.unlink()
+        # ---- the final model: best validation weights -------------------------------------------------
         if state.best_step is not None:
-            checkpoint.link_or_copy(Path(chosen[0]) / "best.safetensors", _best_file(run.best_dir, state.best_step))
-    run.accelerator.wait_for_everyone()
-    return state, resumed_from
-
-
-def _elapsed(run: _Run, state: _State) -> float:
-    """Wall time of this run, earlier (resumed) calls included."""
-    return state.seconds + time.perf_counter() - run.t_start
-
-
-def _loop(run: _Run, state: _State, bar: tqdm, metrics_fh: Any,
-          on_step: Callable[[dict[str, Any], torch.nn.Module], None] | None) -> None:
-    """Optimiser steps from ``state`` until the last one or an early stop, a checkpoint every ``save_every``."""
-    n_train, cfg = len(run.train_data), run.cfg
-    perm = _epoch_order(n_train, run.seed, state.epoch)
-    tok_s_smooth = None
-    while not state.finished and state.step < run.total_steps:
-        t0 = time.perf_counter()
-        if state.offset + run.global_batch > n_train:  # epoch exhausted: next permutation
-            state.epoch, state.offset = state.epoch + 1, 0
-            perm = _epoch_order(n_train, run.seed, state.epoch)
-        lr = lr_at(state.step, cfg, run.total_steps)
-        train_loss, grad_norm, reg = _optimizer_step(run, state, perm[state.offset:state.offset + run.global_batch], lr)
-        state.train_loss = train_loss
-        tok_s = run.tokens_per_step / (time.perf_counter() - t0)
-        tok_s_smooth = tok_s if tok_s_smooth is None else 0.9 * tok_s_smooth + 0.1 * tok_s
-        record: dict[str, Any] = {"step": state.step, "epoch": state.epoch, "loss": train_loss, "lr": lr,
-                                  "tokens": state.step * run.tokens_per_step, "tokens_per_s": round(tok_s, 1),
-                                  "elapsed": round(_elapsed(run, state), 3)}
-        if grad_norm is not None:
-            record["grad_norm"] = float(grad_norm)
-        if reg is not None:
-            record["reg"] = float(reg)
-        last = state.step == run.total_steps
-        if run.val_data is not None and (state.step % cfg.eval_every == 0 or last):
-            record["val_loss"] = _validate(run, state)
-        _log_step(run, record, metrics_fh, on_step)
-        post = {"loss": f"{train_loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s_smooth:,.0f}"}
-        if state.evals:
-            post["val"] = f"{state.evals[-1]['val_loss']:.3f}"
-        bar.set_postfix(post, refresh=False)
-        bar.update(1)
-        if state.stopped_early or last:
-            break
-        if state.step % cfg.save_every == 0:
-            _save(run, state, final=False)
-
-
-def _optimizer_step(run: _Run, state: _State, rows: np.ndarray, lr: float) -> tuple[float, Any, float | None]:
-    """One optimiser step on the global batch ``rows``: the micro-steps' backward passes, regulariser, clipping.
-
-    Advances ``state.step`` and ``state.offset``. Returns the step's mean loss over all processes, the
-    gradient norm before clipping (None without clipping) and the regulariser's penalty (None without one).
-    """
-    cfg, acc = run.cfg, run.accelerator
-    B, accum, world, rank = cfg.batch_size, cfg.grad_accum, acc.num_processes, acc.process_index
-    for g in run.optimizer.param_groups:
-        g["lr"] = lr
-    loss_sum = torch.zeros((), device=run.device)
-    for k in range(accum):
-        # Micro-step k of this process: its own B rows of the global batch.
-        first = (k * world + rank) * B
-        x = torch.from_numpy(np.asarray(run.train_data[rows[first:first + B]], dtype=np.int64)).to(run.device)
-        # Gradients are all-reduced across processes only on the last micro-step.
-        sync = contextlib.nullcontext() if k == accum - 1 else acc.no_sync(run.model)
-        with sync:
-            loss = _lm_loss(run.model, run.raw, x, cfg, acc)
-            # Every micro-batch has the same number of target tokens, so the mean of the
-            # micro-batch means is the global batch's mean.
-            acc.backward(loss / accum)
-        loss_sum += loss.detach()
-    reg = run.regularizer.penalty_and_grad(run.raw) if run.regularizer is not None else None
-    grad_norm = acc.clip_grad_norm_(run.trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    state.step += 1
-    state.offset += run.global_batch
-    return acc.reduce(loss_sum / accum, reduction="mean").item(), grad_norm, reg
-
-
-def _validate(run: _Run, state: _State) -> float:
-    """Validate after step ``state.step``: note it, keep the weights if they are the best yet, apply early stopping.
-
-    Returns the validation loss; sets ``state.stopped_early`` when patience has run out.
-    """
-    val = _evaluate(run.raw, run.val_data, run.cfg, run.accelerator, lockstep=run.fsdp)
-    state.evals.append({"step": state.step, "val_loss": val})
-    stop = _update_best(state, val, run.cfg)
-    if state.best_step == state.step and (run.main or run.fsdp):  # under FSDP all gather the shards
-        _save_best(run.raw, run.best_dir, state.step, run.main)
-    run.accelerator.wait_for_everyone()
-    if stop:
-        state.stopped_early = True
-        run.say(f"early stop at step {state.step}: no improvement of more than {run.cfg.threshold:g} "
-                f"(relative) in {run.cfg.patience} validations; best {state.best_val:.4f} at step "
-                f"{state.best_step}")
-    return val
-
-
-def _log_step(run: _Run, record: dict[str, Any], metrics_fh: Any,
-              on_step: Callable[[dict[str, Any], torch.nn.Module], None] | None) -> None:
-    """A step's record into metrics.jsonl, then to ``on_step`` (main process only, without gradients)."""
-    if metrics_fh is not None:
-        metrics_fh.write(json.dumps(record) + "\n")
-        metrics_fh.flush()  # a killed run leaves whole lines (a torn last one is dropped on resume)
-    if on_step is not None and run.main:
-        with torch.no_grad():
-            on_step(dict(record), run.raw)
-        run.raw.train()
-
-
-def _save(run: _Run, state: _State, final: bool) -> None:
-    """Checkpoint ``state`` (``final``: the run is finished, and a rerun only writes the final model again)."""
-    snapshot = dataclasses.replace(state, finished=final, seconds=_elapsed(run, state))
-    _save_checkpoint(run.accelerator, run.ckpt_root, snapshot, run.raw, run.optimizer, run.run_info, run.best_dir,
-                     run.keep_last)
-
-
-def _finish(run: _Run, state: _State, resumed_from: int | None, saved_dir: Path | None, tokenizer: Any) -> TrainResult:
-    """The final model (best validation weights) into ``run.raw`` and ``saved_dir``; result.json; the result."""
-    if state.best_step is not None:
-        _load_best(run.raw, run.best_dir, state.best_step)
-    # the whole weights on the main process (FSDP: gathered from every process, a collective; else None)
-    full = _gathered_state_dict(run.accelerator, run.model, run.raw) if run.fsdp and saved_dir is not None else None
-    result = TrainResult(
-        out_dir=run.out_dir, model_dir=saved_dir, steps=state.step, total_steps=run.total_steps,
-        tokens=state.step * run.tokens_per_step, train_loss=state.train_loss, best_val_loss=state.best_val,
-        best_step=state.best_step, stopped_early=state.stopped_early, resumed_from=resumed_from,
-        evals=tuple(state.evals), trainable_params=run.counts["trainable"], frozen_params=run.counts["frozen"],
-        seconds=round(_elapsed(run, state), 3),
-    )
-    if run.main:
-        if saved_dir is not None:
-            with checkpoint.atomic_directory(saved_dir) as tmp:
-                run.raw.save_pretrained(tmp, state_dict=full)
-                if tokenizer is not None:
-                    tokenizer.save_pretrained(tmp)
-                atomic_write_json(tmp / "famlib_training.json", {**run.run_info, "result": result.to_dict()})
-        atomic_write_json(run.out_dir / "result.json", result.to_dict())
-    run.accelerator.wait_for_everyone()
-    run.say(f"done: {state.step} steps, train loss {state.train_loss:.4f}"
+            _load_best(raw, best_dir, state.best_step)
+        saved_dir = model_dir if save_model_dir else None
+        # the whole weights on the main process (FSDP: gathered from every process, a collective; else None)
+        full = _gathered_state_dict(accelerator, model, raw) if fsdp and saved_dir is not None else None
+        result = TrainResult(
+            out_dir=out_dir, model_dir=saved_dir, steps=state.step, total_steps=total_steps,
+            tokens=state.step * tokens_per_step, train_loss=state.train_loss, best_val_loss=state.best_val,
+            best_step=state.best_step, stopped_early=state.stopped_early, resumed_from=resumed_from,
+            evals=tuple(state.evals), trainable_params=counts["trainable"], frozen_params=counts["frozen"],
+            seconds=round(elapsed(), 3),
+        )
+        if main:
+            if saved_dir is not None:
+                with checkpoint.atomic_directory(saved_dir) as tmp:
+                    raw.save_pretrained(tmp, state_dict=full)
+                    if tokenizer is not None:
+                        tokenizer.save_pretrained(tmp)
+                    atomic_write_json(tmp / "famlib_training.json", {**run_info, "result": result.to_dict()})
+            atomic_write_json(out_dir / "result.json", result.to_dict())
+        accelerator.wait_for_everyone()
+        say(f"done: {state.step} steps, train loss {state.train_loss:.4f}"
             + (f", best val {state.best_val:.4f} at step {state.best_step}" if state.best_val is not None else ""))
-    return result
-
-
-def _hand_back(run: _Run) -> None:
-    """A plain model in eval mode, also after an error or a KeyboardInterrupt in a notebook: without
-    accelerate's autocast wrapper on forward or the activation checkpointing this call switched on."""
-    raw = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
-    if run.enabled_ckpt:
-        _activation_checkpointing(raw, False)
-    raw.eval()
+        return result
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_fh is not None:
+            metrics_fh.close()
+        # Also after an error or a KeyboardInterrupt in a notebook: hand back a plain model, without
+        # accelerate's autocast wrapper on forward or the checkpointing this call switched on.
+        raw = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        if enabled_ckpt:
+            _activation_checkpointing(raw, False)
+        raw.eval()
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -331,7 +331,13 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     t_start = time.time()
     model_dir = Path(model_dir) if model_dir is not None else model_path(params, model)
     strategy, family = model_identity(params, model, model_dir, strategy, family)
-    langs = _chosen_languages(params, model, strategy, family, languages)
+    langs = evaluation_languages(params, strategy, family)
+    if languages is not None:
+        for lang in languages:
+            if lang not in langs:
+                raise FamlibError(f"language {lang!r} is not one that model {model!r} ({strategy}) answers for; "
+                                  f"its languages: {', '.join(langs)}")
+        langs = [lang for lang in langs if lang in languages]
     if corpus is None:
         from famlib.data import build_corpus
 
@@ -341,20 +347,91 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     from famlib.evaluate.items import prompt_budget
 
     counts_tokens = params.evaluation.perplexity_max_tokens or prompt_budget(params) is not None
-    suite = build_suite(params, corpus, tokenizer=load_tokenizer(model_dir) if counts_tokens else None)
+    tokenizer = load_tokenizer(model_dir) if counts_tokens else None
+    suite = build_suite(params, corpus, tokenizer=tokenizer)
     selected = suite.select(langs, axes)
-    job = _Job(params=params, model=model, strategy=strategy, family=family, suite=suite, collection=collection,
-               sha=res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json"),
-               limit=limit, extra=extra, harness_version=lm_eval.__version__, log=log)
+    sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
     report = EvalReport(rows=None)
-    keys, todo = _plan(job, selected, max_length, force, reuse, report)
+    todo: dict[str, list[str]] = {}
+    keys = {}
+
+    def context(task: str) -> dict:
+        """A row's description: who answered, for which language and task, and the reference levels."""
+        entry, lang = suite.tasks[task], suite.tasks[task]["language"]
+        return {"model": model, "strategy": strategy, "expert_family": family or "all", "language": lang,
+                "language_family": params.family_of(lang) or "probe", "split": params.split_of(lang),
+                "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
+                "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
+                "copy_baseline": entry.get("copy_baseline"), "constant_baseline": entry.get("constant_baseline"),
+                "scale": params.scale, "harness_task": task, "task_config_hash": entry["config_hash"], **(extra or {})}
+
+    for task in selected:
+        entry = suite.tasks[task]
+        setting = settings(params, max_length, limit, entry["axis"])
+        keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
+        part = None if force else res.read_part(params.scale, model, task, collection)
+        if part is not None and part.get("failed"):
+            part = None  # a task that raised measured nothing: try it again
+        if part is not None and rec.read_items(params.scale, model, task, collection) is None:
+            part = None  # a result without its per-item records is re-run: every difference needs them
+        if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
+            other = res.read_part(params.scale, reuse[1], task, reuse[0])
+            other_items = rec.read_items(params.scale, reuse[1], task, reuse[0])
+            if (other is not None and other.get("key") == keys[task] and not other.get("failed")
+                    and other_items is not None):
+                part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
+                rec.write_items(params.scale, model, task, [{**r, "model": model} for r in other_items], collection)
+                res.write_part(params.scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
+        if part is not None and part.get("key") == keys[task]:
+            report.cached.setdefault(entry["axis"], []).append(task)
+            # The measurement stands; its description follows the current params and suite (a renamed
+            # family, a reference level added since) without re-running the model.
+            fresh = [{**r, **context(task)} for r in part["rows"]]
+            if fresh != part["rows"]:
+                res.write_part(params.scale, model, task, part["key"], fresh, part.get("examples"), collection)
+        else:
+            todo.setdefault(entry["axis"], []).append(task)
     if todo:
         model_obj, tok = load_model(model_dir, eval_dtype(params))
         bs = batch_size or params.evaluation.batch_size
         logging.getLogger("lm_eval").setLevel(logging.WARNING)  # the harness logs every task at INFO
         for axis in AXES:
-            if todo.get(axis):
-                _run_axis(job, axis, todo[axis], keys, model_obj, tok, max_length, bs, report)
+            tasks = todo.get(axis)
+            if not tasks:
+                continue
+            t0 = time.time()
+            labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
+            log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
+            lm = _lm(model_obj, tok, params, axis, max_length, bs)
+            out, failed = run_isolated(lm, tasks, suite, params, limit, axis_shots(params, axis),
+                                       log=lambda msg: log(f"{model}: {axis}: {msg}"))
+            stamp = res.evaluated_at()
+            for task, error in failed.items():
+                entry = suite.tasks[task]
+                res.write_failed_part(params.scale, model, task, keys[task], {
+                    "model": model, "harness_task": task, "task": entry["axis"], "language": entry["language"],
+                    "direction": entry["direction"], "error": error, "cache_key": keys[task],
+                    "evaluated_at": stamp}, collection)
+            report.failed.update(failed)
+            tasks = [t for t in tasks if t not in failed]
+            for task in tasks:
+                base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
+                        "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
+                records = rec.records_of(suite.tasks[task], out.get("samples", {}).get(task, []), lm=lm,
+                                         tokenizer=tok, max_gen=params.evaluation.max_gen_tokens,
+                                         base={"model": model, "harness_task": task, "cache_key": keys[task]})
+                rows, examples = _rows_of(task, suite.tasks[task], out, tok, base, records)
+                rec.write_items(params.scale, model, task, records, collection)
+                res.write_part(params.scale, model, task, keys[task], rows, examples, collection)
+                cut = sum(r["truncated"] for r in records)
+                if cut:
+                    log(f"{model}: {task}: {cut} of {len(records)} prompts did not fit the model's context "
+                        f"({lm.max_length} tokens) and lost tokens from the left")
+            report.seconds[axis] = time.time() - t0
+            if tasks:
+                report.ran[axis] = tasks
+            log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s"
+                + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
         del model_obj
     res.merge_results(params.scale, collection)
     if report.failed and not report.ran and not report.cached:
@@ -367,141 +444,3 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     report.rows = pd.DataFrame(rows, columns=res.columns(collection))
     report.seconds["total"] = time.time() - t_start
     return report
-
-
-# ----------------------------------------------------------------------------------------------------
-# The parts of evaluate_model
-# ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Job:
-    """What one :func:`evaluate_model` call settles first: the model, who it is, the suite, where rows go."""
-
-    params: Params
-    model: str
-    strategy: str
-    family: Optional[str]
-    suite: Suite
-    collection: str
-    sha: str  # the weights' sha256 (famlib.evaluate.results.model_sha256)
-    limit: object
-    extra: Optional[dict]
-    harness_version: str
-    log: Callable[[str], None]
-
-    def context(self, task: str) -> dict:
-        """A row's description: who answered, for which language and task, and the reference levels."""
-        params, entry = self.params, self.suite.tasks[task]
-        lang = entry["language"]
-        return {"model": self.model, "strategy": self.strategy, "expert_family": self.family or "all", "language": lang,
-                "language_family": params.family_of(lang) or "probe", "split": params.split_of(lang),
-                "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
-                "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
-                "copy_baseline": entry.get("copy_baseline"), "constant_baseline": entry.get("constant_baseline"),
-                "scale": params.scale, "harness_task": task, "task_config_hash": entry["config_hash"],
-                **(self.extra or {})}
-
-
-def _chosen_languages(params: Params, model: str, strategy: str, family: Optional[str], languages) -> list[str]:
-    """The languages the model answers for, restricted to ``languages``; FamlibError for one it does not."""
-    langs = evaluation_languages(params, strategy, family)
-    if languages is not None:
-        for lang in languages:
-            if lang not in langs:
-                raise FamlibError(f"language {lang!r} is not one that model {model!r} ({strategy}) answers for; "
-                                  f"its languages: {', '.join(langs)}")
-        langs = [lang for lang in langs if lang in languages]
-    return langs
-
-
-def _plan(job: _Job, selected: list[str], max_length: Optional[int], force: bool,
-          reuse: Optional[tuple[str, str]], report: EvalReport) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Each task's cache key, and per axis the tasks to run; the cached ones go into ``report.cached``.
-
-    A cached part keeps its measurement, and its description follows the current params and suite (a
-    renamed family, a reference level added since) without re-running the model.
-    """
-    scale, model, collection = job.params.scale, job.model, job.collection
-    keys: dict[str, str] = {}
-    todo: dict[str, list[str]] = {}
-    for task in selected:
-        entry = job.suite.tasks[task]
-        setting = settings(job.params, max_length, job.limit, entry["axis"])
-        keys[task] = sha256_json({"model": job.sha, "task": entry["config_hash"], "settings": setting})
-        part = _cached_part(job, task, keys[task], force, reuse)
-        if part is not None:
-            report.cached.setdefault(entry["axis"], []).append(task)
-            fresh = [{**r, **job.context(task)} for r in part["rows"]]
-            if fresh != part["rows"]:
-                res.write_part(scale, model, task, part["key"], fresh, part.get("examples"), collection)
-        else:
-            todo.setdefault(entry["axis"], []).append(task)
-    return keys, todo
-
-
-def _cached_part(job: _Job, task: str, key: str, force: bool, reuse: Optional[tuple[str, str]]) -> Optional[dict]:
-    """The stored result of ``task`` under ``key``, or None when it must run.
-
-    The model's own part counts unless ``force``, or it failed, or its per-item records are missing (every
-    difference needs them). Else ``reuse``'s part with the same key counts, and is copied in as this model's.
-    """
-    scale, model, collection = job.params.scale, job.model, job.collection
-    part = None if force else res.read_part(scale, model, task, collection)
-    if part is not None and part.get("failed"):
-        part = None  # a task that raised measured nothing: try it again
-    if part is not None and rec.read_items(scale, model, task, collection) is None:
-        part = None  # a result without its per-item records is re-run: every difference needs them
-    if reuse is not None and not force and (part is None or part.get("key") != key):
-        other = res.read_part(scale, reuse[1], task, reuse[0])
-        other_items = rec.read_items(scale, reuse[1], task, reuse[0])
-        if (other is not None and other.get("key") == key and not other.get("failed")
-                and other_items is not None):
-            part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
-            rec.write_items(scale, model, task, [{**r, "model": model} for r in other_items], collection)
-            res.write_part(scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
-    return part if part is not None and part.get("key") == key else None
-
-
-def _run_axis(job: _Job, axis: str, tasks: list[str], keys: dict[str, str], model_obj, tok,
-              max_length: Optional[int], batch_size: int, report: EvalReport) -> None:
-    """One axis's tasks through the harness together (alone after a failure); each task's rows and records
-    written, or its failure; ``report`` updated."""
-    params, model, suite = job.params, job.model, job.suite
-    t0 = time.time()
-    labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
-    job.log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
-    lm = _lm(model_obj, tok, params, axis, max_length, batch_size)
-    out, failed = run_isolated(lm, tasks, suite, params, job.limit, axis_shots(params, axis),
-                               log=lambda msg: job.log(f"{model}: {axis}: {msg}"))
-    stamp = res.evaluated_at()
-    for task, error in failed.items():
-        entry = suite.tasks[task]
-        res.write_failed_part(params.scale, model, task, keys[task], {
-            "model": model, "harness_task": task, "task": entry["axis"], "language": entry["language"],
-            "direction": entry["direction"], "error": error, "cache_key": keys[task],
-            "evaluated_at": stamp}, job.collection)
-    report.failed.update(failed)
-    tasks = [t for t in tasks if t not in failed]
-    for task in tasks:
-        _write_task(job, task, keys[task], out, lm, tok, stamp)
-    report.seconds[axis] = time.time() - t0
-    if tasks:
-        report.ran[axis] = tasks
-    job.log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s"
-            + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
-
-
-def _write_task(job: _Job, task: str, key: str, out: dict, lm, tok, stamp: str) -> None:
-    """One task's per-item records and result rows from simple_evaluate's output, written as its part."""
-    params, model = job.params, job.model
-    base = {**job.context(task), "limit": job.limit, "model_sha256": job.sha, "cache_key": key,
-            "lm_eval": job.harness_version, "evaluated_at": stamp}
-    records = rec.records_of(job.suite.tasks[task], out.get("samples", {}).get(task, []), lm=lm,
-                             tokenizer=tok, max_gen=params.evaluation.max_gen_tokens,
-                             base={"model": model, "harness_task": task, "cache_key": key})
-    rows, examples = _rows_of(task, job.suite.tasks[task], out, tok, base, records)
-    rec.write_items(params.scale, model, task, records, job.collection)
-    res.write_part(params.scale, model, task, key, rows, examples, job.collection)
-    cut = sum(r["truncated"] for r in records)
-    if cut:
-        job.log(f"{model}: {task}: {cut} of {len(records)} prompts did not fit the model's context "
-                f"({lm.max_length} tokens) and lost tokens from the left")

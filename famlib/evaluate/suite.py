@@ -232,8 +232,36 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
     (tmp / "famlib_harness.py").write_text(HARNESS_MODULE)
     for name, text in templates.items():
         (tmp / f"_{name}_template_yaml").write_text(text)
-    out = _TaskWriter(params, tmp, final, templates)
+    tasks: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
     probe = params.probe_language
+
+    def emit(harness: str, task: str, lang: str, direction: str, test: list[dict], fewshot: Optional[list[dict]],
+             info: dict, extra: Optional[dict] = None) -> None:
+        spec = TASKS[task]
+        least = 1 if spec.axis == "perplexity" else MIN_TEST_ITEMS  # one long document is a fine sample
+        if len(test) < least:
+            skipped[harness] = f"{len(test)} test items (at least {least} needed)"
+            return
+        shots = it.mc_shots(params) if spec.output_type == "multiple_choice" else params.evaluation.shots
+        if fewshot is not None and len(fewshot) < shots:
+            skipped[harness] = f"{len(fewshot)} few-shot examples for {shots} shots"
+            return
+        stem = f"data/{task}/{harness.removeprefix('famlib_')}"
+        files = {"test": f"{stem}.test.jsonl"}
+        _write_jsonl(tmp / files["test"], test)
+        if fewshot is not None:
+            files["fewshot"] = f"{stem}.fewshot.jsonl"
+            _write_jsonl(tmp / files["fewshot"], fewshot)
+        data_files = "\n".join(f"    {s}: {_q(str(final / f))}" for s, f in files.items())
+        (tmp / f"{harness}.yaml").write_text(
+            f"include: _{task}_template_yaml\ntask: {harness}\ndataset_kwargs:\n  data_files:\n{data_files}\n")
+        config_hash = sha256_json({"template": templates[task], "module": HARNESS_MODULE,
+                                   "data": {s: sha256_file(tmp / f) for s, f in files.items()}})
+        tasks[harness] = {"task": task, "axis": spec.axis, "language": lang, "direction": direction,
+                          "n": len(test), "n_fewshot": len(fewshot) if fewshot is not None else 0,
+                          "chance": spec.chance, "config_hash": config_hash, "info": info, **(extra or {})}
+
     lms: dict[tuple[str, str], TrigramLM] = {}
     counts: dict = {}  # text id -> its n-gram counts, shared by the models that include the text
 
@@ -249,8 +277,8 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
     for lang in params.languages:
         docs = it.perplexity_documents(params, corpus, lang, tokenizer)
-        out.emit(f"famlib_heldout_perplexity_{lang}", "heldout_perplexity", lang, "", docs, None,
-                 {"texts": sorted({d["text_id"] for d in docs})})
+        emit(f"famlib_heldout_perplexity_{lang}", "heldout_perplexity", lang, "", docs, None,
+             {"texts": sorted({d["text_id"] for d in docs})})
         if paper:  # the other axes are lm-eval's real tasks, added below
             continue
         for task in it.MC_BUILDERS:
@@ -258,11 +286,10 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             try:
                 s = it.multiple_choice_items(params, corpus, task, lang)
             except DataError as exc:
-                out.skipped[harness] = str(exc)
+                skipped[harness] = str(exc)
                 continue
             lm = shortcut_lm(s.info["text_id"], s.info["probe_text_id"])
-            out.emit(harness, task, lang, "", s.test, s.fewshot, s.info,
-                     {"shortcuts": baseline_scores(s.test, lm, s.fewshot)})
+            emit(harness, task, lang, "", s.test, s.fewshot, s.info, {"shortcuts": baseline_scores(s.test, lm, s.fewshot)})
         if lang == probe:
             continue
         for direction in DIRECTIONS:
@@ -271,61 +298,20 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             try:
                 s = it.translation_items(params, corpus, lang, direction, n_tokens)
             except DataError as exc:
-                out.skipped[harness] = str(exc)
+                skipped[harness] = str(exc)
                 continue
-            out.emit(harness, "translation", lang, direction, s.test, s.fewshot, s.info, _translation_baselines(s))
+            refs = [x["target"] for x in s.test]
+            # A model that ignores the source and writes fluent target-language text scores about this:
+            # the same few-shot reference (the median-length one) given as the answer to every item.
+            constant = sorted((x["target"] for x in s.fewshot), key=lambda t: (len(t), t))[len(s.fewshot) // 2]
+            baselines = {"empty_baseline": _chrf([""] * len(refs), refs),
+                         "copy_baseline": _chrf([x["source"] for x in s.test], refs),
+                         "constant_baseline": _chrf([constant] * len(refs), refs)}
+            emit(harness, "translation", lang, direction, s.test, s.fewshot, s.info, baselines)
     if paper:
-        _add_paper_tasks(params, tmp, out.tasks, out.skipped)
+        _add_paper_tasks(params, tmp, tasks, skipped)
     return {"format": SUITE_FORMAT, "scale": params.scale, "shots": params.evaluation.shots, "mc_shots": it.mc_shots(params),
-            "include_defaults": paper, "tasks": out.tasks, "skipped": out.skipped}
-
-
-class _TaskWriter:
-    """Writes each generated task's data and YAML into the suite folder being built; keeps the manifest's
-    ``tasks`` and ``skipped`` entries."""
-
-    def __init__(self, params: Params, tmp: Path, final: Path, templates: dict[str, str]):
-        self.params, self.tmp, self.final, self.templates = params, tmp, final, templates
-        self.tasks: dict[str, dict] = {}
-        self.skipped: dict[str, str] = {}
-
-    def emit(self, harness: str, task: str, lang: str, direction: str, test: list[dict],
-             fewshot: Optional[list[dict]], info: dict, extra: Optional[dict] = None) -> None:
-        """Task ``harness`` of kind ``task``, or a ``skipped`` entry saying why its items do not make one."""
-        tmp, spec = self.tmp, TASKS[task]
-        least = 1 if spec.axis == "perplexity" else MIN_TEST_ITEMS  # one long document is a fine sample
-        if len(test) < least:
-            self.skipped[harness] = f"{len(test)} test items (at least {least} needed)"
-            return
-        shots = it.mc_shots(self.params) if spec.output_type == "multiple_choice" else self.params.evaluation.shots
-        if fewshot is not None and len(fewshot) < shots:
-            self.skipped[harness] = f"{len(fewshot)} few-shot examples for {shots} shots"
-            return
-        stem = f"data/{task}/{harness.removeprefix('famlib_')}"
-        files = {"test": f"{stem}.test.jsonl"}
-        _write_jsonl(tmp / files["test"], test)
-        if fewshot is not None:
-            files["fewshot"] = f"{stem}.fewshot.jsonl"
-            _write_jsonl(tmp / files["fewshot"], fewshot)
-        data_files = "\n".join(f"    {s}: {_q(str(self.final / f))}" for s, f in files.items())
-        (tmp / f"{harness}.yaml").write_text(
-            f"include: _{task}_template_yaml\ntask: {harness}\ndataset_kwargs:\n  data_files:\n{data_files}\n")
-        config_hash = sha256_json({"template": self.templates[task], "module": HARNESS_MODULE,
-                                   "data": {s: sha256_file(tmp / f) for s, f in files.items()}})
-        self.tasks[harness] = {"task": task, "axis": spec.axis, "language": lang, "direction": direction,
-                               "n": len(test), "n_fewshot": len(fewshot) if fewshot is not None else 0,
-                               "chance": spec.chance, "config_hash": config_hash, "info": info, **(extra or {})}
-
-
-def _translation_baselines(s) -> dict[str, float]:
-    """chrF of three answers that ignore the model: empty, the source copied, and a constant sentence."""
-    refs = [x["target"] for x in s.test]
-    # A model that ignores the source and writes fluent target-language text scores about this:
-    # the same few-shot reference (the median-length one) given as the answer to every item.
-    constant = sorted((x["target"] for x in s.fewshot), key=lambda t: (len(t), t))[len(s.fewshot) // 2]
-    return {"empty_baseline": _chrf([""] * len(refs), refs),
-            "copy_baseline": _chrf([x["source"] for x in s.test], refs),
-            "constant_baseline": _chrf([constant] * len(refs), refs)}
+            "include_defaults": paper, "tasks": tasks, "skipped": skipped}
 
 
 def _add_paper_tasks(params: Params, tmp: Path, tasks: dict, skipped: dict) -> None:

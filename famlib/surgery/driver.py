@@ -148,12 +148,22 @@ def apply(method: str, inputs: Sequence[str | Path], out: str | Path, *, num_lay
     ref = _reference(m, roles)
     inputs_record = [{"role": r, "path": str(s.path.resolve()), "weights_sha256": s.weight_digests(),
                       "tokenizer_sha256": s.tokenizer_fingerprint()} for r, s in zip(roles, sources)]
-    split_record = _split_record(split)
+    split_record = None
+    if split is not None:
+        L, m_first, n_last = split
+        split_record = {"num_layers": L, "first": m_first, "last": n_last,
+                        "layers": {g: list(r) for g, r in layer_groups(L, m_first, n_last).items()}}
     key = sha256_json({"format": RECORD_FORMAT, "operation": m.name, "options": opts, "layer_split": split_record,
                        "inputs": [{k: v for k, v in i.items() if k != "path"} for i in inputs_record]})
-    previous = _existing_output(out, key, overwrite)
-    if previous is not None:
-        return SurgeryResult(out, "unchanged", previous)
+    if out.exists() and any(out.iterdir()):
+        previous = _read_record(out)
+        if previous.get("key") == key and not overwrite:
+            return SurgeryResult(out, "unchanged", previous)
+        if not overwrite:
+            what = (f"made by {previous.get('operation')} on other inputs or options" if previous
+                    else "not made by famlib surgery")
+            raise SurgeryError(f"{out} exists ({what}); pass overwrite=True (--force) to replace it, "
+                               "or choose another --out")
 
     from famlib.checkpoint import atomic_directory
 
@@ -186,31 +196,6 @@ def apply(method: str, inputs: Sequence[str | Path], out: str | Path, *, num_lay
         }
         atomic_write_json(tmp / RECORD_NAME, record)
     return SurgeryResult(out, "written", record)
-
-
-def _split_record(split) -> Optional[dict]:
-    """The record's ``layer_split``: the split and the layers of each group (None without a split)."""
-    if split is None:
-        return None
-    L, m_first, n_last = split
-    return {"num_layers": L, "first": m_first, "last": n_last,
-            "layers": {g: list(r) for g, r in layer_groups(L, m_first, n_last).items()}}
-
-
-def _existing_output(out: Path, key: str, overwrite: bool) -> Optional[dict]:
-    """The record of an ``out`` that the same operation on the same inputs made (to keep as it is), or None
-    to write it; SurgeryError when ``out`` holds something else and ``overwrite`` is not set."""
-    if not (out.exists() and any(out.iterdir())):
-        return None
-    previous = _read_record(out)
-    if previous.get("key") == key and not overwrite:
-        return previous
-    if not overwrite:
-        what = (f"made by {previous.get('operation')} on other inputs or options" if previous
-                else "not made by famlib surgery")
-        raise SurgeryError(f"{out} exists ({what}); pass overwrite=True (--force) to replace it, "
-                           "or choose another --out")
-    return None
 
 
 def _read_record(path: Path) -> dict:
