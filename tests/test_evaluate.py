@@ -790,3 +790,21 @@ def test_trigram_probabilities_match_a_direct_count_and_parts_add_up():
     for hist, w in [(["the", "cat"], "sat"), (["on", "the"], "mat"), (["zz", "the"], "dog"), ([], "red"),
                     (["a", "cat"], "flew")]:
         assert math.isclose(lm.prob([sc.BOS, sc.BOS] + hist, w), prob([sc.BOS, sc.BOS] + hist, w), rel_tol=1e-12)
+
+
+def test_the_gate_table_reads_a_zero_width_base_interval_without_dividing_by_it():
+    """A few items all scored alike (smoke's 8 English items) give every bootstrap draw the same accuracy:
+    the table says so instead of raising ZeroDivisionError (the failure that stopped the smoke pipeline)."""
+    import pandas as pd
+
+    from famlib.evaluate.gates import gates_markdown
+
+    row = {"task": "next_verse_4way", "axis": "comprehension", "chance": 0.25, "languages": 2, "items": 16,
+           "shortcut_max": 0.3, "shortcut_max_is": "trigram (held_in)", "shortcut_gate": "passes",
+           "random_n": 0, "random_gate": "not measured",
+           "base_held_in": 0.5, "base_held_in_low": 0.3, "base_held_in_high": 0.7, "base_held_in_se": 0.1,
+           "base_held_in_gate": "fails", "base_english": 1.0, "base_english_low": 1.0, "base_english_high": 1.0,
+           "base_english_se": 0.0, "base_english_gate": "passes"}
+    text = gates_markdown(pd.DataFrame([row]))
+    assert "2.5 s.e. above chance: fails" in text
+    assert "1.000 [1.000, 1.000], a zero-width interval (every bootstrap draw alike): passes" in text

@@ -147,15 +147,21 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
     assert "06_layer_interpolation" in steps and steps[-1] == "07_tables_and_figures"
     (smoke_runs / "smoke" / "notebooks").mkdir(parents=True)
     before = _stamps(smoke_runs)
-    proc = subprocess.Popen([sys.executable, "-m", "famlib.cli", "paper", "--scale", "smoke"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while len(_stamps(smoke_runs) - before) < 3 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-step
-    proc.wait()
+    log_path = tmp_path / "first_run.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "famlib.cli", "paper", "--scale", "smoke"], env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 300
+        while len(_stamps(smoke_runs) - before) < 3 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        exited = proc.poll()
+        if exited is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-step
+        proc.wait()
     finished = _stamps(smoke_runs)
-    assert 3 <= len(finished) < len(steps), "the kill must land midway"
+    tail = log_path.read_text(errors="replace")[-4000:]
+    assert exited is None, f"the first run ended by itself (exit status {exited}) before the kill:\n{tail}"
+    assert 3 <= len(finished) < len(steps), f"the kill must land midway; {len(finished)} steps done:\n{tail}"
     state = {r["step"]: r["state"] for r in pipeline.status(params)}
     assert {s for s, v in state.items() if v == "done"} == finished
     assert "started" in state.values()  # the step the kill interrupted left its papermill copy

@@ -187,8 +187,12 @@ def gates_markdown(table) -> str:
             return "not measured"
         lim = r.get(f"base_{k}_limit")
         sampled = f" (first {int(lim)} items per language)" if _number(lim) else ""
+        se = r[f"base_{k}_se"]
+        # every draw equal (a few items all scored alike, as at smoke): no spread to count in
+        above = (f"{(v - r['chance']) / se:.1f} s.e. above chance" if se > 0 else
+                 "a zero-width interval (every bootstrap draw alike)")
         return (f"{v:.3f} [{r[f'base_{k}_low']:.3f}, {r[f'base_{k}_high']:.3f}], "
-                f"{(v - r['chance']) / r[f'base_{k}_se']:.1f} s.e. above chance: {r[f'base_{k}_gate']}{sampled}")
+                f"{above}: {r[f'base_{k}_gate']}{sampled}")
 
     for _, r in table.iterrows():
         sc = (f"{r['shortcut_max']:.3f} {r['shortcut_max_is']}: {r['shortcut_gate']}" if _number(r["shortcut_max"])
