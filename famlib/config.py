@@ -253,6 +253,29 @@ class WiseFTConfig:
 
 
 @dataclass(frozen=True)
+class DoseConfig:
+    """The dose-response study (notebook 08, :mod:`famlib.dose`): CPT budget x learning rate for one family.
+
+    Every point trains each listed per-family strategy with ``training.family`` at that peak learning rate and
+    step budget (everything else as the section says), then measures drift, acquisition and forgetting
+    against the base. Absent (the default): the study is not part of ``famlib paper``.
+    """
+
+    family: str  # the family whose experts the study trains
+    lrs: tuple[float, ...]  # peak learning rates (the paper's family lr is 2e-5)
+    steps: tuple[int, ...]  # optimiser steps per point (x training.family.batch_size x data.seq_len tokens)
+    # Trained per-family strategies, and post-hoc reverts whose source is among them.
+    strategies: tuple[str, ...] = ("expert", "freeze", "l2sp", "expert_reverted")
+    # Evaluated languages; None = the probe, the family's training and its held-out languages.
+    languages: Optional[tuple[str, ...]] = None
+    axes: tuple[str, ...] = ("perplexity", "comprehension", "reasoning", "translation")
+    # Early stopping at the points as training.family sets it. Off by default: a budget is a budget only when
+    # it is spent, so each point trains its full step count (the final weights are still the best validation's).
+    early_stopping: bool = False
+    keep_models: bool = False  # keep each point's weights after it is measured (rebuilt deterministically)
+
+
+@dataclass(frozen=True)
 class InterpolationConfig:
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # paper section 4.1
     groups: tuple[str, ...] = LAYER_GROUPS
@@ -281,6 +304,7 @@ class Params:
     strategies: Optional[tuple[str, ...]] = None
     replay: ReplayConfig = ReplayConfig()  # read only by the replay strategy
     wise_ft: WiseFTConfig = WiseFTConfig()  # read only by the wise_ft strategy
+    dose: Optional[DoseConfig] = None  # the dose-response study (notebook 08); None = not run
     origin: str = field(default="<memory>", compare=False)
 
     # ---- derived views -------------------------------------------------------------------------
@@ -360,7 +384,7 @@ class Params:
 # Top-level keys added after runs existed: left out of to_dict (and so of every fingerprint and stamp) while
 # at their default, so that adding one does not make every finished step of every scale stale.
 _LATER_PARAMS: dict[str, Any] = {"strategies": None, "lora": None, "replay": dataclasses.asdict(ReplayConfig()),
-                                  "wise_ft": dataclasses.asdict(WiseFTConfig())}
+                                  "wise_ft": dataclasses.asdict(WiseFTConfig()), "dose": None}
 
 
 def _dig(d: Mapping[str, Any], dotted: str) -> Any:
@@ -677,6 +701,10 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
     if not 0.0 <= p.wise_ft.alpha <= 1.0:
         fail("wise_ft.alpha", p.wise_ft.alpha, "a number in [0, 1] (0 = the base, 1 = the Expert)")
 
+    if p.dose is not None:
+        from famlib.dose import validate as _validate_dose
+
+        _validate_dose(p, fail)
     for i, a in enumerate(p.interpolation.alphas):
         if not 0.0 <= a <= 1.0:
             fail(f"interpolation.alphas[{i}]", a, "a number between 0 and 1")

@@ -91,6 +91,10 @@ def plan(params: Params) -> list[Step]:
         early.append("05_evaluate.dense")
         final_deps += ("06_layer_interpolation",)
     steps += [e for e in evals if e.id not in early]
+    if params.dose is not None:  # the dose-response study trains its own points from the base (famlib.dose)
+        steps.append(Step("08_dose_response", "08_dose_response.ipynb", {"scale": s},
+                          ("02_base_model", "05_evaluate.base")))
+        final_deps += ("08_dose_response",)  # the report reads its table
     steps.append(Step("07_tables_and_figures", "07_tables_and_figures.ipynb", {"scale": s}, final_deps))
     present = {st.id for st in steps if (NOTEBOOKS / st.notebook).exists()}
     # A step is kept when its notebook exists; dependencies on steps that do not exist yet are dropped.

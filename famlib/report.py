@@ -369,6 +369,41 @@ def _per_family_shown(params, results) -> list[str]:
     return [s for s in registry.per_family_names() if s in ran or s in have]
 
 
+def _dose_section(params, report_dir: Path) -> str:
+    """The dose-response study (notebook 08), read from its table: the summary, the perplexity points with
+    their paired intervals, where each effect starts, and its two figures."""
+    if getattr(params, "dose", None) is None:
+        return ""
+    import pandas as pd
+
+    from famlib import dose
+    from famlib.notebook import figure_dir
+
+    path = dose.dose_dir(params) / "points.csv"
+    if not path.exists():
+        return "## Dose-response study\n\nNot run yet (no `dose/points.csv`): run notebook 08.\n"
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    wide = dose.wide(table, "perplexity")
+    rows = [[*(f"{v:.4g}" if isinstance(v, float) else v for v in r)] for r in wide.itertuples(index=False)]
+    onset = dose.onset(table)
+    parts = ["## Dose-response study\n",
+             "One family's CPT over learning rate x step budget (notebook 08, `famlib.dose`): drift, acquisition "
+             "(held-in bits per byte) and forgetting, each change from the base with its paired 95 % interval; "
+             "a verdict is `undecided` where the interval spans 0.\n",
+             dose.summary(params, table) + "\n",
+             "Bits per byte, per point:\n\n" + _md_table(list(wide.columns), rows)]
+    if len(onset):
+        parts.append("Where each effect starts (Expert drift of the first resolved dose; blank: at no dose):\n\n"
+                     + _md_table(list(onset.columns), [[*(f"{v:g}" if isinstance(v, float) and v == v else
+                                                          ("" if isinstance(v, float) else v) for v in r)]
+                                                       for r in onset.itertuples(index=False)]))
+    for stem, cap in (("dose_forgetting", "Forgetting against drift"), ("dose_tradeoff", "Acquisition against forgetting")):
+        png = figure_dir(params) / f"{stem}.png"
+        if png.exists():
+            parts.append(f"**{cap}.**\n\n![{stem}]({relative_link(png, report_dir)})\n")
+    return "\n".join(parts)
+
+
 def write_report(params, figures: Optional[Sequence[Path]] = None, results=None, interpolation=None,
                  distances=None, evidence=None) -> Path:
     """Write ``runs/<scale>/report.md`` and return its path.
@@ -409,6 +444,7 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
              _prompts_section(results),
              _differences_section(params, results, evidence),
              _beyond_section(params, results, evidence),
+             _dose_section(params, path.parent),
              _claims_section(claims),
              _scales_section(claims, params.scale),
              _paper_averages(params, tables),

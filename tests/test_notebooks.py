@@ -213,6 +213,12 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
     for r in results[results["primary"].astype(bool)].itertuples():
         assert (smoke / "results" / "items" / r.model / f"{r.harness_task}.jsonl.gz").exists(), (r.model, r.harness_task)
     assert (tmp_path / "figures" / "smoke" / "claims.csv").read_text().count("\nC") == 11
+    # the dose-response study (notebook 08) ran its grid and the report reads its table
+    points = pd.read_csv(smoke / "dose" / "points.csv")
+    assert points["model"].nunique() == len(params.dose.lrs) * len(params.dose.steps) * len(params.dose.strategies)
+    assert "## Dose-response study" in report and "dose_forgetting" in report
+    for name in ("dose_forgetting", "dose_tradeoff"):
+        assert (tmp_path / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000, name
     for cid in range(1, 12):
         assert f"C{cid} " in report or f"C{cid}|" in report or f"| C{cid}" in report, f"C{cid} missing from report"
     # every executed notebook is kept, named by its parameters

@@ -29,7 +29,7 @@ from typing import Optional
 
 from famlib.io import atomic_path
 
-ITEM_DIRS = {"results": "items", "interpolation": "interpolation_items", "gates": "gates_items"}
+ITEM_DIRS = {"results": "items", "interpolation": "interpolation_items", "gates": "gates_items", "dose": "dose_items"}
 
 
 def items_path(scale: str, model: str, harness_task: str, collection: str = "results") -> Path:

@@ -146,7 +146,7 @@ def _check_fsdp_job(params: Params, entry: Strategy, cfg, resave: bool) -> None:
 
 
 def train_strategy(params: Params, strategy: str, family: Optional[str] = None, corpus=None,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, out: Optional[Path] = None, train_dir: Optional[Path] = None) -> Path:
     """Continue pretraining the base with one strategy on one family (or all, for Dense); return the model dir.
 
     Writes ``runs/<scale>/models/<id>/`` (Hugging Face directory + ``famlib_provenance.json``) and keeps the
@@ -155,7 +155,8 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     the run's checkpoints (weights and optimiser state: 3.2 GB per gemma-3-270m run, 48 GB over the small
     scale's 16 runs, which filled this project's disk) are deleted; ``metrics.jsonl``, ``result.json`` and
     ``best/`` stay. A strategy with an adapter (LoRA) also keeps the trained adapter in ``adapter/`` there; the
-    model directory holds it merged.
+    model directory holds it merged. ``out`` and ``train_dir`` put the model and the run elsewhere (the points of
+    the dose-response study, :mod:`famlib.dose`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -187,7 +188,7 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     sets = main_first(lambda: build_cpt_set(params, corpus, tok, data_family, data_dir, replay=share),
                       "packing the token sets")
     mid = model_id(strategy, family)
-    out = model_path(params, mid)
+    out = Path(out) if out is not None else model_path(params, mid)
     key = job_key(params, strategy, family, base_prov.get("famlib_key", ""), sets["train"].meta["key"])
     prov_path = out / "famlib_provenance.json"
     if prov_path.exists() and json.loads(prov_path.read_text()).get("famlib_key") == key:
@@ -208,7 +209,7 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
 
     views = (trimmed_for_training(model, sets["train"].tokens, sets["validation"].tokens, tok) if cfg.trim_vocab
              else contextlib.nullcontext((model, sets["train"].tokens, sets["validation"].tokens)))
-    train_dir = run_dir(params.scale) / "train" / mid
+    train_dir = Path(train_dir) if train_dir is not None else run_dir(params.scale) / "train" / mid
     with views as (tmodel, tr, va), adapted(params, entry, tmodel) as tmodel:
         reg, counts = apply_strategy(params, strategy, tmodel)
         trim = ({"kept_ids": int(tmodel.get_input_embeddings().weight.shape[0]),
