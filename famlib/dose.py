@@ -26,6 +26,7 @@ and their weights removed once measured unless ``dose.keep_models``. The drift o
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,19 @@ def build_point(params: Params, point: Point, corpus=None, progress: bool = Fals
                          overwrite=True).path
 
 
+def point_key(params: Params, point: Point, base_key: str) -> str:
+    """What a point's measurement depends on: every setting of its params but the study's own grid (adding a
+    learning rate does not redo the others), the point, and the base's training key. A point whose key
+    changed (an L2-SP lambda, a warmup, the evaluation settings, another base) is retrained and re-measured;
+    its model id alone would not say so."""
+    from famlib.io import sha256_json
+
+    settings = point_params(params, point).to_dict()
+    settings.pop("dose", None)
+    return sha256_json({"point": dataclasses.asdict(point), "params": settings, "base": base_key,
+                        "languages": study_languages(params), "axes": list(params.dose.axes)})
+
+
 def _evaluated(params: Params, point: Point) -> bool:
     """Every task of the point has a result in the dose collection (so its weights are not needed again)."""
     from famlib.evaluate.results import load_results
@@ -210,7 +224,7 @@ def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = 
     """
     from famlib.errors import FamlibError
     from famlib.evaluate import evaluate_model
-    from famlib.io import atomic_write_csv
+    from famlib.io import atomic_write_csv, atomic_write_json
     from famlib.naming import model_path
 
     points = grid(params)
@@ -227,22 +241,25 @@ def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = 
     log(f"base: {', '.join(d.axes)} on {', '.join(langs)}")
     evaluate_model(params, "base", corpus=corpus, axes=list(d.axes), languages=langs, collection="dose",
                    extra={"lr": 0.0, "steps": 0}, reuse=("results", "base"), log=log)
-    drift_path = dose_dir(params) / "drift.csv"
+    drift_path, keys_path = dose_dir(params) / "drift.csv", dose_dir(params) / "keys.json"
     drift = _read_drift(drift_path)
+    keys = json.loads(keys_path.read_text()) if keys_path.exists() else {}
+    base_key = json.loads((base / "famlib_provenance.json").read_text()).get("famlib_key", "")
     built: list[Point] = []
     for point in points:
-        have = point.model in set(drift["model"]) and _evaluated(params, point) and not force
-        if have:
-            continue
+        key = point_key(params, point, base_key)
+        if keys.get(point.model) == key and _evaluated(params, point) and not force:
+            continue  # measured with these very settings: read back
         log(f"{point.model}: {'training' if _study_kind(point.strategy) == 'trained' else 'reverting'}")
         path = build_point(params, point, corpus, progress=progress)
         built.append(point)
-        if point.model not in set(drift["model"]) or force:
-            drift = _merge_drift(drift, _drift_rows(params, {point.model: path}))
-            atomic_write_csv(drift_path, drift)
+        drift = _merge_drift(drift, _drift_rows(params, {point.model: path}))
+        atomic_write_csv(drift_path, drift)
         evaluate_model(params, point.model, corpus=corpus, model_dir=path, strategy=point.strategy,
                        family=point.family, axes=list(d.axes), languages=langs, force=force, collection="dose",
                        extra={"lr": point.lr, "steps": point.steps}, log=log)
+        keys[point.model] = key  # last: a point killed before this line is redone by the next run
+        atomic_write_json(keys_path, keys)
     if not d.keep_models and built:
         # a trained point is the source of its reverts: drop weights only once nothing left needs them
         for point in points:

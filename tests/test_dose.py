@@ -128,6 +128,11 @@ def test_the_study_runs_at_smoke_scale_and_reads_back(smoke_corpus, smoke_base, 
     pd.testing.assert_frame_equal(again, table)
     saved = pd.read_csv(runs / "smoke" / "dose" / "points.csv")
     assert len(saved) == len(table)
+    # a setting the points read (an L2-SP lambda) changes their key: retrained and re-measured, not read back
+    assert dose.point_key(p, points[0], "b") != dose.point_key(load_params("smoke", {**GRID, "l2sp.middle": 0.5}),
+                                                                points[0], "b")
+    assert dose.point_key(p, points[0], "b") == dose.point_key(_with(lrs=[1.0e-3, 1.0e-2, 3.0e-2]), points[0], "b")
+    assert dose.point_key(p, points[0], "b") != dose.point_key(p, points[0], "another base")
     # figures, the onset table and the summary are computed from the table
     monkeypatch.setenv("FAMLIB_FIGURES", str(tmp_path / "figures"))
     from famlib import plots
