@@ -270,9 +270,10 @@ class DoseConfig:
     languages: Optional[tuple[str, ...]] = None
     axes: tuple[str, ...] = ("perplexity", "comprehension", "reasoning", "translation")
     # Early stopping at the points as training.family sets it. Off by default: a budget is a budget only when
-    # it is spent, so each point trains its full step count (the final weights are still the best validation's).
+    # it is spent, so each point trains its full step count and validates once, at its last step (the saved
+    # weights, the best validation's, are then the final ones).
     early_stopping: bool = False
-    keep_models: bool = False  # keep each point's weights after it is measured (rebuilt deterministically)
+    keep_models: bool = False  # keep the points' weights after their dose is measured (else removed, best/ too)
 
 
 @dataclass(frozen=True)

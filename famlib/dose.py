@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,10 @@ def validate(p: Params, fail: Callable[..., None]) -> None:
     if not d.lrs:
         fail("dose.lrs", [], "at least one peak learning rate, e.g. [2.0e-5, 1.0e-4, 5.0e-4]")
     for i, lr in enumerate(d.lrs):
-        if not lr > 0:
-            fail(f"dose.lrs[{i}]", lr, "a positive learning rate")
-    if len(set(d.lrs)) != len(d.lrs):
-        fail("dose.lrs", list(d.lrs), "each learning rate once")
+        if not (lr > 0 and math.isfinite(lr)):
+            fail(f"dose.lrs[{i}]", lr, "a positive, finite learning rate")
+    if len({f"{lr:g}" for lr in d.lrs}) != len(d.lrs):  # the points' ids name the rate by :g
+        fail("dose.lrs", list(d.lrs), "each learning rate once (distinct to 6 significant digits)")
     if not d.steps:
         fail("dose.steps", [], "at least one step budget, e.g. [46, 92]")
     for i, n in enumerate(d.steps):
@@ -83,13 +84,16 @@ def validate(p: Params, fail: Callable[..., None]) -> None:
             fail(f"dose.steps[{i}]", n, "a positive integer (optimiser steps)")
     if len(set(d.steps)) != len(d.steps):
         fail("dose.steps", list(d.steps), "each step budget once")
-    allowed = [n for n in names() if _study_kind(n) is not None]
+    allowed = [n for n in names() if _study_kind(n) is not None and not _own_lr(n)]
     if not d.strategies:
         fail("dose.strategies", [], f"some of {one_of(allowed)}")
     for i, name in enumerate(d.strategies):
         if not is_known(name) or _study_kind(name) is None:
             fail(f"dose.strategies[{i}]", name, f"a per-family strategy: {one_of(allowed)}", near(name, allowed))
         entry = get(name)
+        if entry.adapter is not None and entry.adapter.train_config is not None:
+            fail(f"dose.strategies[{i}]", name, f"a strategy trained at training.family's learning rate: {one_of(allowed)}",
+                 f"'{name}' trains at its own learning rate (its adapter's settings), so the grid's would not reach it")
         if entry.kind == "posthoc" and entry.source not in d.strategies:
             fail(f"dose.strategies[{i}]", name, "post-hoc strategies whose source is listed too",
                  f"'{name}' is made from the '{entry.source}' points: add '{entry.source}' to dose.strategies")
@@ -110,8 +114,18 @@ def validate(p: Params, fail: Callable[..., None]) -> None:
     for i, a in enumerate(d.axes):
         if a not in AXES:
             fail(f"dose.axes[{i}]", a, one_of(AXES), near(a, AXES))
+    for key, values in (("dose.axes", d.axes), ("dose.languages", d.languages or ())):
+        if len(set(values)) != len(values):
+            fail(key, list(values), "each entry once")
     if "perplexity" not in d.axes:
         fail("dose.axes", list(d.axes), "a list that includes perplexity (acquisition is held-in bits per byte)")
+
+
+def _own_lr(name: str) -> bool:
+    from famlib.strategies.registry import get
+
+    e = get(name)
+    return e.adapter is not None and e.adapter.train_config is not None
 
 
 def _study_kind(name: str) -> Optional[str]:
@@ -151,11 +165,14 @@ def grid(params: Params) -> list[Point]:
 
 
 def point_params(params: Params, point: Point) -> Params:
-    """The scale's params with ``training.family`` at the point's learning rate and budget."""
+    """The scale's params with ``training.family`` at the point's learning rate and budget (and, without
+    early stopping, one validation at the end)."""
     cfg = params.training.family
     changes = {"lr": point.lr, "max_steps": point.steps}
     if not params.dose.early_stopping:
-        changes["patience"] = None
+        # one validation, at the last step: the saved weights (the best validation's) are the final ones, so a
+        # point's budget is the steps it trained, not those to an earlier best
+        changes.update(patience=None, eval_every=point.steps)
     family = dataclasses.replace(cfg, **changes)
     return dataclasses.replace(params, training=dataclasses.replace(params.training, family=family))
 
@@ -181,38 +198,70 @@ def build_point(params: Params, point: Point, corpus=None, progress: bool = Fals
     entry = get(point.strategy)
     out = point_dir(params, point)
     if _study_kind(point.strategy) == "trained":
+        train_dir = dose_dir(params) / "train" / point.model
+        key = point_key(params, point, _base_key(params))
+        stamp = train_dir / "dose_key.txt"
+        if train_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
+            # a run of this id under other settings (a changed lambda, another base): never resumed into this one
+            shutil.rmtree(train_dir)
+        train_dir.mkdir(parents=True, exist_ok=True)
+        from famlib.io import atomic_write_text
+
+        atomic_write_text(stamp, key + "\n")
         return train_strategy(point_params(params, point), point.strategy, point.family, corpus=corpus,
-                              progress=progress, out=out, train_dir=dose_dir(params) / "train" / point.model)
+                              progress=progress, out=out, train_dir=train_dir)
     from famlib import surgery
 
-    source_point = dataclasses.replace(point, strategy=entry.source)
-    source = point_dir(params, source_point)
-    if not (source / "config.json").exists():  # measured and removed before: retrained (deterministic)
-        build_point(params, source_point, corpus, progress)
+    # the source point as this run has it (a finished one is kept as is: its provenance key says so), so the
+    # revert is made of the very weights its Expert point is measured with
+    source = build_point(params, dataclasses.replace(point, strategy=entry.source), corpus, progress)
     return surgery.apply(entry.surgery, [source, model_path(params, "base")], out, groups=list(entry.surgery_groups),
                          first=params.layers.first, last=params.layers.last, num_layers=params.model.num_layers,
                          overwrite=True).path
 
 
 def point_key(params: Params, point: Point, base_key: str) -> str:
-    """What a point's measurement depends on: every setting of its params but the study's own grid (adding a
-    learning rate does not redo the others), the point, and the base's training key. A point whose key
-    changed (an L2-SP lambda, a warmup, the evaluation settings, another base) is retrained and re-measured;
-    its model id alone would not say so."""
+    """What a point's training and measurement read: the params sections in ``POINT_READS``, its family,
+    ``training.family`` at the point's settings, the languages and axes, and the base's training key; not the
+    rest of the file (adding a learning rate to the grid, or changing the interpolation, redoes nothing).
+    A point whose key changed (an L2-SP lambda, a warmup, the evaluation settings, another base) is retrained
+    and re-measured; its model id alone would not say so. A changed evaluation suite or harness is caught
+    apart, by comparing the point's task configs with the base's (:func:`run_dose`)."""
     from famlib.io import sha256_json
 
-    settings = point_params(params, point).to_dict()
-    settings.pop("dose", None)
-    return sha256_json({"point": dataclasses.asdict(point), "params": settings, "base": base_key,
+    d = point_params(params, point).to_dict()
+    read = {k: d.get(k) for k in POINT_READS}
+    read["family"] = d["families"][point.family]
+    read["training"] = d["training"]["family"]
+    return sha256_json({"point": dataclasses.asdict(point), "params": read, "base": base_key,
                         "languages": study_languages(params), "axes": list(params.dose.axes)})
 
 
-def _evaluated(params: Params, point: Point) -> bool:
-    """Every task of the point has a result in the dose collection (so its weights are not needed again)."""
-    from famlib.evaluate.results import load_results
+# Top-level params sections a point's training and evaluation read (with its family and training.family).
+POINT_READS = ("seed", "probe_language", "layers", "model", "tokenizer", "data", "l2sp", "lora", "replay",
+               "wise_ft", "evaluation")
 
-    df = load_results(params.scale, "dose")
-    return bool(len(df)) and point.model in set(df["model"].astype(str))
+
+def _base_key(params: Params) -> str:
+    from famlib.naming import model_path
+
+    prov = model_path(params, "base") / "famlib_provenance.json"
+    return json.loads(prov.read_text()).get("famlib_key", "") if prov.exists() else ""
+
+
+def _task_configs(rows, model: str) -> dict:
+    """harness task -> (task config hash, lm-eval version) of a model's rows in the dose collection."""
+    if rows is None or not len(rows):
+        return {}
+    r = rows[rows["model"].astype(str) == model]
+    return {str(t): (str(h), str(v)) for t, h, v in zip(r["harness_task"], r["task_config_hash"], r["lm_eval"])}
+
+
+def _evaluated(params: Params, point: Point, rows) -> bool:
+    """The point has a result for every task the base has, measured with the same task configs and harness
+    (so that every difference is paired on the same items), and no failed task."""
+    base = _task_configs(rows, "base")
+    return bool(base) and _task_configs(rows, point.model) == base
 
 
 def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = False,
@@ -244,26 +293,37 @@ def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = 
     drift_path, keys_path = dose_dir(params) / "drift.csv", dose_dir(params) / "keys.json"
     drift = _read_drift(drift_path)
     keys = json.loads(keys_path.read_text()) if keys_path.exists() else {}
-    base_key = json.loads((base / "famlib_provenance.json").read_text()).get("famlib_key", "")
-    built: list[Point] = []
-    for point in points:
+    base_key = _base_key(params)
+    from famlib.evaluate.results import load_results
+
+    rows = load_results(params.scale, "dose")
+    failed = {}
+    for i, point in enumerate(points):
         key = point_key(params, point, base_key)
-        if keys.get(point.model) == key and _evaluated(params, point) and not force:
-            continue  # measured with these very settings: read back
-        log(f"{point.model}: {'training' if _study_kind(point.strategy) == 'trained' else 'reverting'}")
-        path = build_point(params, point, corpus, progress=progress)
-        built.append(point)
-        drift = _merge_drift(drift, _drift_rows(params, {point.model: path}))
-        atomic_write_csv(drift_path, drift)
-        evaluate_model(params, point.model, corpus=corpus, model_dir=path, strategy=point.strategy,
-                       family=point.family, axes=list(d.axes), languages=langs, force=force, collection="dose",
-                       extra={"lr": point.lr, "steps": point.steps}, log=log)
-        keys[point.model] = key  # last: a point killed before this line is redone by the next run
-        atomic_write_json(keys_path, keys)
-    if not d.keep_models and built:
-        # a trained point is the source of its reverts: drop weights only once nothing left needs them
-        for point in points:
-            shutil.rmtree(point_dir(params, point), ignore_errors=True)
+        if not (keys.get(point.model) == key and _evaluated(params, point, rows)) or force:
+            log(f"{point.model}: {'training' if _study_kind(point.strategy) == 'trained' else 'reverting'}")
+            path = build_point(params, point, corpus, progress=progress)
+            drift = _merge_drift(drift, _drift_rows(params, {point.model: path}))
+            atomic_write_csv(drift_path, drift)
+            rep = evaluate_model(params, point.model, corpus=corpus, model_dir=path, strategy=point.strategy,
+                                 family=point.family, axes=list(d.axes), languages=langs, force=force,
+                                 collection="dose", extra={"lr": point.lr, "steps": point.steps}, log=log)
+            rows = load_results(params.scale, "dose")
+            if rep.failed:  # not recorded as measured: the next run tries the point again
+                failed[point.model] = rep.failed
+            else:
+                keys[point.model] = key  # last: a point killed before this line is redone by the next run
+                atomic_write_json(keys_path, keys)
+        last_of_dose = i + 1 == len(points) or points[i + 1].dose != point.dose
+        if last_of_dose and not d.keep_models:
+            # a trained point is the source of its dose's reverts: its weights go once its dose is measured
+            for q in points:
+                if q.dose == point.dose and q.model in keys:
+                    shutil.rmtree(point_dir(params, q), ignore_errors=True)
+                    shutil.rmtree(dose_dir(params) / "train" / q.model / "best", ignore_errors=True)
+    if failed:
+        log("tasks that failed (the points are tried again next run): "
+            + "; ".join(f"{m}: {', '.join(t)}" for m, t in failed.items()))
     return points_table(params)
 
 
@@ -415,7 +475,8 @@ def wide(table, axis: str = "perplexity"):
             continue
         label = SPLIT_LABEL[split]
         out[f"{label} change"] = s["change"]
-        out[f"{label} interval"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(s["low"], s["high"])]
+        out[f"{label} interval"] = pd.Series([f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(s["low"], s["high"])],
+                                             index=s.index)
         out[f"{label} verdict"] = s["verdict"]
     return out.reset_index()
 
@@ -472,7 +533,8 @@ def summary(params: Params, table) -> str:
                          f"{len(forgets)}" + (f" (smallest drift {forgets['drift_layers'].min():.4f})"
                                               if len(forgets) else "")
                          + f", gains at {len(gains)}, undecided at {len(g) - len(forgets) - len(gains)}.")
-    mit = table[(table["strategy"] != "expert") & (table["vs_expert_verdict"] != "") & (table["split"] != "held_in")]
+    mit = table[(table["strategy"] != "expert") & table["vs_expert_verdict"].isin(["less", "more", "undecided"])
+                & (table["split"] != "held_in")]
     for strategy, g in mit.groupby("strategy", sort=False):
         less = g[g["vs_expert_verdict"] == "less"]
         more = g[g["vs_expert_verdict"] == "more"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -39,6 +40,15 @@ def test_dose_settings_refuse_what_the_study_cannot_run():
         _with(axes=["comprehension"])
     with pytest.raises(ConfigError, match=r"dose\.axes\[1\].*reasoning"):
         _with(axes=["perplexity", "reasonin"])
+    with pytest.raises(ConfigError, match=r"dose\.axes.*each entry once"):
+        _with(axes=["perplexity", "perplexity"])
+    with pytest.raises(ConfigError, match=r"dose\.lrs\[0\].*finite"):
+        _with(lrs=[float("inf")])
+    with pytest.raises(ConfigError, match=r"dose\.lrs.*6 significant digits"):
+        _with(lrs=[1e-4, 1.0000001e-4])  # the points' ids would collide
+    with pytest.raises(ConfigError, match=r"dose\.strategies\[1\].*its own learning rate"):
+        load_params("smoke", {"dose": {**GRID["dose"], "strategies": ["expert", "lora"]},
+                              "lora": {"rank": 4, "alpha": 8, "lr": 1e-2}})
     with pytest.raises(ConfigError, match=r"dose.*known keys"):
         load_params("smoke", {"dose": {**GRID["dose"], "budget": [4]}})
 
@@ -56,6 +66,7 @@ def test_the_grid_trains_before_it_reverts_and_each_point_gets_its_own_settings(
     q = dose.point_params(p, points[1])
     assert q.training.family.lr == points[1].lr and q.training.family.max_steps == 4
     assert q.training.family.patience is None  # early stopping off by default: the budget is spent
+    assert q.training.family.eval_every == 4  # one validation, at the end: the saved weights are the last step's
     assert dose.point_params(_with(early_stopping=True), points[1]).training.family.patience == p.training.family.patience
     assert q.training.dense == p.training.dense and q.l2sp == p.l2sp
     assert dose.study_languages(p) == ["en", "es", "it"]
@@ -124,8 +135,11 @@ def test_the_study_runs_at_smoke_scale_and_reads_back(smoke_corpus, smoke_base, 
     assert len(bd) and (b.loc[bd.index] == bd).all()
     # weights are removed once measured; a second run reads every point back and gives the same table
     assert not [q for q in (runs / "smoke" / "dose" / "models").iterdir() if q.is_dir()]
-    again = dose.run_dose(p, corpus=smoke_corpus, log=lambda *_: None)
+    said = []
+    again = dose.run_dose(p, corpus=smoke_corpus, log=said.append)
     pd.testing.assert_frame_equal(again, table)
+    assert not [m for m in said if m.endswith((": training", ": reverting"))], said  # read back, nothing redone
+    assert not [m for m in said if re.match(r"\S+: (perplexity|comprehension), \d+ tasks", m)], said  # no evaluation re-run
     saved = pd.read_csv(runs / "smoke" / "dose" / "points.csv")
     assert len(saved) == len(table)
     # a setting the points read (an L2-SP lambda) changes their key: retrained and re-measured, not read back

@@ -47,8 +47,8 @@ COLUMNS = [
 COLLECTIONS = {
     "results": ("parts", "results.csv", []),
     "interpolation": ("interpolation_parts", "interpolation.csv", ["group", "alpha"]),
-    "gates": ("gates_parts", "gates.csv", []),
-    "dose": ("dose_parts", "dose.csv", ["lr", "steps"]),  # the dose-response study (famlib.dose, notebook 08)  # the random-model gate (famlib.evaluate.gates)
+    "gates": ("gates_parts", "gates.csv", []),  # the random-model gate (famlib.evaluate.gates)
+    "dose": ("dose_parts", "dose.csv", ["lr", "steps"]),  # the dose-response study (famlib.dose, notebook 08)
 }
 
 
