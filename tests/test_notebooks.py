@@ -200,12 +200,12 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
     report = (smoke / "report.md").read_text()
     assert "## Claims across scales" in report
     # the instrument's gates and every difference with its paired interval are in the report
-    assert "## The instrument's gates" in report and "`next_verse_4way`" in report and "`verse_match_2way`" in report
+    assert "## The instrument's gates" in report and "`passage_verse_4way`" in report and "`verse_match_2way`" in report
     assert "## Differences from the base, with paired 95 % intervals" in report
     import pandas as pd
 
     gates = pd.read_csv(smoke / "results" / "gates_table.csv")
-    assert set(gates["task"]) == {"next_verse_4way", "verse_match_2way"}
+    assert set(gates["task"]) == {"passage_verse_4way", "verse_match_2way"}
     assert (gates["random_n"] > 0).all() and set(gates["random_gate"]) <= {"passes", "fails"}
     verdicts = pd.read_csv(tmp_path / "figures" / "smoke" / "claims.csv")["verdict"]
     assert set(verdicts) <= {"holds", "does not hold", "undecided", "not measured"}

@@ -30,7 +30,7 @@ from famlib.io import atomic_path, atomic_write_json, locked, sha256_file  # noq
 COLUMNS = [
     "model", "strategy", "expert_family", "language", "language_family", "split", "task", "direction",
     "metric", "value", "n",
-    "task_name",  # what the task really measures (verse_cloze_4way, belebele, ...)
+    "task_name",  # what the task really measures (passage_verse_4way, belebele, ...)
     "primary",  # True for the headline metric of the task (acc, chrf, bits_per_byte)
     "stderr",  # binomial standard error of an accuracy; empty otherwise
     "chance",  # accuracy of a uniform guess (multiple choice)

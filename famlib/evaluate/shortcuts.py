@@ -10,6 +10,8 @@ expectation, not 1/k by luck of the tie rule):
   the choice's words after the context's last two words.
 * ``ngram_choice``: the same model scoring the choice alone, from the start of a sentence (no passage).
 * ``char_overlap``: the choice whose character 3-grams overlap most with the passage's (Jaccard).
+* ``char_containment``: the choice with the largest share of its character 3-grams found in the passage
+  (a short choice copied from a long passage scores 1, where its Jaccard overlap stays small).
 * ``position``: always the answer position that the few-shot examples' answers hold most often.
 * ``length``: always the choice of the byte-length rank (longest, shortest, second longest...) that the
   few-shot answers hold most often.
@@ -35,7 +37,8 @@ MAX_TRAIN_WORDS = 10**9  # no cap by default: the caller chooses how much train 
 # Train-split units per text for the shortcut n-gram (about 300k words of a Bible): more text moved the
 # baselines by a point or less on the small scale's corpus, and the suite builds in seconds, not minutes.
 MAX_TRAIN_UNITS = 12_000
-BASELINES = ("ngram_context", "ngram_choice", "char_overlap", "position", "length", "overlap_rank")
+BASELINES = ("ngram_context", "ngram_choice", "char_overlap", "char_containment", "position", "length",
+             "overlap_rank")
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -117,6 +120,12 @@ def overlap(a: set[str], b: set[str]) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
+def containment(passage: set[str], choice: set[str]) -> float:
+    """Share of a choice's n-grams found in the passage (0 for an empty choice). Unlike the Jaccard overlap it
+    does not shrink with the passage's length: a short choice copied from a long passage scores 1."""
+    return len(passage & choice) / max(1, len(choice))
+
+
 def _argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
@@ -132,9 +141,10 @@ def _features(it: dict) -> dict:
     """What the rules look at in one item: per choice, its position, byte-length rank and overlap rank."""
     choices = it["choices"]
     grams = char_ngrams(passage_of(it))
-    overlaps = [overlap(grams, char_ngrams(c)) for c in choices]
+    cgrams = [char_ngrams(c) for c in choices]
+    overlaps = [overlap(grams, g) for g in cgrams]
     sizes = [len(c.encode("utf-8")) for c in choices]
-    return {"overlaps": overlaps, "length_rank": [_rank(sizes, i) for i in range(len(choices))],
+    return {"overlaps": overlaps, "containments": [containment(grams, g) for g in cgrams], "length_rank": [_rank(sizes, i) for i in range(len(choices))],
             "overlap_rank": [_rank(overlaps, i) for i in range(len(choices))]}
 
 
@@ -168,6 +178,7 @@ def baseline_scores(items: Sequence[dict], lm: TrigramLM, fewshot: Sequence[dict
         hits["ngram_context"] += _argmax([lm.logprob(c, context) for c in choices]) == gold
         hits["ngram_choice"] += _argmax([lm.logprob(c) for c in choices]) == gold
         hits["char_overlap"] += _argmax(f["overlaps"]) == gold
+        hits["char_containment"] += _argmax(f["containments"]) == gold
         hits["position"] += gold == rule["position"]
         hits["length"] += f["length_rank"][gold] == rule["length_rank"]
         hits["overlap_rank"] += f["overlap_rank"][gold] == rule["overlap_rank"]
