@@ -389,7 +389,7 @@ SPECS = {
                                     "Per-token perplexity ↓ on each language's held-out evaluation text",
                                     "the family's training (held-in) languages", True),
     "table3": Spec("table3", "Table 3: held-in comprehension", "comprehension", "held_in", "acc", 0.005, 3,
-                   "Comprehension accuracy ↑ (the paper's Belebele axis; offline: PMI-scored next-verse choice)", "the family's training (held-in) languages", True),
+                   "Comprehension accuracy ↑ (the paper's Belebele axis; offline: PMI-scored choice of a passage verse's English rendering)", "the family's training (held-in) languages", True),
     "table4": Spec("table4", "Table 4: reasoning", "reasoning", "held_in", "acc", 0.005, 3,
                    "Reasoning accuracy ↑ (the paper's Global-PIQA axis; offline: PMI-scored verse match)", "the family's training (held-in) languages", True),
     "table5": Spec("table5", "Table 5: held-in translation", "translation", "held_in", "chrf", 1.0, 1,

@@ -50,13 +50,12 @@ FEWSHOT_POOL = 64  # few-shot candidates kept per language and task (the sampler
 # 0.418] on the training languages and 0.320 on English, chance 0.25, below the base gate of 4 s.e.:
 # nearby verses follow about as well as the next one. That task is gone; the gate stayed.)
 PASSAGE_UNITS = 3
-READ_PROMPT = "One of its verses, in English:"
+READ_PROMPT = "One of its verses, in English:"  # what the model is asked after the passage; the choices follow it
 MATCH_PROMPT = "The same, in English:"  # the reasoning task's question
 # The reasoning task's other verse comes from this many verses on either side of the right one (same
-# scene); the comprehension task's distractors come from the whole chapter: drawn from the six verses
-# around it, gemma-3-270m's next-verse accuracy was 0.14-0.36 (chance 0.25): nearby verses follow about
-# as well as the next one.
-NEAR = 6  # what the model is asked after the passage; the choices follow it
+# scene); the comprehension task's distractors come from the whole chapter (for the former next-verse
+# task, distractors from the six verses around it left gemma-3-270m at 0.14-0.36, chance 0.25).
+NEAR = 6
 # Longest unit (UTF-8 bytes) an item is made of: a verse, not a long UDHR paragraph, so that an answer
 # always fits a model's context, even in a script the tokenizer splits into single bytes.
 MAX_UNIT_BYTES = 600
