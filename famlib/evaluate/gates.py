@@ -156,7 +156,11 @@ def gate_table(params, suite, results, gates=None, evidence=None):
                 row[f"base_{label}_limit"] = b["limit"].max() if len(b) else float("nan")
             iv = ev.score("base", spec.axis, groups)
             if iv is None:
-                row.update({f"base_{label}": float("nan"), f"base_{label}_gate": "not measured"})
+                # a language the suite has no task for (the offline suites' English) is not a missing measurement
+                in_suite = any(e["task"] == name and e.get("language") in {x for v in groups.values() for x in v}
+                               for e in suite.tasks.values())
+                row.update({f"base_{label}": float("nan"),
+                            f"base_{label}_gate": "not measured" if in_suite else "no row in the suite"})
                 continue
             se = (iv.high - iv.low) / (2 * 1.96)
             row.update({f"base_{label}": iv.estimate, f"base_{label}_low": iv.low, f"base_{label}_high": iv.high,
@@ -184,7 +188,7 @@ def gates_markdown(table) -> str:
     def base(r, k):
         v = r.get(f"base_{k}")
         if not _number(v):
-            return "not measured"
+            return "no row (not in the suite)" if r.get(f"base_{k}_gate") == "no row in the suite" else "not measured"
         lim = r.get(f"base_{k}_limit")
         sampled = f" (first {int(lim)} items per language)" if _number(lim) else ""
         se = r[f"base_{k}_se"]
