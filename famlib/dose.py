@@ -91,7 +91,7 @@ def validate(p: Params, fail: Callable[..., None]) -> None:
         if not is_known(name) or _study_kind(name) is None:
             fail(f"dose.strategies[{i}]", name, f"a per-family strategy: {one_of(allowed)}", near(name, allowed))
         entry = get(name)
-        if entry.adapter is not None and entry.adapter.train_config is not None:
+        if _own_lr(name):
             fail(f"dose.strategies[{i}]", name, f"a strategy trained at training.family's learning rate: {one_of(allowed)}",
                  f"'{name}' trains at its own learning rate (its adapter's settings), so the grid's would not reach it")
         if entry.kind == "posthoc" and entry.source not in d.strategies:

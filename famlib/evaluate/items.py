@@ -309,7 +309,7 @@ def _verse_match(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> 
     two English translations the right rendering out-overlaps its neighbours almost always, so overlap-matched
     pairs are all but impossible to draw (1 item from tiny's 2 translations), and with one translation the
     right verse would be the prompt's own text."""
-    if lang == params.probe_language or al.same_text:
+    if lang == params.probe_language:
         return []
     by_hood: dict[str, list[str]] = {}
     for k in al.keys:
@@ -371,9 +371,9 @@ def multiple_choice_items(params: Params, corpus, task: str, lang: str) -> ItemS
     ptid, ltid = _mc_texts(params, corpus, lang)
     probe = params.probe_language
     l_pools = unit_pools(params, corpus, lang, ltid)
-    p_pools = l_pools if ptid == ltid else unit_pools(params, corpus, probe, ptid)
+    same = ptid == ltid  # the probe with one translation: its candidates would be its own text
+    p_pools = l_pools if same else unit_pools(params, corpus, probe, ptid)
     kind = ltid.split(":", 1)[0]
-    same = ptid == ltid
     cap = params.evaluation.max_items or 10**9
     build = MC_BUILDERS[task]
     test = build(params, lang, _aligned(l_pools.test, p_pools.test, kind, same), cap, "test")

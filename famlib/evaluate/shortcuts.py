@@ -144,7 +144,8 @@ def _features(it: dict) -> dict:
     cgrams = [char_ngrams(c) for c in choices]
     overlaps = [overlap(grams, g) for g in cgrams]
     sizes = [len(c.encode("utf-8")) for c in choices]
-    return {"overlaps": overlaps, "containments": [containment(grams, g) for g in cgrams], "length_rank": [_rank(sizes, i) for i in range(len(choices))],
+    return {"overlaps": overlaps, "containments": [containment(grams, g) for g in cgrams],
+            "length_rank": [_rank(sizes, i) for i in range(len(choices))],
             "overlap_rank": [_rank(overlaps, i) for i in range(len(choices))]}
 
 
