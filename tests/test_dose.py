@@ -107,9 +107,13 @@ def test_the_study_runs_at_smoke_scale_and_reads_back(smoke_corpus, smoke_base, 
     table = dose.run_dose(p, corpus=smoke_corpus, log=lambda *_: None)
     points = dose.grid(p)
     assert set(table["model"]) == {pt.model for pt in points}
-    # every point, axis and split: English, held-in Spanish, held-out Italian
-    assert len(table) == len(points) * 2 * 3
+    # every point and split: perplexity on English, held-in Spanish and held-out Italian; comprehension on Spanish
+    # and Italian only (the suite has no English comprehension task: a paraphrase always out-overlaps its distractors)
+    assert len(table) == len(points) * (3 + 2)
     assert set(table["split"]) == {"probe", "held_in", "held_out"}
+    assert set(map(tuple, table[["axis", "split"]].drop_duplicates().values)) == {
+        ("perplexity", "probe"), ("perplexity", "held_in"), ("perplexity", "held_out"),
+        ("comprehension", "held_in"), ("comprehension", "held_out")}
     assert ((table["low"] <= table["change"]) & (table["change"] <= table["high"])).all()
     for r in table.itertuples():
         assert r.verdict == dose.verdict(type("I", (), {"low": r.low, "high": r.high})(), r.axis)
