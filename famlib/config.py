@@ -230,6 +230,10 @@ class EvalConfig:
     # Weights' dtype while evaluating; None = model.dtype. bfloat16 halves CPU evaluation time at the tiny
     # scale (measured 1.75x on comprehension); scores move within the items' noise.
     dtype: Optional[str] = None
+    # The probe language's comprehension row: a BIG-bench multiple-choice task (famlib.evaluate.bigbench),
+    # e.g. social_iqa; None = no English comprehension row (the offline suites have none of their own).
+    english_task: Optional[str] = None
+    english_items: Optional[int] = None  # that task's test items; None = max_items
 
 
 @dataclass(frozen=True)
@@ -685,13 +689,19 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
                                             or not isinstance(e.perplexity_window, int) or e.perplexity_window < 2):
         fail("evaluation.perplexity_window", e.perplexity_window,
              "an integer of at least 2 (tokens per window, <bos> included) or null (data.seq_len)")
-    for k in ("max_items", "translation_items", "gate_limit"):
+    for k in ("max_items", "translation_items", "gate_limit", "english_items"):
         if getattr(e, k) is not None and getattr(e, k) < 1:
             fail(f"evaluation.{k}", getattr(e, k), "a positive integer or null (all items)")
     if e.mc_shots is not None and e.mc_shots < 0:
         fail("evaluation.mc_shots", e.mc_shots, "a non-negative integer or null (evaluation.shots)")
     if e.bootstrap_iters < 100:
         fail("evaluation.bootstrap_iters", e.bootstrap_iters, "an integer of at least 100 (draws per interval)")
+    if e.english_task is not None and not (isinstance(e.english_task, str) and re.fullmatch(r"[a-z0-9_]+", e.english_task)):
+        fail("evaluation.english_task", e.english_task,
+             "the name of a BIG-bench multiple-choice task (a folder of bigbench/benchmark_tasks, e.g. social_iqa) "
+             "or null (no English comprehension row)")
+    if e.english_task is not None and p.data.source == "madlad":
+        fail("evaluation.english_task", e.english_task, "null at the paper scale (Belebele's eng_Latn is its English row)")
     if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):
         fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
 

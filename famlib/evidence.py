@@ -57,7 +57,9 @@ def item_stats(axis: str, records: list[dict]) -> np.ndarray:
         return S.bits_per_byte_stats([r["ll"] for r in records], [r["n_bytes"] for r in records])
     if axis == "translation":
         return S.chrf_stats([r["hypothesis"] for r in records], [r["reference"] for r in records])
-    return S.accuracy_stats([r.get("correct_pmi", r["correct"]) for r in records])
+    from famlib.evaluate.records import headline_correct
+
+    return S.accuracy_stats([headline_correct(r) for r in records])
 
 
 class Evidence:

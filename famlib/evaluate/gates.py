@@ -68,12 +68,24 @@ def build_random_model(params) -> Path:
 
 def evaluate_random(params, corpus=None, log=print, languages=None):
     """Evaluate the random model on the multiple-choice axes (``evaluation.gate_limit`` items per task), on
-    every language or on ``languages``."""
+    every language or on ``languages``. The English comprehension row (``evaluation.english_task``) is one
+    language whose items share no key with the others, so ``gate_limit`` items would make a gate too weak to
+    fail: it is read whole (``evaluation.english_items``)."""
     from famlib.evaluate.run import evaluate_model
+    from famlib.evaluate.suite import english_spec
 
     d = build_random_model(params)
-    return evaluate_model(params, "random", corpus=corpus, model_dir=d, strategy="base", axes=list(MC_AXES),
-                          languages=languages, limit=params.evaluation.gate_limit, collection="gates", log=log)
+    probe = params.probe_language
+    langs = list(params.languages if languages is None else languages)
+    kw = {"corpus": corpus, "model_dir": d, "strategy": "base", "collection": "gates", "log": log}
+    whole = english_spec(params) is not None and probe in langs
+    if whole:
+        evaluate_model(params, "random", axes=["comprehension"], languages=[probe], **kw)
+        langs = [x for x in langs if x != probe]
+        if not langs:
+            return None
+    return evaluate_model(params, "random", axes=list(MC_AXES), languages=langs, limit=params.evaluation.gate_limit,
+                          **kw)
 
 
 def clustered_accuracy(records: list[dict]) -> tuple[float, float, int, int]:
@@ -83,7 +95,9 @@ def clustered_accuracy(records: list[dict]) -> tuple[float, float, int, int]:
     are not independent (a random model answers the same English choices alike whatever the passage): the
     standard error treats each item key as one cluster, sqrt(sum_k (sum_{i in k} (x_i - p))^2) / n.
     """
-    xs = [(str(r["key"]), float(r.get("correct_pmi", r["correct"]))) for r in records]
+    from famlib.evaluate.records import headline_correct
+
+    xs = [(str(r["key"]), float(headline_correct(r))) for r in records]
     n = len(xs)
     if not n:
         return float("nan"), float("nan"), 0, 0
@@ -104,18 +118,20 @@ def gate_table(params, suite, results, gates=None, evidence=None):
     """
     import pandas as pd
 
-    from famlib.evaluate.suite import TASKS
+    from famlib.evaluate.suite import task_specs
     from famlib.evidence import Evidence
 
     ev = evidence or Evidence(params, results, iters=params.evaluation.bootstrap_iters)
     out = []
-    for name, spec in TASKS.items():
+    for name, spec in task_specs(params).items():
         if spec.output_type != "multiple_choice":
             continue
         entries = [e for e in suite.tasks.values() if e["task"] == name]
         if not entries:
             continue
-        chance = spec.chance
+        # a task of mixed 2- and 3-way items (BIG-bench's) has its chance per item, in the manifest
+        chance = spec.chance if spec.chance is not None else sum(e["chance"] * e["n"] for e in entries) / sum(
+            e["n"] for e in entries)
         row = {"task": name, "axis": spec.axis, "chance": chance, "languages": len(entries),
                "items": sum(e["n"] for e in entries)}
         # shortcuts: the worst baseline, averaged over each split's languages
@@ -154,7 +170,12 @@ def gate_table(params, suite, results, gates=None, evidence=None):
                 b = results[(results["model"] == "base") & (results["task_name"] == name)
                             & results["language"].astype(str).isin(langs)]
                 row[f"base_{label}_limit"] = b["limit"].max() if len(b) else float("nan")
-            iv = ev.score("base", spec.axis, groups)
+            # only the languages this task has: an axis's other task (the English row's, or the offline
+            # task beside it) is not this task's score
+            have = {e["language"] for e in entries}
+            groups = {g: [x for x in v if x in have] for g, v in groups.items()}
+            groups = {g: v for g, v in groups.items() if v}
+            iv = ev.score("base", spec.axis, groups) if groups else None
             if iv is None:
                 # a language the suite has no task for (the offline suites' English) is not a missing measurement
                 in_suite = any(e["task"] == name and e.get("language") in {x for v in groups.values() for x in v}

@@ -18,10 +18,10 @@ Tasks (what each really measures; see :mod:`famlib.evaluate.suite` for the harne
 * ``passage_verse_4way`` (comprehension, Belebele's axis): cross-lingual reading of a passage. A passage of
   ``PASSAGE_UNITS`` consecutive verses in the language; choose, among four English verses of the same
   chapter, the one that renders a verse of the passage (which one is drawn; the other three are verses of
-  the chapter outside the passage, matched in character overlap so that overlap gives nothing away). For
-  English itself the passage is the probe's first text and the candidates come from a second English
-  translation of the same kind (``bible:2`` against ``bible:4``): a paraphrase, not a copy; without a
-  second translation the probe has no row.
+  the chapter outside the passage, matched in character overlap so that overlap gives nothing away). No
+  English row: its candidates would come from a second English translation, and the right paraphrase
+  out-overlaps every distractor, so matched items cannot be drawn. A scale names a BIG-bench task for
+  English comprehension instead (``evaluation.english_task``, :mod:`famlib.evaluate.bigbench`).
 * ``verse_match_2way`` (reasoning, Global-PIQA's axis): one verse in the language; of two English verses
   of its neighbourhood, choose the one that says what it says (no English row).
 * ``translation`` (FLORES's axis): aligned pairs (same key) between the probe's first text of a source

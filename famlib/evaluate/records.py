@@ -126,6 +126,16 @@ def records_of(entry: dict, samples: list[dict], *, lm=None, tokenizer=None, bas
     return out
 
 
+def headline_correct(rec: dict) -> bool:
+    """Whether a multiple-choice record is right by its task's headline metric: PMI for famlib's own tasks
+    (``correct_pmi``), the highest log-likelihood for BIG-bench's (its multiple_choice_grade) and the paper's."""
+    from famlib.evaluate.bigbench import PREFIX
+
+    if str(rec.get("task_name", "")).startswith(PREFIX):
+        return bool(rec["correct"])
+    return bool(rec.get("correct_pmi", rec["correct"]))
+
+
 def summary(records: list[dict]) -> dict:
     """What the report shows of a task's records: items, truncated prompts, empty translations."""
     n = len(records)

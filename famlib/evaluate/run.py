@@ -263,8 +263,10 @@ def task_label(entry: dict, probe: str) -> str:
 
 def primary_metric(entry: dict) -> str:
     """The headline metric of a suite task: PMI accuracy for famlib's multiple choice, lm-eval's acc for the
-    paper's own multiple-choice tasks."""
-    if entry["task"] in ("belebele", "global_piqa"):
+    paper's own multiple-choice tasks and BIG-bench's (its multiple_choice_grade)."""
+    from famlib.evaluate.bigbench import PREFIX
+
+    if entry["task"] in ("belebele", "global_piqa") or entry["task"].startswith(PREFIX):
         return PAPER_PRIMARY[entry["axis"]]
     return PRIMARY[entry["axis"]]
 
@@ -296,6 +298,24 @@ def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict,
                      "truncated": counts["truncated"] if records is not None else None,
                      "empty_rate": counts["empty"] / n if "empty" in counts and n else None})
     return rows, examples
+
+
+def drop_stale_parts(scale: str, model: str, suite: Suite, collection: str = "results", log=print) -> list[str]:
+    """Remove ``model``'s part files and item records of harness tasks that ``suite`` no longer has (a task
+    that was replaced, another ``evaluation.english_task``): they would otherwise stay in the results beside
+    the current task of the same axis and language, and be averaged or paired with it. Returns their names."""
+    from famlib.evaluate.records import items_path
+
+    root = res.part_path(scale, model, "x", collection).parent
+    gone = sorted(f.stem for f in root.glob("*.json") if f.stem not in suite.tasks) if root.is_dir() else []
+    for task in gone:
+        res.part_path(scale, model, task, collection).unlink(missing_ok=True)
+        items_path(scale, model, task, collection).unlink(missing_ok=True)
+    if gone:
+        res.merge_results(scale, collection)
+        log(f"{model}: dropped the results of {len(gone)} tasks the suite no longer has ({', '.join(gone[:5])}"
+            f"{', ...' if len(gone) > 5 else ''})")
+    return gone
 
 
 def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_dir: Optional[Path] = None,
@@ -350,6 +370,7 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     tokenizer = load_tokenizer(model_dir) if counts_tokens else None
     suite = build_suite(params, corpus, tokenizer=tokenizer)
     selected = suite.select(langs, axes)
+    drop_stale_parts(params.scale, model, suite, collection, log)
     sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
     report = EvalReport(rows=None)
     todo: dict[str, list[str]] = {}

@@ -131,7 +131,10 @@ def _argmax(values: Sequence[float]) -> int:
 
 
 def passage_of(item: dict) -> str:
-    """The text the model reads before the choices, without the language label and the question."""
+    """The text the model reads before the choices, without the language label and the question (an item
+    that names its ``passage``, as BIG-bench's do, gives it)."""
+    if "passage" in item:
+        return item["passage"]
     query = item["query"]
     head = query.split(": ", 1)[1] if ": " in query.split("\n", 1)[0] else query
     return head.rsplit("\n", 1)[0]
