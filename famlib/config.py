@@ -700,6 +700,8 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
         fail("evaluation.english_task", e.english_task,
              "the name of a BIG-bench multiple-choice task (a folder of bigbench/benchmark_tasks, e.g. social_iqa) "
              "or null (no English comprehension row)")
+    if e.english_items is not None and e.english_task is None:
+        fail("evaluation.english_items", e.english_items, "null unless evaluation.english_task names a task")
     if e.english_task is not None and p.data.source == "madlad":
         fail("evaluation.english_task", e.english_task, "null at the paper scale (Belebele's eng_Latn is its English row)")
     if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):

@@ -3,7 +3,8 @@
 Every evaluation keeps per-item records (:mod:`famlib.evaluate.records`). Here they become, per model and
 cell (a language, and for translation a direction), the per-item statistics of the axis's headline metric
 (:mod:`famlib.stats`): PMI accuracy for famlib's multiple choice (lm-eval's accuracy for the paper's
-Belebele and Global-PIQA), bits per byte for perplexity, corpus chrF for translation.
+Belebele and Global-PIQA and for BIG-bench's English row: :func:`famlib.evaluate.records.headline_correct`),
+bits per byte for perplexity, corpus chrF for translation.
 
 One cluster bootstrap per axis. The resampling unit is the item *key* (a verse, a chapter, a UDHR
 paragraph): all languages and models that share a key are resampled together, so two strategies measured

@@ -4,7 +4,8 @@ Rules (the paper's, section 3.1 and the table captions, adapted where the offlin
 
 * **Headline metric.** Rows with ``primary == True``: perplexity -> ``bits_per_byte`` (lower is better),
   comprehension and reasoning -> ``acc_mutual_info`` offline (PMI scoring; lm-eval's ``acc`` for the
-  paper's Belebele and Global-PIQA), translation -> ``chrf``. The token-perplexity variants of
+  paper's Belebele and Global-PIQA and for the English comprehension row from BIG-bench,
+  ``evaluation.english_task``), translation -> ``chrf``. The token-perplexity variants of
   Tables 2 and 9 use the ``token_perplexity`` rows instead.
 * **Which model answers for a language.** Per-family strategies (``per_family`` in the registry,
   :mod:`famlib.strategies.registry`: ``expert``, ``freeze``, ``l2sp``, ``expert_reverted``): the model trained on that language's family (rows with
@@ -389,7 +390,7 @@ SPECS = {
                                     "Per-token perplexity ↓ on each language's held-out evaluation text",
                                     "the family's training (held-in) languages", True),
     "table3": Spec("table3", "Table 3: held-in comprehension", "comprehension", "held_in", "acc", 0.005, 3,
-                   "Comprehension accuracy ↑ (the paper's Belebele axis; offline: PMI-scored choice of a passage verse's English rendering)", "the family's training (held-in) languages", True),
+                   "Comprehension accuracy ↑ (the paper's Belebele axis; offline: PMI-scored choice of a passage verse's English rendering; English, where a scale has it: a BIG-bench task, log-likelihood-scored)", "the family's training (held-in) languages", True),
     "table4": Spec("table4", "Table 4: reasoning", "reasoning", "held_in", "acc", 0.005, 3,
                    "Reasoning accuracy ↑ (the paper's Global-PIQA axis; offline: PMI-scored verse match)", "the family's training (held-in) languages", True),
     "table5": Spec("table5", "Table 5: held-in translation", "translation", "held_in", "chrf", 1.0, 1,

@@ -84,12 +84,6 @@ def test_a_download_with_another_checksum_is_refused(fake, tmp_path):
     assert not (tmp_path / "extracted" / "bigbench-1.0.0").exists()
 
 
-def test_the_real_artifact_is_pypis_published_file():
-    # the sha256 and URL PyPI's JSON API lists for bigbench 1.0.0 (its only file, an sdist)
-    assert bb.ARTIFACT.sha256 == "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-    assert bb.URL.startswith("https://files.pythonhosted.org/packages/") and bb.URL.endswith("/bigbench-1.0.0.tar.gz")
-
-
 def test_items_are_deterministic_disjoint_and_shuffled(fake, tmp_path, smoke_params):
     _, download, _ = fake
     root = bb.tasks_root(tmp_path, download)
@@ -170,3 +164,41 @@ def test_the_setting_is_checked():
         load_params("smoke", {"evaluation.english_task": "Social IQa"})
     with pytest.raises(ConfigError, match=r"evaluation\.english_task.*null at the paper scale"):
         load_params("paper", {"evaluation.english_task": "social_iqa"})
+
+
+def test_a_replaced_tasks_results_are_moved_aside_and_a_skipped_tasks_kept(tmp_path, monkeypatch):
+    """Results of a harness task the suite no longer has, where a current task now holds its axis and language
+    (another english_task), leave the results; those of a task the suite merely lacks now stay."""
+    from famlib.evaluate import results as res
+    from famlib.evaluate.records import items_path, write_items
+    from famlib.evaluate.run import drop_stale_parts
+    from famlib.evaluate.suite import Suite
+
+    monkeypatch.setenv("FAMLIB_RUNS", str(tmp_path))
+    row = {"model": "base", "task": "comprehension", "language": "en", "direction": "", "metric": "acc",
+           "value": 0.5, "primary": True}
+    for task, lang in (("famlib_bigbench_old_en", "en"), ("famlib_bigbench_new_en", "en"),
+                       ("famlib_passage_verse_4way_ca", "ca")):
+        for model in ("base", "dense"):
+            res.write_part("smoke", model, task, "k", [{**row, "model": model, "harness_task": task, "language": lang}])
+            write_items("smoke", model, task, [{"key": "x", "correct": True}])
+    suite = Suite(tmp_path, {"tasks": {"famlib_bigbench_new_en": {"axis": "comprehension", "language": "en",
+                                                                  "direction": ""}}, "skipped": {}})
+    said = []
+    assert drop_stale_parts("smoke", suite, log=said.append) == ["base/famlib_bigbench_old_en",
+                                                                 "dense/famlib_bigbench_old_en"]
+    assert said and "moved aside 2" in said[0]
+    for model in ("base", "dense"):
+        assert res.read_part("smoke", model, "famlib_bigbench_old_en") is None
+        assert (res.part_path("smoke", model, "x").parent / "stale" / "famlib_bigbench_old_en.json").exists()
+        assert not items_path("smoke", model, "famlib_bigbench_old_en").exists()
+        assert res.read_part("smoke", model, "famlib_passage_verse_4way_ca") is not None  # not replaced: kept
+    assert set(res.load_results("smoke")["harness_task"]) == {"famlib_bigbench_new_en", "famlib_passage_verse_4way_ca"}
+
+
+def test_the_headline_of_a_bigbench_record_is_its_log_likelihood_answer():
+    from famlib.evaluate.records import headline_correct
+
+    rec = {"correct": True, "correct_pmi": False}
+    assert headline_correct({**rec, "task_name": "bigbench_timedial"}) is True
+    assert headline_correct({**rec, "task_name": "passage_verse_4way"}) is False

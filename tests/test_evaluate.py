@@ -39,7 +39,7 @@ def base_dir(runs, params, smoke_tokenizer):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     cfg = Gemma3TextConfig(vocab_size=len(smoke_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=1024,
                            sliding_window=64, pad_token_id=smoke_tokenizer.pad_token_id,
                            bos_token_id=smoke_tokenizer.bos_token_id, eos_token_id=smoke_tokenizer.eos_token_id)
     with torch.random.fork_rng(devices=[]):
@@ -143,8 +143,8 @@ def test_translation_prompts_fit_a_small_models_context(params, smoke_corpus, sm
     def example(x):
         return x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER
 
-    assert it.prompt_budget(params) == 256 - params.evaluation.max_gen_tokens
-    tight = load_params("smoke", {**OVERRIDES, "evaluation.max_gen_tokens": 60})  # 196 tokens of prompt
+    assert it.prompt_budget(params) == 1024 - params.evaluation.max_gen_tokens
+    tight = load_params("smoke", {**OVERRIDES, "evaluation.max_gen_tokens": 828})  # 196 tokens of prompt
     dropped = 0
     for p in (params, tight):
         budget = it.prompt_budget(p)
@@ -587,9 +587,9 @@ def test_a_long_perplexity_window_reads_each_document_whole_from_bos(base_dir, s
 def test_a_perplexity_window_beyond_the_model_is_refused(base_dir):
     from famlib.evaluate.run import _lm, load_model
 
-    model, tok = load_model(base_dir, "float32", device="cpu")  # max_position_embeddings 256
-    params = load_params("smoke", {"evaluation.perplexity_window": 512})
-    with pytest.raises(ConfigError, match=r"evaluation\.perplexity_window.*512.*max_position_embeddings, 256"):
+    model, tok = load_model(base_dir, "float32", device="cpu")  # max_position_embeddings 1024
+    params = load_params("smoke", {"evaluation.perplexity_window": 2048})
+    with pytest.raises(ConfigError, match=r"evaluation\.perplexity_window.*2048.*max_position_embeddings, 1024"):
         _lm(model, tok, params, "perplexity", None, 16)
     with pytest.raises(ConfigError, match=r"evaluation\.perplexity_window.*1.*at least 2"):
         load_params("smoke", {"evaluation.perplexity_window": 1})
@@ -701,6 +701,8 @@ def test_item_records_round_trip_and_agree_with_the_aggregate_rows(report, param
     # the truncation count the report shows is the records' count, and no translation prompt was cut
     assert (primary["truncated"] == [sum(x["truncated"] for x in read_items("smoke", "base", t))
                                      for t in primary["harness_task"]]).all()
+    mc = primary[primary["task"].isin(["comprehension", "reasoning"])]
+    assert len(mc) and (mc["truncated"] == 0).all(), mc[mc["truncated"] > 0][["harness_task", "truncated"]]  # all fit
     for r in primary[primary["task"] == "translation"].itertuples():  # cut only where the suite said it may be
         assert r.truncated <= suite.tasks[r.harness_task]["info"]["test_may_overflow"], r.harness_task
 

@@ -24,17 +24,18 @@ def against_base(rows, base_rows):
     lower = table["metric"].isin(LOWER_IS_BETTER)
     table["better"] = (table["delta"] < 0).where(lower, table["delta"] > 0)
     table["task"] = pd.Categorical(table["task"], categories=list(AXES), ordered=True)
-    table = table.sort_values(["task", "direction", "split", "language"]).reset_index(drop=True)
+    # one group per task name too: the English comprehension row (BIG-bench's) is another task and metric
+    table = table.sort_values(["task", "task_name", "direction", "split", "language"]).reset_index(drop=True)
     table["task"] = table["task"].astype(str)
     return table[["task", "task_name", "language", "split", "direction", "metric", "model", "base", "delta",
                   "better", "chance", "empty_baseline", "copy_baseline", "constant_baseline", "n"]]
 
 
 def summary(table, model: str) -> str:
-    """One line per task and direction: mean of the model vs the base, and the reference levels."""
+    """One line per task, task name and direction: mean of the model vs the base, and the reference levels."""
     lines = []
-    for (task, direction), g in table.groupby(["task", "direction"], sort=False):
-        label = f"{task} {direction}".strip()
+    for (task, name, direction), g in table.groupby(["task", "task_name", "direction"], sort=False):
+        label = f"{task} {direction}".strip() + f" [{name}]"
         ref = ""
         if g["chance"].notna().any():
             ref = f", chance {g['chance'].mean():.2f}"
@@ -47,12 +48,12 @@ def summary(table, model: str) -> str:
 
 
 def against_base_figure(table, model: str):
-    """One panel per task and direction: the model's and the base's score per language, chance/baselines dashed."""
+    """One panel per task, task name and direction: the model's and the base's score per language, chance/baselines dashed."""
     import numpy as np
 
     from famlib.plots import plt  # famlib's headless backend
 
-    panels = list(table.groupby(["task", "direction"], sort=False))
+    panels = [((t, d), g) for (t, _, d), g in table.groupby(["task", "task_name", "direction"], sort=False)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(7, 0.35 * table["language"].nunique() + 3) + 1.8, 2.6 * len(panels)),
                              squeeze=False)
     for ax, ((task, direction), g) in zip(axes[:, 0], panels):

@@ -36,6 +36,7 @@ Two harness settings matter here:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -300,22 +301,37 @@ def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict,
     return rows, examples
 
 
-def drop_stale_parts(scale: str, model: str, suite: Suite, collection: str = "results", log=print) -> list[str]:
-    """Remove ``model``'s part files and item records of harness tasks that ``suite`` no longer has (a task
-    that was replaced, another ``evaluation.english_task``): they would otherwise stay in the results beside
-    the current task of the same axis and language, and be averaged or paired with it. Returns their names."""
+def drop_stale_parts(scale: str, suite: Suite, collection: str = "results", log=print) -> list[str]:
+    """Move aside (to ``<model>/stale/``) every model's part files and item records of harness tasks that
+    ``suite`` no longer has but whose axis, language and direction a task of ``suite`` now holds (another
+    ``evaluation.english_task``, a replaced task): they would stay in the results beside the current task,
+    and be averaged or paired with it. Parts of tasks the suite merely skips now are left alone. Returns
+    ``model/task`` of each part moved."""
     from famlib.evaluate.records import items_path
 
-    root = res.part_path(scale, model, "x", collection).parent
-    gone = sorted(f.stem for f in root.glob("*.json") if f.stem not in suite.tasks) if root.is_dir() else []
-    for task in gone:
-        res.part_path(scale, model, task, collection).unlink(missing_ok=True)
-        items_path(scale, model, task, collection).unlink(missing_ok=True)
-    if gone:
+    held = {(e["axis"], e["language"], e.get("direction") or "") for e in suite.tasks.values()}
+    root = res.part_path(scale, "m", "t", collection).parent.parent
+    moved = []
+    for f in sorted(root.glob("*/*.json")) if root.is_dir() else []:
+        if f.stem in suite.tasks:
+            continue
+        try:
+            rows = json.loads(f.read_text()).get("rows") or []
+        except (OSError, ValueError):
+            continue
+        if not any((r.get("task"), r.get("language"), r.get("direction") or "") in held for r in rows):
+            continue
+        model = f.parent.name
+        for src in (f, items_path(scale, model, f.stem, collection)):
+            if src.exists():
+                (src.parent / "stale").mkdir(exist_ok=True)
+                src.replace(src.parent / "stale" / src.name)
+        moved.append(f"{model}/{f.stem}")
+    if moved:
         res.merge_results(scale, collection)
-        log(f"{model}: dropped the results of {len(gone)} tasks the suite no longer has ({', '.join(gone[:5])}"
-            f"{', ...' if len(gone) > 5 else ''})")
-    return gone
+        log(f"moved aside {len(moved)} results of tasks the suite replaced ({', '.join(moved[:4])}"
+            f"{', ...' if len(moved) > 4 else ''}): runs/{scale}/results/.../stale/")
+    return moved
 
 
 def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_dir: Optional[Path] = None,
@@ -370,7 +386,7 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     tokenizer = load_tokenizer(model_dir) if counts_tokens else None
     suite = build_suite(params, corpus, tokenizer=tokenizer)
     selected = suite.select(langs, axes)
-    drop_stale_parts(params.scale, model, suite, collection, log)
+    drop_stale_parts(params.scale, suite, collection, log)
     sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
     report = EvalReport(rows=None)
     todo: dict[str, list[str]] = {}

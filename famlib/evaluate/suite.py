@@ -318,7 +318,7 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             emit(harness, task, lang, "", s.test, s.fewshot, s.info, {"shortcuts": baseline_scores(s.test, lm, s.fewshot)})
         if lang == probe:
             if (english := english_spec(params)) is not None:
-                _emit_english(params, corpus, english, emit)
+                _emit_english(params, corpus, english, emit, skipped)
             continue
         for direction in DIRECTIONS:
             src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
@@ -342,18 +342,23 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             "include_defaults": paper, "tasks": tasks, "skipped": skipped}
 
 
-def _emit_english(params: Params, corpus, spec: TaskSpec, emit) -> None:
+def _emit_english(params: Params, corpus, spec: TaskSpec, emit, skipped: dict) -> None:
     """The probe's comprehension row from BIG-bench; its word-trigram shortcut is trained on the task's
     few-shot pool (passages and answers), the only text of the task that no test item holds."""
     from famlib.evaluate import bigbench
     from famlib.evaluate.shortcuts import count_ngrams
 
-    root = bigbench.tasks_root(corpus.cache_dir)
     e = params.evaluation
     cap = e.english_items or e.max_items or 10**9
-    test, fewshot, info = bigbench.items(params, params.evaluation.english_task, root, cap, it.FEWSHOT_POOL)
+    harness = f"famlib_{spec.name}_{params.probe_language}"
+    try:
+        root = bigbench.tasks_root(corpus.cache_dir)
+        test, fewshot, info = bigbench.items(params, e.english_task, root, cap, it.FEWSHOT_POOL)
+    except DataError as exc:  # as the other builders: the row is skipped with its reason, the suite builds
+        skipped[harness] = str(exc)
+        return
     lm = TrigramLM(parts=[count_ngrams([f"{x['passage']} {x['choices'][x['label']]}" for x in fewshot])])
-    emit(f"famlib_{spec.name}_{params.probe_language}", spec.name, params.probe_language, "", test, fewshot, info,
+    emit(harness, spec.name, params.probe_language, "", test, fewshot, info,
          {"shortcuts": baseline_scores(test, lm, fewshot), "chance": bigbench.chance(test)})
 
 
