@@ -124,10 +124,10 @@ def cmd_train(args) -> int:
     from famlib.strategies import train_strategy
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if local > 1 and not os.environ.get("FAMLIB_THREADS"):  # the cores shared among this machine's processes
-        from famlib.train import set_threads
+    if local > 1:  # the cores shared among this machine's processes
+        from famlib.threads import available_cores, env_threads
 
-        os.environ["FAMLIB_THREADS"] = str(max(1, set_threads() // local))  # set_threads(): the cores we may use
+        os.environ["FAMLIB_THREADS"] = str(max(1, (env_threads() or available_cores()) // local))
     overrides, origins = _overrides(args)
     params = setup(args.scale, overrides, origins, strategy=args.strategy)
     t = time.time()

@@ -227,7 +227,7 @@ class Lesson:
         quiet_notebook_warnings()  # before anything imports tqdm.auto
         from transformers import AutoTokenizer
 
-        from famlib.train import set_threads
+        from famlib.threads import env_threads, set_threads
 
         from famlib.base import ensure_base
         from famlib.data import build_corpus
@@ -238,7 +238,7 @@ class Lesson:
         if params.data.source == "offline":
             offline_env()
         # FAMLIB_THREADS first, as in every notebook (famlib.notebook.setup): `famlib paper --jobs N`, test workers
-        set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or s.threads or params.threads or None)
+        set_threads(env_threads() or s.threads or params.threads or None)
         family = params.check_family(s.family, "family")
         fam = params.families[family]
         trained = s.language or fam.train[0]

@@ -51,9 +51,9 @@ def setup(scale: str, overrides: dict[str, Any] | None = None, origins: dict[str
             continue
         getattr(params, f"check_{key}")(value, key)
     # `famlib paper --jobs N` sets FAMLIB_THREADS so that N kernels share the cores instead of oversubscribing
-    from famlib.train import set_threads  # the one thread setter (it honours CPU affinity)
+    from famlib.threads import env_threads, set_threads  # the one thread setter (it honours CPU affinity)
 
-    threads = set_threads(int(os.environ.get("FAMLIB_THREADS") or 0) or params.threads or None)
+    threads = set_threads(env_threads() or params.threads or None)
     print(versions() + f" | torch threads {threads} | scale {params.scale} ({params.origin})"
           + (f" | overrides {json.dumps(overrides)}" if overrides else ""))
     return params

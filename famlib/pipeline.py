@@ -23,6 +23,7 @@ from famlib.config import REPO_ROOT, Params
 from famlib.errors import ConfigError, FamlibError, near
 from famlib.io import atomic_write_json, sha256_file, sha256_json
 from famlib.naming import all_model_ids, model_id
+from famlib.threads import available_cores, env_threads
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -132,12 +133,17 @@ def _step_key(step: Step, params: Params, dep_keys: list[str], code: str) -> str
 
 
 def _threads(jobs: int, side_by_side: int) -> Optional[int]:
-    """Torch threads for a step launched while ``side_by_side`` steps (itself included) can run at once:
-    the cores shared among them (oversubscribed threads made runs here 8x slower). None when a single job
-    runs (the notebook keeps ``params.threads``) or when ``FAMLIB_THREADS`` is already set by the user."""
-    if jobs <= 1 or os.environ.get("FAMLIB_THREADS"):
+    """Torch threads for a step launched while ``side_by_side`` steps (itself included) can run at once: the
+    cores this run may use, shared among them (oversubscribed threads made runs here 8x slower). The cores
+    are ``FAMLIB_THREADS`` when set (a test worker's share, a user's choice), else those this process may run
+    on. None when a single job runs: the kernel keeps ``FAMLIB_THREADS`` or ``params.threads``.
+
+    ``FAMLIB_THREADS`` is the whole run's budget here, not each kernel's: giving it to each of two kernels on
+    2 cores made the smoke pipeline's evaluation steps 4-9x slower (38-101 s against 11 s, measured)."""
+    if jobs <= 1:
         return None
-    return max(1, (os.cpu_count() or 1) // max(1, min(jobs, side_by_side)))
+    budget = env_threads() or available_cores()
+    return max(1, budget // max(1, min(jobs, side_by_side)))
 
 
 def _kernel_env(threads: Optional[int], env=None) -> dict:

@@ -67,8 +67,10 @@ from famlib.config import TrainConfig, training_key
 from famlib.distributed import process_state
 from famlib.errors import FamlibError
 from famlib.io import atomic_write_json, atomic_write_text
+from famlib.threads import set_threads  # re-exported: its home is famlib.threads
 
-__all__ = ["Regularizer", "ResumeError", "TrainResult", "lr_at", "param_groups", "set_threads", "train"]
+__all__ = ["Regularizer", "ResumeError", "TrainResult", "lr_at", "param_groups", "set_threads",
+           "train"]
 
 
 class ResumeError(FamlibError, ValueError):
@@ -126,23 +128,6 @@ class TrainResult:
 # ----------------------------------------------------------------------------------------------------
 # Small public helpers
 # ----------------------------------------------------------------------------------------------------
-def set_threads(n: int | None = None) -> int:
-    """Set torch's CPU threads to ``n`` (None: the cores this process may use) and return the number.
-
-    Call it once, early. More threads than cores oversubscribes them: on the project's 2-core machine that
-    made a tiny model 8-30x slower. For models this small, 1 thread is often fastest.
-    """
-    if n is None:
-        try:
-            n = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS and Windows have no sched_getaffinity
-            n = os.cpu_count() or 1
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"set_threads: n={n!r}; allowed: a positive integer or None (all available cores)")
-    torch.set_num_threads(n)
-    with contextlib.suppress(RuntimeError):  # only settable before the first parallel op; fine if too late
-        torch.set_num_interop_threads(n)
-    return n
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:

@@ -328,6 +328,29 @@ def test_pipeline_kernels_run_without_progress_bars(tmp_path, monkeypatch):
     assert pipeline._kernel_env(2, {"TQDM_DISABLE": "0"}) == {"TQDM_DISABLE": "0", "FAMLIB_THREADS": "2"}
 
 
+def test_side_by_side_kernels_share_the_thread_budget(monkeypatch):
+    """`--jobs N` shares FAMLIB_THREADS (a test worker's share, a user's figure) among the kernels running at
+    once instead of giving it to each: two 2-thread kernels on 2 cores made evaluation 4-9x slower."""
+    import famlib.threads
+
+    monkeypatch.setenv("FAMLIB_THREADS", "2")
+    assert pipeline._threads(jobs=2, side_by_side=2) == 1
+    assert pipeline._threads(jobs=2, side_by_side=1) == 2  # alone, it may use the whole budget
+    assert pipeline._threads(jobs=4, side_by_side=3) == 1  # never below one
+    assert pipeline._threads(jobs=1, side_by_side=1) is None  # one job: the kernel reads FAMLIB_THREADS itself
+    monkeypatch.setenv("FAMLIB_THREADS", "8")
+    assert pipeline._threads(jobs=2, side_by_side=2) == 4
+    monkeypatch.delenv("FAMLIB_THREADS")
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 6)
+    assert pipeline._threads(jobs=3, side_by_side=5) == 2
+    for bad in ("two", "0", "-1", "1.5"):
+        monkeypatch.setenv("FAMLIB_THREADS", bad)
+        with pytest.raises(ValueError, match=f"FAMLIB_THREADS has invalid value '{bad}'; allowed: a positive"):
+            pipeline._threads(jobs=2, side_by_side=2)
+    monkeypatch.setenv("FAMLIB_THREADS", "")
+    assert famlib.threads.env_threads() is None
+
+
 @pytest.mark.slow
 def test_status_keeps_the_longest_execution_after_a_cached_rerun(tmp_path, monkeypatch, capsys):
     """A re-run that finds its work cached records its own short time; `famlib status` still shows the
