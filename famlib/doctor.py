@@ -291,7 +291,7 @@ def check_offline_sources(params: Params) -> list[Check]:
         return []
     import sys
 
-    from famlib.data.corpus import default_cache_dir
+    from famlib.data.interface import default_cache_dir
     from famlib.data.sources import ARTIFACTS, parse_text_id
 
     cache = default_cache_dir()

@@ -15,7 +15,6 @@ import pytest
 
 from famlib.config import load_params
 from famlib.data import assign_splits, build_corpus, sources
-from famlib.data.summary import check_splits
 from famlib.data.tokens import base_budget, build_base_set, build_cpt_set, cpt_budget
 from famlib.errors import ChecksumError, DataError
 
@@ -135,7 +134,7 @@ def test_the_environments_own_npm_runs_without_npm_or_node_on_path(tmp_path, mon
 
 # ---- splits --------------------------------------------------------------------------------------
 def test_splits_are_disjoint_per_language_and_shared_across_languages(smoke_corpus):
-    assert check_splits(smoke_corpus).startswith("OK")
+    assert smoke_corpus.check_splits().startswith("OK")
     for lang, tfs in smoke_corpus.files.items():
         keys = defaultdict(set)
         for split in ("train", "validation", "evaluation"):
@@ -312,6 +311,45 @@ def test_madlad_interface_on_local_files(tmp_path, smoke_tokenizer):
     bad = load_params("paper", {"data.madlad.path": str(root), "data.madlad.text_field": "content"})
     with pytest.raises(Exception, match=r"no field 'content'.*data.madlad.text_field"):
         next(build_corpus(bad, tmp_path / "cache2").units("hr", "train"))
+
+
+def test_notebook_01_summary_on_a_madlad_corpus(tmp_path):
+    """Notebook 01's calls (stats, table, figure, split check, example, budgets) on the paper scale's corpus:
+    both corpora implement famlib.data.interface.Corpus, so none of them reaches for offline-only members."""
+    from famlib import plots
+    from famlib.data import Corpus, MadladCorpus, OfflineCorpus
+    from famlib.data.summary import budget_table, corpus_table
+
+    root = tmp_path / "MADLAD-400"
+    params = load_params("paper", {"data.madlad.path": str(root), "data.madlad.evaluation_documents": 3})
+    _madlad_mirror(root, params.languages, shards=1, docs=6)
+    corpus = build_corpus(params, tmp_path / "cache")
+    assert isinstance(corpus, MadladCorpus) and isinstance(corpus, Corpus) and not isinstance(corpus, OfflineCorpus)
+    stats = corpus.stats()
+    assert set(stats["language"]) == set(params.languages) and set(stats["units"]) == {3}
+    assert corpus_table(stats).shape[0] == len(params.languages)
+    plots.corpus_figure(stats, title=f"paper: {corpus.description} per language and split")
+    assert corpus.check_splits().startswith(f"OK: {len(params.languages)} languages; evaluation = the first 3")
+    example = corpus.example()
+    assert list(example["language"]) == params.languages[:8] and set(example["key"]) == {"M000000000"}
+    assert len(budget_table(params)) > 0
+    evaluation_file = corpus._eval_file("hr")
+    lines = evaluation_file.read_text().splitlines()
+    evaluation_file.write_text("\n".join([lines[1], lines[0], lines[2]]) + "\n")  # a file out of order
+    with pytest.raises(Exception, match=r"madlad-hr\..*evaluation documents of hr are not the first 3"):
+        corpus.check_splits()
+
+
+def test_the_corpus_interface_is_whole_in_both_corpora(smoke_corpus):
+    """Every abstract member of Corpus is implemented by both corpora (an ABC refuses to build otherwise)."""
+    from famlib.data import Corpus, MadladCorpus, OfflineCorpus
+
+    assert isinstance(smoke_corpus, OfflineCorpus) and isinstance(smoke_corpus, Corpus)
+    assert not OfflineCorpus.__abstractmethods__ and not MadladCorpus.__abstractmethods__
+    assert {"texts", "units", "stats", "check_splits", "example"} == set(Corpus.__abstractmethods__)
+    example = smoke_corpus.example()
+    assert len(example) >= 2 and example["key"].nunique() == 1  # one verse, aligned across languages
+    assert smoke_corpus.streaming is False and smoke_corpus.description == "offline corpus"
 
 
 def test_madlad_local_mirror_with_its_loading_script_reads_the_files_with_the_json_builder(tmp_path):

@@ -7,14 +7,15 @@ sura, UDHR article), identically for every language of a source, so no translati
 verse is ever trained on. Files are keyed by everything they depend on (the source's sha256, the split
 fractions, this module's format version) and rebuilt only when that changes.
 
-The paper scale streams MADLAD-400 instead (:mod:`famlib.data.madlad`) through the same interface.
+The paper scale streams MADLAD-400 instead (:mod:`famlib.data.madlad`) through the same interface,
+:class:`famlib.data.interface.Corpus`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -22,18 +23,10 @@ from typing import Iterator, Optional
 from famlib.config import Params, SplitFractions
 from famlib.data import sources
 from famlib.errors import DataError, one_of
+from famlib.data.interface import SPLIT_SALT, SPLITS, Corpus, check_split_name, default_cache_dir
 from famlib.io import atomic_path, sha256_json
 
-SPLITS = ("train", "validation", "evaluation")
-SPLIT_SALT = "famlib-split-v1"  # changing it reshuffles every split: never do it silently
 CORPUS_FORMAT = 1  # bump when the unit files' content changes for the same inputs
-
-
-def default_cache_dir() -> Path:
-    """``$FAMLIB_CACHE`` or ``<repo>/data/cache`` (gitignored)."""
-    from famlib.config import REPO_ROOT
-
-    return Path(os.environ.get("FAMLIB_CACHE", REPO_ROOT / "data" / "cache"))
 
 
 def assign_splits(kind: str, sizes: dict[str, int], fractions: SplitFractions) -> dict[str, str]:
@@ -61,14 +54,15 @@ class TextFile:
 
 
 @dataclass
-class Corpus:
-    """Handle on a built corpus: which unit files hold each language's text."""
+class OfflineCorpus(Corpus):
+    """The offline scales' corpus (Bible, Quran, UDHR): which unit files hold each language's text."""
 
     params: Params
     cache_dir: Path
     files: dict[str, list[TextFile]] = field(default_factory=dict)  # language -> its texts, primary first
     manifest: dict = field(default_factory=dict)
     _loaded: dict = field(default_factory=dict, repr=False)  # path -> units, read once per process
+    description = "offline corpus"
 
     def texts(self, lang: str) -> list[str]:
         return [tf.text_id for tf in self._files(lang)]
@@ -83,8 +77,7 @@ class Corpus:
 
         ``text_id`` limits to one text (e.g. ``'bible:2'``); by default every text of the language.
         """
-        if split not in SPLITS:
-            raise DataError(f"unknown split {split!r}; {one_of(SPLITS)}")
+        check_split_name(split)
         for tf in self._files(lang):
             if text_id is not None and tf.text_id != text_id:
                 continue
@@ -97,10 +90,6 @@ class Corpus:
             with open(tf.path, encoding="utf-8") as fh:
                 self._loaded[tf.path] = [dict(json.loads(line), text_id=tf.text_id) for line in fh]
         return self._loaded[tf.path]
-
-    @property
-    def fingerprint(self) -> str:
-        return sha256_json(self.manifest)
 
     def stats(self):
         """A pandas DataFrame: family, language, role, text, split, units, words, bytes."""
@@ -122,6 +111,41 @@ class Corpus:
                                      units=n, words=w, bytes=b))
         return pd.DataFrame(rows)
 
+    def check_splits(self) -> str:
+        """Verify that no group (book, sura, article) is in two splits and that every text of a source kind
+        splits its groups the same way. Returns a one-line summary; raises DataError naming the offending text."""
+        seen: dict[str, dict[str, str]] = defaultdict(dict)  # source kind -> group -> split
+        n_units = 0
+        for lang, tfs in self.files.items():
+            for tf in tfs:
+                kind = tf.text_id.split(":")[0]
+                for u in self._read(tf):
+                    n_units += 1
+                    prev = seen[kind].setdefault(u["group"], u["split"])
+                    if prev != u["split"]:
+                        raise DataError(f"{tf.path}: group {u['group']} of {tf.text_id} ({lang}) is in split "
+                                        f"{u['split']!r} here but {prev!r} in another text of the same source")
+        groups = {k: sum(v == "evaluation" for v in g.values()) for k, g in seen.items()}
+        return (f"OK: {n_units} units in {sum(len(v) for v in self.files.values())} texts; every group sits in one "
+                f"split; evaluation groups per source: {groups}")
+
+    def example(self, split: str = "train", max_langs: int = 8):
+        """One verse in every language that has a Bible (the same verse, by its alignment key)."""
+        import pandas as pd
+
+        langs = [lang for lang in self.params.languages
+                 if lang in self.files and self.texts(lang)[0].startswith("bible:")]
+        if not langs:
+            return pd.DataFrame(columns=["language", "key", "text"])
+        first = next(self.units(langs[0], split, self.texts(langs[0])[0]))
+        rows = []
+        for lang in langs[:max_langs]:
+            for u in self.units(lang, split, self.texts(lang)[0]):
+                if u["key"] == first["key"]:
+                    rows.append({"language": lang, "key": u["key"], "text": u["text"]})
+                    break
+        return pd.DataFrame(rows)
+
 
 def _text_file(cache_dir: Path, text_id: str, fractions: SplitFractions, art_sha: str) -> tuple[Path, str]:
     key = sha256_json({"format": CORPUS_FORMAT, "salt": SPLIT_SALT, "source": art_sha,
@@ -130,20 +154,16 @@ def _text_file(cache_dir: Path, text_id: str, fractions: SplitFractions, art_sha
     return cache_dir / "corpus" / f"{kind}-{name}.{key}.jsonl", key
 
 
-def build_corpus(params: Params, cache_dir: Optional[Path] = None, downloader=None) -> Corpus:
+def build_offline_corpus(params: Params, cache_dir: Optional[Path] = None, downloader=None) -> OfflineCorpus:
     """Build (or reuse) the unit files of every language of ``params`` and return the corpus handle.
 
     Raises:
         ChecksumError: a downloaded source does not match its pinned sha256.
         DataError: a text id names something the source does not have.
     """
-    if params.data.source == "madlad":
-        from famlib.data.madlad import build_madlad_corpus
-
-        return build_madlad_corpus(params, cache_dir or default_cache_dir())
     cache_dir = Path(cache_dir or default_cache_dir())
     dl = {} if downloader is None else {"downloader": downloader}
-    corpus = Corpus(params, cache_dir)
+    corpus = OfflineCorpus(params, cache_dir)
     roots: dict[str, Path] = {}
     assignments: dict[str, dict[str, str]] = {}
     manifest = {}

@@ -1,6 +1,6 @@
 """The paper scale's corpus: MADLAD-400 through ``datasets`` (streaming, per-language files, ``text``).
 
-The interface is :class:`famlib.data.corpus.Corpus`'s: ``units(lang, split)`` and ``texts(lang)``. The
+It implements :class:`famlib.data.interface.Corpus`, as the offline corpus does. The
 split is made per document, by position in the language's stream: the first
 ``madlad.evaluation_documents`` documents are evaluation text (written once to the cache, never trained
 on); each later document goes to validation with probability ``madlad.validation_fraction`` (a salted hash
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from famlib.config import Params
-from famlib.data.corpus import SPLIT_SALT, SPLITS
+from famlib.data.interface import SPLIT_SALT, Corpus, check_split_name
 from famlib.errors import DataError, one_of
 from famlib.io import atomic_path, sha256_json
 
@@ -91,11 +91,14 @@ def _is_validation(lang: str, index: int, fraction: float) -> bool:
 
 
 @dataclass
-class MadladCorpus:
+class MadladCorpus(Corpus):
+    """MADLAD-400 per language: evaluation documents cached, train and validation streamed."""
+
     params: Params
     cache_dir: Path
     manifest: dict = field(default_factory=dict)
-    streaming: bool = True  # token packing takes documents in stream order instead of shuffling them all
+    streaming = True  # token packing takes documents in stream order instead of shuffling them all
+    description = "MADLAD-400"
 
     def texts(self, lang: str) -> list[str]:
         return [f"madlad:{lang}"]
@@ -107,8 +110,7 @@ class MadladCorpus:
         return self.cache_dir / "corpus" / f"madlad-{lang}.{key}.jsonl"
 
     def units(self, lang: str, split: str, text_id: str | None = None) -> Iterator[dict]:
-        if split not in SPLITS:
-            raise DataError(f"unknown split {split!r}; {one_of(SPLITS)}")
+        check_split_name(split)
         if lang not in self.params.languages:
             raise DataError(f"language {lang!r} is not in {self.params.origin}; {one_of(self.params.languages)}")
         m = self.params.data.madlad
@@ -133,10 +135,6 @@ class MadladCorpus:
                 yield {"key": f"M{i:09d}", "group": f"M{i:09d}", "split": split, "text": text,
                        "text_id": f"madlad:{lang}"}
 
-    @property
-    def fingerprint(self) -> str:
-        return sha256_json(self.manifest)
-
     def stats(self):
         """Evaluation text only: the training stream is not counted (it is read as it is trained on)."""
         import pandas as pd
@@ -149,6 +147,32 @@ class MadladCorpus:
                              words=sum(len(u["text"].split()) for u in units),
                              bytes=sum(len(u["text"].encode()) for u in units)))
         return pd.DataFrame(rows)
+
+    def check_splits(self) -> str:
+        """The split is by position, so it is checked on what is on disk: each language's evaluation file holds
+        the first ``evaluation_documents`` documents of its stream, once each, in order (training skips exactly
+        those indices). The stream itself is not read whole: at 5B tokens a family, that is the training."""
+        n = self.params.data.madlad.evaluation_documents
+        for lang in self.params.languages:
+            keys = [u["key"] for u in self.units(lang, "evaluation")]
+            if keys != [f"M{i:09d}" for i in range(len(keys))] or len(keys) > n:
+                raise DataError(f"{self._eval_file(lang)}: evaluation documents of {lang} are not the first "
+                                f"{n} of the stream in order (got {len(keys)}, first keys {keys[:3]}); delete "
+                                "the file to rebuild it")
+        return (f"OK: {len(self.params.languages)} languages; evaluation = the first {n} documents of each "
+                f"language's stream (cached, never trained on); validation = a hashed "
+                f"{self.params.data.madlad.validation_fraction:g} of the rest, train = the remainder")
+
+    def example(self, split: str = "evaluation", max_langs: int = 8):
+        """The opening of one document per language (MADLAD-400 is not aligned: they are unrelated texts)."""
+        import pandas as pd
+
+        rows = []
+        for lang in self.params.languages[:max_langs]:
+            u = next(self.units(lang, split), None)
+            if u is not None:
+                rows.append({"language": lang, "key": u["key"], "text": u["text"][:200]})
+        return pd.DataFrame(rows, columns=["language", "key", "text"])
 
 
 def build_madlad_corpus(params: Params, cache_dir: Path) -> MadladCorpus:

@@ -484,7 +484,7 @@ def build_cpt_set(params: Params, corpus, tokenizer, family: Optional[str], out_
         # replayed rows read the probe language's units of the same split, the train split for training:
         # never the evaluation text, like every CPT language
         lang = params.probe_language if label == replayed else label
-        if getattr(corpus, "streaming", False):
+        if corpus.streaming:
             return (u["text"] for u in corpus.units(lang, split))
         return _shuffled(documents(corpus, lang, split), rng)
 
