@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 from famlib.config import Params
+from famlib.dose_rules import AXES, study_kind, study_languages
 
-AXES = ("perplexity", "comprehension", "reasoning", "translation")
 SPLITS = ("held_in", "probe", "held_out")  # acquisition, then the two kinds of forgetting
 SPLIT_LABEL = {"held_in": "held-in", "probe": "English", "held_out": "held-out"}
 LOWER_IS_BETTER = {"perplexity"}
@@ -62,95 +61,6 @@ class Point:
 
 # ---------------------------------------------------------------------------------------------- settings
 
-def validate(p: Params, fail: Callable[..., None]) -> None:
-    """The ``dose:`` section's rules (called by :func:`famlib.config._validate`)."""
-    from famlib.errors import near, one_of
-    from famlib.strategies.registry import get, is_known, names
-
-    d = p.dose
-    if d.family not in p.families:
-        fail("dose.family", d.family, one_of(p.families), near(d.family, p.families))
-    if not d.lrs:
-        fail("dose.lrs", [], "at least one peak learning rate, e.g. [2.0e-5, 1.0e-4, 5.0e-4]")
-    for i, lr in enumerate(d.lrs):
-        if not (lr > 0 and math.isfinite(lr)):
-            fail(f"dose.lrs[{i}]", lr, "a positive, finite learning rate")
-    if len({f"{lr:g}" for lr in d.lrs}) != len(d.lrs):  # the points' ids name the rate by :g
-        fail("dose.lrs", list(d.lrs), "each learning rate once (distinct to 6 significant digits)")
-    if not d.steps:
-        fail("dose.steps", [], "at least one step budget, e.g. [46, 92]")
-    for i, n in enumerate(d.steps):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            fail(f"dose.steps[{i}]", n, "a positive integer (optimiser steps)")
-    if len(set(d.steps)) != len(d.steps):
-        fail("dose.steps", list(d.steps), "each step budget once")
-    allowed = [n for n in names() if _study_kind(n) is not None and not _own_lr(n)]
-    if not d.strategies:
-        fail("dose.strategies", [], f"some of {one_of(allowed)}")
-    for i, name in enumerate(d.strategies):
-        if not is_known(name) or _study_kind(name) is None:
-            fail(f"dose.strategies[{i}]", name, f"a per-family strategy: {one_of(allowed)}", near(name, allowed))
-        entry = get(name)
-        if _own_lr(name):
-            fail(f"dose.strategies[{i}]", name, f"a strategy trained at training.family's learning rate: {one_of(allowed)}",
-                 f"'{name}' trains at its own learning rate (its adapter's settings), so the grid's would not reach it")
-        if entry.kind == "posthoc" and entry.source not in d.strategies:
-            fail(f"dose.strategies[{i}]", name, "post-hoc strategies whose source is listed too",
-                 f"'{name}' is made from the '{entry.source}' points: add '{entry.source}' to dose.strategies")
-        for section in entry.missing_sections(p):
-            fail(section, None, f"a '{section}:' section (dose.strategies lists '{name}', which reads it)")
-    if len(set(d.strategies)) != len(d.strategies):
-        fail("dose.strategies", list(d.strategies), "each strategy once")
-    if d.family in p.families:
-        mine = study_languages(p, default=True)
-        for i, lang in enumerate(d.languages or ()):
-            if lang not in mine:
-                fail(f"dose.languages[{i}]", lang, f"the probe or a language of family {d.family!r}: {one_of(mine)}",
-                     near(lang, mine))
-        if d.languages is not None and not any(x in p.families[d.family].train for x in d.languages):
-            fail("dose.languages", list(d.languages),
-                 f"at least one training language of {d.family!r} ({', '.join(p.families[d.family].train)}): "
-                 "acquisition is measured there")
-    for i, a in enumerate(d.axes):
-        if a not in AXES:
-            fail(f"dose.axes[{i}]", a, one_of(AXES), near(a, AXES))
-    for key, values in (("dose.axes", d.axes), ("dose.languages", d.languages or ())):
-        if len(set(values)) != len(values):
-            fail(key, list(values), "each entry once")
-    if "perplexity" not in d.axes:
-        fail("dose.axes", list(d.axes), "a list that includes perplexity (acquisition is held-in bits per byte)")
-
-
-def _own_lr(name: str) -> bool:
-    from famlib.strategies.registry import get
-
-    e = get(name)
-    return e.adapter is not None and e.adapter.train_config is not None
-
-
-def _study_kind(name: str) -> Optional[str]:
-    """``trained`` or ``posthoc`` for a strategy the study can hold (per family; a post-hoc one is a revert of
-    one model), else None."""
-    from famlib.strategies.registry import get
-
-    e = get(name)
-    if not e.per_family:
-        return None
-    if e.kind == "trained":
-        return "trained"
-    if e.kind == "posthoc" and e.surgery == "revert":
-        return "posthoc"
-    return None
-
-
-def study_languages(params: Params, default: bool = False) -> list[str]:
-    """The evaluated languages: ``dose.languages``, or the probe, the family's training and held-out ones."""
-    d = params.dose
-    fam = params.families[d.family]
-    every = list(dict.fromkeys([params.probe_language, *fam.train, *fam.held_out]))
-    return every if default or d.languages is None else [x for x in every if x in d.languages]
-
-
 def grid(params: Params) -> list[Point]:
     """Every point: learning rates x budgets x strategies, trained strategies before the reverts made of them."""
     from famlib.errors import FamlibError
@@ -160,7 +70,7 @@ def grid(params: Params) -> list[Point]:
         raise FamlibError(f"{params.origin}: no 'dose:' section, so this scale has no dose-response study; "
                           "add one (see params/small.yaml) or pass it with --set 'dose={family: ..., lrs: [...], "
                           "steps: [...]}'")
-    order = sorted(d.strategies, key=lambda s: _study_kind(s) != "trained")
+    order = sorted(d.strategies, key=lambda s: study_kind(s) != "trained")
     return [Point(float(lr), int(n), s, d.family) for lr in d.lrs for n in d.steps for s in order]
 
 
@@ -197,7 +107,7 @@ def build_point(params: Params, point: Point, corpus=None, progress: bool = Fals
 
     entry = get(point.strategy)
     out = point_dir(params, point)
-    if _study_kind(point.strategy) == "trained":
+    if study_kind(point.strategy) == "trained":
         train_dir = dose_dir(params) / "train" / point.model
         key = point_key(params, point, _base_key(params))
         stamp = train_dir / "dose_key.txt"
@@ -217,7 +127,7 @@ def build_point(params: Params, point: Point, corpus=None, progress: bool = Fals
     source = build_point(params, dataclasses.replace(point, strategy=entry.source), corpus, progress)
     return surgery.apply(entry.surgery, [source, model_path(params, "base")], out, groups=list(entry.surgery_groups),
                          first=params.layers.first, last=params.layers.last, num_layers=params.model.num_layers,
-                         overwrite=True).path
+                         overwrite=True, extra={"params": point_params(params, point).to_dict()}).path
 
 
 def point_key(params: Params, point: Point, base_key: str) -> str:
@@ -301,7 +211,7 @@ def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = 
     for i, point in enumerate(points):
         key = point_key(params, point, base_key)
         if not (keys.get(point.model) == key and _evaluated(params, point, rows)) or force:
-            log(f"{point.model}: {'training' if _study_kind(point.strategy) == 'trained' else 'reverting'}")
+            log(f"{point.model}: {'training' if study_kind(point.strategy) == 'trained' else 'reverting'}")
             path = build_point(params, point, corpus, progress=progress)
             drift = _merge_drift(drift, _drift_rows(params, {point.model: path}))
             atomic_write_csv(drift_path, drift)

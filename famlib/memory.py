@@ -11,7 +11,7 @@ What is counted, per process (single GPU; FSDP would divide the static part by t
   **moments** ``x`` the same for the trainable parameters only (torch keeps both in the parameters' dtype;
   frozen parameters have neither); **anchors**: L2-SP's copy of the anchored parameters, in the base's dtype
   (:mod:`famlib.strategies.l2sp`). The counts come from the model built on the meta device with famlib's
-  layer rule (:func:`famlib.layers.is_trainable`, :func:`famlib.layers.l2sp_lambda`): exact.
+  layer rule (:func:`famlib.strategies.rules.is_trainable`, :func:`famlib.layers.l2sp_lambda`): exact.
 * **bf16 weight copies**: under bf16 autocast with fp32 master weights, every matrix product casts its
   weight to bf16 and autocast caches the copies of trainable weights for the whole forward: 2 bytes per
   trainable matrix parameter.
@@ -172,7 +172,8 @@ def strategy_counts(config, params, strategy: str) -> dict[str, int]:
 
     Keys: total, trainable, trainable_matrices, anchored (held by L2-SP), embedding, embedding_trains (0/1).
     """
-    from famlib.layers import is_trainable, l2sp_lambda, meta_model
+    from famlib.layers import l2sp_lambda, meta_model
+    from famlib.strategies.rules import is_trainable
     from famlib.strategies.registry import get
 
     model = meta_model(config)

@@ -11,7 +11,8 @@ import torch
 
 from famlib.config import SCALES, load_params
 from famlib.errors import ConfigError
-from famlib.layers import LayerError, frozen_block_layers, is_trainable, layer_groups
+from famlib.layers import LayerError, frozen_block_layers, layer_groups
+from famlib.strategies.rules import is_trainable
 from famlib.strategies import registry
 
 NEW = ["replay", "freeze_first_block", "freeze_last_block", "wise_ft"]

@@ -222,7 +222,7 @@ def test_scoring_yaml_leaves_the_cut_to_the_filter(tmp_path):
 
     from famlib.config import load_params
     from famlib.evaluate import paper
-    from famlib.evaluate.suite import HARNESS_MODULE
+    from famlib.evaluate.harness import HARNESS_MODULE
 
     p = load_params("paper")
     paper.write_flores_tasks(p, tmp_path)

@@ -8,22 +8,18 @@ import torch
 from famlib import config as fconfig
 from famlib.layers import (
     GROUPS,
-    RULES,
     LayerError,
     check_num_layers,
     decoder_layers,
     group_of,
     is_adapter,
-    is_trainable,
     l2sp_lambda,
     layer_groups,
     layer_index,
     parameter_counts,
-    rule_for,
-    surgery_groups,
-    trainable_fraction_under_freeze,
     unwrapped_name,
 )
+from famlib.strategies.rules import RULES, is_trainable, rule_for, surgery_groups, trainable_fraction_under_freeze
 
 
 @pytest.mark.parametrize("name, index", [

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from famlib.config import SCALES, load_params, training_key
 from famlib.errors import ConfigError
 from famlib.io import sha256_json
-from famlib.layers import LayerError, group_of, rule_for
+from famlib.layers import LayerError, group_of
+from famlib.strategies.rules import rule_for
 from famlib.naming import ModelIdError, all_model_ids, model_id
 from famlib.strategies import Strategy, StrategyError, job_key, registry
 

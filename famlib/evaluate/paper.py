@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from famlib.config import Params
+from famlib.evaluate.harness import HARNESS_FILE, HARNESS_MODULE
 from famlib.evaluate.truncation import scoring_yaml
 from famlib.errors import FamlibError
 from famlib.io import atomic_write_text, sha256_json
@@ -142,10 +143,8 @@ doc_to_target: target
 def write_flores_tasks(params: Params, out: Path, flores_path: str = FLORES_PATH) -> dict[str, str]:
     """Write the FLORES task YAMLs of every language pair with the probe into ``out``; return name -> config hash.
 
-    The YAMLs name ``famlib_harness.py`` in the same directory (written by :mod:`famlib.evaluate.suite`).
+    The YAMLs name ``famlib_harness.py`` in the same directory (:mod:`famlib.evaluate.harness`).
     """
-    from famlib.evaluate.suite import HARNESS_MODULE
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     template = flores_template(params)
@@ -174,11 +173,9 @@ def harness_task_manager(params: Params, task_dir: Path):
     """
     from lm_eval.tasks import TaskManager
 
-    from famlib.evaluate.suite import HARNESS_MODULE
-
     task_dir = Path(task_dir)
     write_flores_tasks(params, task_dir)
-    atomic_write_text(task_dir / "famlib_harness.py", HARNESS_MODULE)
+    atomic_write_text(task_dir / HARNESS_FILE, HARNESS_MODULE)
     return TaskManager(include_path=str(task_dir))
 
 

@@ -20,10 +20,10 @@ validation and ``famlib plan`` stay fast.
 
 from __future__ import annotations
 
-from famlib.layers import is_trainable, rule_for
 from famlib.strategies.l2sp import LayerRangeL2SP
 from famlib.strategies.registry import (LABELS, enabled, get, is_known, label, names, paper_names, per_family_names,
                                         register, rows, strategies, table_text, unregister)
+from famlib.strategies.rules import is_trainable, rule_for
 from famlib.strategies.spec import Adapter, Regulariser, Strategy, StrategyError
 
 # The training side imports torch and transformers: loaded when first asked for (PEP 562).

@@ -21,7 +21,7 @@ from famlib.strategies.spec import Strategy, StrategyError
 BUILTIN: tuple[Strategy, ...] = (base.STRATEGY, dense.STRATEGY, expert.STRATEGY, freeze.STRATEGY, l2sp.STRATEGY,
                                  *posthoc.STRATEGIES, lora.STRATEGY, replay.STRATEGY, *freeze_block.STRATEGIES,
                                  wise_ft.STRATEGY)
-# Names the layer rule keeps for analyses that are not strategies (famlib.layers.rule_for).
+# Names the layer rule keeps for analyses that are not strategies (famlib.strategies.rules.rule_for).
 RESERVED = ("interpolation",)
 _KIND_ORDER = {"reference": 0, "trained": 1, "posthoc": 2}
 

@@ -12,10 +12,6 @@ positions, because swapping them silently gives a different model.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Optional
-
-from famlib.errors import FamlibError
 
 
 def _split_args(p: argparse.ArgumentParser) -> None:

@@ -134,7 +134,7 @@ def verify_reverted(df, tol: float = 0.0) -> list[str]:
         SurgeryError: a reverted model whose middle layers differ from the base, or whose other layers
             differ from its tuned model's.
     """
-    from famlib.layers import surgery_groups
+    from famlib.strategies.rules import surgery_groups
     from famlib.naming import model_id
     from famlib.strategies import registry
 

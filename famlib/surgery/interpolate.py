@@ -1,7 +1,7 @@
 """Layer interpolation (paper section 4.1): move named groups between the base and the tuned model.
 
 ``theta_G(alpha) = theta_G^0 + alpha (theta_G^tuned - theta_G^0)`` for the groups G named, every other
-tensor (outside ones included, ``famlib.layers.rule_for('interpolation')``) at its tuned value. alpha 0
+tensor (outside ones included, ``famlib.strategies.rules.rule_for('interpolation')``) at its tuned value. alpha 0
 gives the base group, 1 the tuned group, both bit for bit.
 
 With ``outside=True`` the tensors outside the decoder layers (embeddings, final norm, untied head) move by
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from famlib.layers import OUTSIDE, surgery_groups
+from famlib.layers import OUTSIDE
+from famlib.strategies.rules import surgery_groups
 from famlib.surgery.base import Load, SurgeryMethod, compute_dtype, require_equal
 from famlib.surgery.checks import check_alpha, check_layer_groups
 from famlib.surgery.errors import SurgeryError

@@ -4,7 +4,7 @@ Each post-hoc strategy of the scale (``params.strategy_names``) names its surger
 registry (:mod:`famlib.strategies.posthoc`); from those, for the built-in ones:
 
 - ``dense_reverted`` = revert(``dense``, ``base``), ``expert_reverted.<family>`` = revert(``expert.<family>``,
-  ``base``): the groups ``famlib.layers.surgery_groups`` gives for those strategies (the middle group).
+  ``base``): the groups ``famlib.strategies.rules.surgery_groups`` gives for those strategies (the middle group).
 - ``soup`` = soup of every ``expert.<family>``; ``freeze_soup`` = soup of every ``freeze.<family>``
   (uniform, paper section 3.2).
 - ``wise_ft.<family>`` = interpolate(``base``, ``expert.<family>``) with every group, outside ones included, at
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from famlib.config import Params
-from famlib.layers import LAYER_GROUPS, OUTSIDE, surgery_groups
+from famlib.layers import LAYER_GROUPS, OUTSIDE
+from famlib.strategies.rules import surgery_groups
 from famlib.surgery.driver import apply
 from famlib.surgery.errors import SurgeryError
 from famlib.naming import model_id, model_path, parse_model_id
@@ -140,7 +141,8 @@ def build_posthoc_models(params: Params, *, only: Optional[Sequence[str]] = None
         split = {} if job.method == "soup" else {"first": params.layers.first, "last": params.layers.last,
                                                  "num_layers": params.model.num_layers}
         res = apply(job.method, [model_path(params, m) for m in job.inputs], out, overwrite=overwrite,
-                    extra={"model_id": job.model_id, "input_model_ids": list(job.inputs), "scale": params.scale},
+                    extra={"model_id": job.model_id, "input_model_ids": list(job.inputs), "scale": params.scale,
+                           "params": params.to_dict()},
                     **split, **job.options)
         detail = f"{job.method}({', '.join(job.inputs)})"
         results.append(PosthocResult(job.model_id, res.status, str(out), detail))

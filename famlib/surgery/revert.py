@@ -1,7 +1,7 @@
 """Train-then-Revert: the named layer groups take the base weights, everything else keeps the tuned ones.
 
 Dense-Reverted and Expert-Reverted (paper section 3.2) revert the middle group, the groups
-``famlib.layers.surgery_groups('expert_reverted')`` returns; other groups can be named. Outside
+``famlib.strategies.rules.surgery_groups('expert_reverted')`` returns; other groups can be named. Outside
 parameters (embeddings, final norm, untied head) are never reverted: they keep the tuned values, as
 the rule in :mod:`famlib.layers` says for every revert.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from famlib.layers import surgery_groups
+from famlib.strategies.rules import surgery_groups
 from famlib.surgery.base import Load, SurgeryMethod
 from famlib.surgery.checks import check_layer_groups
 

@@ -1,6 +1,6 @@
 """Model soup: the (weighted) average of every tensor of several models (Expert Soup, Freeze soup).
 
-Every parameter is averaged, outside ones included (``famlib.layers.surgery_groups('soup')``). The
+Every parameter is averaged, outside ones included (``famlib.strategies.rules.surgery_groups('soup')``). The
 average is a running weighted mean accumulated in float32 (float64 for float64 inputs) and written in
 the inputs' dtype: ``m_k = m_{k-1} + (w_k / W_k) (x_k - m_{k-1})`` with ``W_k`` the running total, so
 inputs are read one at a time, and a soup of identical models returns them bit for bit (x - m = 0).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
-from famlib.layers import surgery_groups
+from famlib.strategies.rules import surgery_groups
 from famlib.surgery.base import Load, SurgeryMethod, compute_dtype, require_equal
 from famlib.surgery.checks import check_weights
 
