@@ -25,13 +25,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -360,16 +359,7 @@ class Lesson:
         if fresh and work.exists():
             shutil.rmtree(work)
         if done.exists():
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(str(done)), strict=False)
-            model.tie_weights()
-            self.models[name] = model.eval()
-            curve = _read_jsonl(curve_path)
-            if plot:
-                LivePlot(name, self.languages).show(curve, final=True)
-            self._save_curve(name, curve)
-            return self.models[name]
+            return self._read_back(name, model, done, curve_path, plot)
 
         check_num_layers(model, self.params.model.num_layers)
         L, m, n = len(decoder_layers(model)), self.params.layers.first, self.params.layers.last
@@ -405,23 +395,43 @@ class Lesson:
         train(tmodel, tv.remap(data), None, cfg, work, seed=self.settings.seed, log_name=f"lesson {name}",
               save_model_dir=False, progress=False, on_step=on_step, keep_last=1)
         tv.untrim_into(model)
-        from safetensors.torch import save_file
-
-        from famlib.io import atomic_path
-
-        changed, seen = {}, set()
-        for k, v in model.state_dict().items():  # a tied head is the embedding: stored once
-            if group_of(k, L, m, n) not in freeze and v.data_ptr() not in seen:
-                seen.add(v.data_ptr())
-                changed[k] = v.contiguous()
-        with atomic_path(done) as tmp:
-            save_file(changed, str(tmp))
+        self._save_trained(model, done, freeze)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
         if live_plot is not None:
             live_plot.show(curve, final=True)
         self._save_curve(name, curve)
         self.models[name] = model.eval()
         return self.models[name]
+
+    def _read_back(self, name: str, model, done: Path, curve_path: Path, plot: bool):
+        """A finished run of :meth:`train`: its trained weights into ``model``, its probe curve re-drawn."""
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(done)), strict=False)
+        model.tie_weights()
+        self.models[name] = model.eval()
+        curve = _read_jsonl(curve_path)
+        if plot:
+            LivePlot(name, self.languages).show(curve, final=True)
+        self._save_curve(name, curve)
+        return self.models[name]
+
+    def _save_trained(self, model, done: Path, freeze: Sequence[str]) -> None:
+        """The tensors a run changed (those outside the frozen groups) to ``done``, atomically; a tied head is
+        the embedding, stored once."""
+        from safetensors.torch import save_file
+
+        from famlib.io import atomic_path
+        from famlib.layers import group_of
+
+        L, m, n = self.params.model.num_layers, self.params.layers.first, self.params.layers.last
+        changed, seen = {}, set()
+        for k, v in model.state_dict().items():
+            if group_of(k, L, m, n) not in freeze and v.data_ptr() not in seen:
+                seen.add(v.data_ptr())
+                changed[k] = v.contiguous()
+        with atomic_path(done) as tmp:
+            save_file(changed, str(tmp))
 
     def _save_curve(self, name: str, curve: Sequence[dict]) -> None:
         """The live probe's final plot as ``figures/lesson/<scale>/live_<name>.png`` (also for a run read back)."""
@@ -726,8 +736,6 @@ def summary(les: "Lesson", *measurements: Measurement) -> str:
 # ----------------------------------------------------------------------------------------------------
 def _probe_verses(params: Params, corpus, languages: Mapping[str, str], s: LessonSettings):
     """The same evaluation verses in every language of the lesson (aligned by key), a seeded sample."""
-    from famlib.data.tokens import aligned_text
-
     texts: dict[str, dict[str, str]] = {}
     for lang in languages.values():
         tid = _first_text(params, corpus, lang)

@@ -19,7 +19,8 @@ with ``batch_size=N*b`` sees, and reach the same weights up to floating-point su
 Validation: every ``cfg.eval_every`` optimiser steps and after the last one, the mean loss over the first
 ``cfg.eval_batches`` batches of every process (all of ``val_data`` if None). The best weights follow the
 lowest validation loss and are what the final model holds. Early stopping (``cfg.patience``) counts the
-validations since the last improvement that counted, one with ``val < best * (1 - cfg.threshold)``.
+validations since the last improvement that counted, one with ``best - val > cfg.threshold`` (an absolute
+difference of losses, as transformers' ``EarlyStoppingCallback`` compares them).
 
 Reproducibility: on the CPU, with the same thread count, the same inputs and seed give bit-identical
 weights, and a run killed at any instant (SIGKILL included) and started again with the same arguments
@@ -194,6 +195,49 @@ class _State:
     seconds: float = 0.0  # wall time spent in earlier calls (resumes)
 
 
+@dataclass
+class _Run:
+    """What one call of :func:`train` sets up before its first step: the process group, the prepared model
+    and optimiser, the batch arithmetic and the run facts a checkpoint must match (internal)."""
+
+    accelerator: Any
+    model: torch.nn.Module  # as accelerate prepared it (a DDP or FSDP wrapper when distributed)
+    raw: torch.nn.Module  # the transformers model itself: names without "module."
+    optimizer: torch.optim.Optimizer
+    trainable: list  # the parameters that train (clipped together)
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    fsdp: bool
+    say: Callable[[str], None]
+    global_batch: int
+    total_steps: int
+    tokens_per_step: int
+    counts: dict[str, int]
+    run_info: dict[str, Any]
+    enabled_ckpt: bool  # activation checkpointing switched on by this call (switched off again at the end)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+@dataclass(frozen=True)
+class _Paths:
+    out_dir: Path
+    model_dir: Path
+    checkpoints: Path
+    best: Path
+    metrics: Path
+
+    @classmethod
+    def of(cls, out_dir: str | Path, model_dir: str | Path | None) -> "_Paths":
+        out = Path(out_dir)
+        return cls(out, Path(model_dir) if model_dir is not None else out / "model", out / "checkpoints",
+                   out / "best", out / "metrics.jsonl")
+
+
 def train(
     model: torch.nn.Module,
     train_data: np.ndarray,
@@ -247,12 +291,39 @@ def train(
             data shape or set of trainable parameters.
     """
     t_start = time.perf_counter()
-    out_dir = Path(out_dir)
-    model_dir = Path(model_dir) if model_dir is not None else out_dir / "model"
-    ckpt_root = out_dir / "checkpoints"
-    best_dir = out_dir / "best"
-    metrics_path = out_dir / "metrics.jsonl"
+    paths = _Paths.of(out_dir, model_dir)
+    seq_len, val_data = _check_inputs(train_data, val_data, cfg, regularizer)
+    run = _setup(model, train_data, val_data, seq_len, cfg, seed, regularizer, log_name)
+    bar = metrics_fh = None
+    try:
+        state, resumed_from = _resume(run, paths, seed)
 
+        def elapsed() -> float:  # wall time of this run, earlier (resumed) calls included
+            return state.seconds + time.perf_counter() - t_start
+
+        metrics_fh = open(paths.metrics, "a", encoding="utf-8") if run.main else None
+        # In a terminal the bar redraws in place; in a notebook kernel or a log (papermill, CI) every redraw
+        # is a new line of output, so it updates every 15 s there and executed notebooks stay readable.
+        bar = tqdm(total=run.total_steps, initial=state.step, desc=log_name, unit="step", dynamic_ncols=True,
+                   disable=not (run.main and progress), mininterval=0.1 if sys.stderr.isatty() else 15.0)
+        _loop(run, state, train_data, val_data, seed, regularizer, paths, keep_last, elapsed, bar, metrics_fh,
+              on_step)
+        return _finish(run, state, paths, resumed_from, save_model_dir, tokenizer, elapsed())
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_fh is not None:
+            metrics_fh.close()
+        # Also after an error or a KeyboardInterrupt in a notebook: hand back a plain model, without
+        # accelerate's autocast wrapper on forward or the checkpointing this call switched on.
+        raw = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+        if run.enabled_ckpt:
+            _activation_checkpointing(raw, False)
+        raw.eval()
+
+
+def _check_inputs(train_data: Any, val_data: Any, cfg: TrainConfig, regularizer: Any) -> tuple[int, Any]:
+    """The sequence length, and ``val_data`` (None when empty); ValueError or TypeError on bad inputs."""
     seq_len = _check_data(train_data, "train_data")
     if val_data is not None and len(val_data) == 0:
         val_data = None
@@ -265,8 +336,12 @@ def train(
     if regularizer is not None and not isinstance(regularizer, Regularizer):
         raise TypeError(f"regularizer is a {type(regularizer).__name__} without a penalty_and_grad(model) "
                         "method; see famlib.train.Regularizer")
+    return seq_len, val_data
 
-    # ---- accelerate: device, processes, mixed precision ------------------------------------------------
+
+def _accelerator(cfg: TrainConfig, regularizer: Any, log_name: str):
+    """accelerate's Accelerator for this run (device, processes, mixed precision), whether it is FSDP, and
+    the main process's message function."""
     # The process group is formed first (the device decides bf16); famlib.distributed refuses a launch whose
     # processes did not join one group (N independent copies would all write the same out_dir).
     device = process_state().device
@@ -277,7 +352,6 @@ def train(
     # (_reset_state is accelerate's own test hook; it has been stable since accelerate 0.x.)
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
-    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     # FSDP (`accelerate launch --use_fsdp --fsdp_version 2`, read from the environment by Accelerator): the
     # weights, gradients and optimiser state are sharded across processes, so checkpoints are accelerate's
     # sharded save_state / load_state and the best and final weights are gathered before they are written.
@@ -286,10 +360,18 @@ def train(
         raise ValueError(f"a regularizer ({type(regularizer).__name__}) under FSDP: it reads and writes whole "
                          "parameters, which FSDP shards across processes; train it with DDP (one model per GPU, "
                          "`accelerate launch --multi_gpu`) or one process")
-    say = (lambda msg: tqdm.write(f"[{log_name}] {msg}")) if main else (lambda msg: None)
+    say = (lambda msg: tqdm.write(f"[{log_name}] {msg}")) if accelerator.is_main_process else (lambda msg: None)
     if cfg.bf16 and not use_bf16:
         say(f"cfg.bf16 is set but {device} has no fast bf16; training in float32")
+    return accelerator, device, fsdp, say
 
+
+def _setup(model: torch.nn.Module, train_data: np.ndarray, val_data: np.ndarray | None, seq_len: int,
+           cfg: TrainConfig, seed: int, regularizer: Any, log_name: str) -> _Run:
+    """Form the process group, check the batch against the data, build the optimiser over the trainable
+    parameters and prepare both with accelerate; the run facts that a resumed checkpoint must match."""
+    accelerator, device, fsdp, say = _accelerator(cfg, regularizer, log_name)
+    world = accelerator.num_processes
     B, accum = cfg.batch_size, cfg.grad_accum
     global_batch = B * accum * world
     n_train = len(train_data)
@@ -299,9 +381,7 @@ def train(
                          "smaller batch")
     steps_per_epoch = n_train // global_batch  # the last partial batch of an epoch is dropped
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch
-    tokens_per_step = global_batch * seq_len
 
-    # ---- model and optimiser -------------------------------------------------------------------------
     _check_master_dtype(model, cfg)
     groups, counts = param_groups(model, cfg.weight_decay)
     if counts["trainable"] == 0:
@@ -313,22 +393,14 @@ def train(
     enabled_ckpt = cfg.gradient_checkpointing and _activation_checkpointing(model, True)
     model.train()
     model, optimizer = accelerator.prepare(model, optimizer)
-    raw = accelerator.unwrap_model(model)  # the transformers model itself: names without "module."
-    trainable = [p for p in raw.parameters() if p.requires_grad]
+    raw = accelerator.unwrap_model(model)
     run_info = {
-        "train": dataclasses.asdict(cfg),
-        "seed": seed,
-        "processes": world,
-        "global_batch": global_batch,
-        "seq_len": seq_len,
-        "total_steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
-        "train_sequences": n_train,
-        "val_sequences": 0 if val_data is None else len(val_data),
-        "trainable_params": counts["trainable"],
-        "frozen_params": counts["frozen"],
+        "train": dataclasses.asdict(cfg), "seed": seed, "processes": world, "global_batch": global_batch,
+        "seq_len": seq_len, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+        "train_sequences": n_train, "val_sequences": 0 if val_data is None else len(val_data),
+        "trainable_params": counts["trainable"], "frozen_params": counts["frozen"],
         "trainable_names_sha256": _sha256_text("\n".join(trainable_names)),
-        "mixed_precision": "bf16" if use_bf16 else "no",
+        "mixed_precision": "bf16" if accelerator.mixed_precision == "bf16" else "no",
         "regularizer": None if regularizer is None else type(regularizer).__name__,
     }
     total = counts["trainable"] + counts["frozen"]
@@ -336,166 +408,174 @@ def train(
         f"{counts['frozen']:,} frozen; decayed {counts['decay']:,}, not decayed {counts['no_decay']:,}")
     say(f"{total_steps} steps of {global_batch} x {seq_len} tokens ({world} process(es), "
         f"{torch.get_num_threads()} thread(s), {run_info['mixed_precision']} mixed precision, {device})")
+    return _Run(accelerator, model, raw, optimizer, [p for p in raw.parameters() if p.requires_grad], cfg,
+                device, accelerator.process_index, world, fsdp, say, global_batch, total_steps,
+                global_batch * seq_len, counts, run_info, enabled_ckpt)
 
-    bar = metrics_fh = None
-    try:
-        # ---- resume or start fresh -------------------------------------------------------------------
-        state = _State()
-        chosen: list[str | None] = [None]
-        if main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.clean_staging(ckpt_root)
-            found = checkpoint.latest_valid(ckpt_root, warn=say)
-            chosen = [None if found is None else str(found)]
-        if world > 1:
-            broadcast_object_list(chosen)  # every process must resume from the same checkpoint
-        resumed_from = None
-        if chosen[0] is not None:
-            state = _load_checkpoint(Path(chosen[0]), raw, optimizer, run_info, rank, device,
-                                     accelerator if fsdp else None)
-            resumed_from = state.step
-            say(f"resumed from {chosen[0]} (step {state.step})")
-        else:
-            _set_seed(seed + rank)  # per process, so dropout masks differ across processes
-        if main:
-            atomic_write_json(out_dir / "train_config.json", run_info)
-            _truncate_metrics(metrics_path, state.step)
-            # best/ must match the state: only the checkpoint's best weights (or none) survive a restart.
-            best_dir.mkdir(exist_ok=True)
-            for f in best_dir.iterdir():
-                f.unlink()
-            if state.best_step is not None:
-                checkpoint.link_or_copy(Path(chosen[0]) / "best.safetensors", _best_file(best_dir, state.best_step))
-        accelerator.wait_for_everyone()
 
-        def elapsed() -> float:  # wall time of this run, earlier (resumed) calls included
-            return state.seconds + time.perf_counter() - t_start
-
-        def save(final: bool) -> None:
-            snapshot = dataclasses.replace(state, finished=final, seconds=elapsed())
-            _save_checkpoint(accelerator, ckpt_root, snapshot, raw, optimizer, run_info, best_dir, keep_last)
-
-        # ---- the loop --------------------------------------------------------------------------------
-        metrics_fh = open(metrics_path, "a", encoding="utf-8") if main else None
-        # In a terminal the bar redraws in place; in a notebook kernel or a log (papermill, CI) every redraw
-        # is a new line of output, so it updates every 15 s there and executed notebooks stay readable.
-        bar = tqdm(total=total_steps, initial=state.step, desc=log_name, unit="step", dynamic_ncols=True,
-                   disable=not (main and progress), mininterval=0.1 if sys.stderr.isatty() else 15.0)
-        perm = _epoch_order(n_train, seed, state.epoch)
-        tok_s_smooth = None
-        while not state.finished and state.step < total_steps:
-            t0 = time.perf_counter()
-            if state.offset + global_batch > n_train:  # epoch exhausted: next permutation
-                state.epoch, state.offset = state.epoch + 1, 0
-                perm = _epoch_order(n_train, seed, state.epoch)
-            rows = perm[state.offset:state.offset + global_batch]
-            lr = lr_at(state.step, cfg, total_steps)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-
-            loss_sum = torch.zeros((), device=device)
-            for k in range(accum):
-                # Micro-step k of this process: its own B rows of the global batch.
-                first = (k * world + rank) * B
-                x = torch.from_numpy(np.asarray(train_data[rows[first:first + B]], dtype=np.int64)).to(device)
-                # Gradients are all-reduced across processes only on the last micro-step.
-                sync = contextlib.nullcontext() if k == accum - 1 else accelerator.no_sync(model)
-                with sync:
-                    loss = _lm_loss(model, raw, x, cfg, accelerator)
-                    # Every micro-batch has the same number of target tokens, so the mean of the
-                    # micro-batch means is the global batch's mean.
-                    accelerator.backward(loss / accum)
-                loss_sum += loss.detach()
-            reg = regularizer.penalty_and_grad(raw) if regularizer is not None else None
-            grad_norm = accelerator.clip_grad_norm_(trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.offset += global_batch
-
-            train_loss = accelerator.reduce(loss_sum / accum, reduction="mean").item()
-            state.train_loss = train_loss
-            tok_s = tokens_per_step / (time.perf_counter() - t0)
-            tok_s_smooth = tok_s if tok_s_smooth is None else 0.9 * tok_s_smooth + 0.1 * tok_s
-            record: dict[str, Any] = {"step": state.step, "epoch": state.epoch, "loss": train_loss, "lr": lr,
-                                      "tokens": state.step * tokens_per_step, "tokens_per_s": round(tok_s, 1),
-                                      "elapsed": round(elapsed(), 3)}
-            if grad_norm is not None:
-                record["grad_norm"] = float(grad_norm)
-            if reg is not None:
-                record["reg"] = float(reg)
-
-            last = state.step == total_steps
-            if val_data is not None and (state.step % cfg.eval_every == 0 or last):
-                val = _evaluate(raw, val_data, cfg, accelerator, lockstep=fsdp)
-                record["val_loss"] = val
-                state.evals.append({"step": state.step, "val_loss": val})
-                stop = _update_best(state, val, cfg)
-                if state.best_step == state.step and (main or fsdp):  # under FSDP all gather the shards
-                    _save_best(raw, best_dir, state.step, main)
-                accelerator.wait_for_everyone()
-                if stop:
-                    state.stopped_early = True
-                    say(f"early stop at step {state.step}: no improvement of more than {cfg.threshold:g} "
-                        f"(relative) in {cfg.patience} validations; best {state.best_val:.4f} at step "
-                        f"{state.best_step}")
-
-            if metrics_fh is not None:
-                metrics_fh.write(json.dumps(record) + "\n")
-                metrics_fh.flush()  # a killed run leaves whole lines (a torn last one is dropped on resume)
-            if on_step is not None and main:
-                with torch.no_grad():
-                    on_step(dict(record), raw)
-                raw.train()
-            post = {"loss": f"{train_loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s_smooth:,.0f}"}
-            if state.evals:
-                post["val"] = f"{state.evals[-1]['val_loss']:.3f}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(1)
-
-            if state.stopped_early or last:
-                break
-            if state.step % cfg.save_every == 0:
-                save(final=False)
-        if not state.finished:
-            save(final=True)  # a rerun of a finished run then only redoes the cheap part below
-
-        # ---- the final model: best validation weights -------------------------------------------------
+def _resume(run: _Run, paths: _Paths, seed: int) -> tuple[_State, int | None]:
+    """The state to continue from: the newest intact checkpoint's (every process the same one), or a fresh
+    start; the step resumed from (None when fresh). Rewrites the run's config, metrics and best/ to match."""
+    state = _State()
+    chosen: list[str | None] = [None]
+    if run.main:
+        paths.out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.clean_staging(paths.checkpoints)
+        found = checkpoint.latest_valid(paths.checkpoints, warn=run.say)
+        chosen = [None if found is None else str(found)]
+    if run.world > 1:
+        broadcast_object_list(chosen)  # every process must resume from the same checkpoint
+    resumed_from = None
+    if chosen[0] is not None:
+        state = _load_checkpoint(Path(chosen[0]), run.raw, run.optimizer, run.run_info, run.rank, run.device,
+                                 run.accelerator if run.fsdp else None)
+        resumed_from = state.step
+        run.say(f"resumed from {chosen[0]} (step {state.step})")
+    else:
+        _set_seed(seed + run.rank)  # per process, so dropout masks differ across processes
+    if run.main:
+        atomic_write_json(paths.out_dir / "train_config.json", run.run_info)
+        _truncate_metrics(paths.metrics, state.step)
+        # best/ must match the state: only the checkpoint's best weights (or none) survive a restart.
+        paths.best.mkdir(exist_ok=True)
+        for f in paths.best.iterdir():
+            f.unlink()
         if state.best_step is not None:
-            _load_best(raw, best_dir, state.best_step)
-        saved_dir = model_dir if save_model_dir else None
-        # the whole weights on the main process (FSDP: gathered from every process, a collective; else None)
-        full = _gathered_state_dict(accelerator, model, raw) if fsdp and saved_dir is not None else None
-        result = TrainResult(
-            out_dir=out_dir, model_dir=saved_dir, steps=state.step, total_steps=total_steps,
-            tokens=state.step * tokens_per_step, train_loss=state.train_loss, best_val_loss=state.best_val,
-            best_step=state.best_step, stopped_early=state.stopped_early, resumed_from=resumed_from,
-            evals=tuple(state.evals), trainable_params=counts["trainable"], frozen_params=counts["frozen"],
-            seconds=round(elapsed(), 3),
-        )
-        if main:
-            if saved_dir is not None:
-                with checkpoint.atomic_directory(saved_dir) as tmp:
-                    raw.save_pretrained(tmp, state_dict=full)
-                    if tokenizer is not None:
-                        tokenizer.save_pretrained(tmp)
-                    atomic_write_json(tmp / "famlib_training.json", {**run_info, "result": result.to_dict()})
-            atomic_write_json(out_dir / "result.json", result.to_dict())
-        accelerator.wait_for_everyone()
-        say(f"done: {state.step} steps, train loss {state.train_loss:.4f}"
-            + (f", best val {state.best_val:.4f} at step {state.best_step}" if state.best_val is not None else ""))
-        return result
-    finally:
-        if bar is not None:
-            bar.close()
+            checkpoint.link_or_copy(Path(chosen[0]) / "best.safetensors", _best_file(paths.best, state.best_step))
+    run.accelerator.wait_for_everyone()
+    return state, resumed_from
+
+
+def _loop(run: _Run, state: _State, train_data: np.ndarray, val_data: np.ndarray | None, seed: int,
+          regularizer: Any, paths: _Paths, keep_last: int, elapsed: Callable[[], float], bar, metrics_fh,
+          on_step) -> None:
+    """Optimiser steps from ``state`` until the budget is spent or early stopping says stop; one metrics line
+    per step, a checkpoint every ``save_every`` steps and a final one."""
+    cfg = run.cfg
+
+    def save(final: bool) -> None:
+        snapshot = dataclasses.replace(state, finished=final, seconds=elapsed())
+        _save_checkpoint(run.accelerator, paths.checkpoints, snapshot, run.raw, run.optimizer, run.run_info,
+                         paths.best, keep_last)
+
+    perm = _epoch_order(len(train_data), seed, state.epoch)
+    tok_s_smooth = None
+    while not state.finished and state.step < run.total_steps:
+        t0 = time.perf_counter()
+        if state.offset + run.global_batch > len(train_data):  # epoch exhausted: next permutation
+            state.epoch, state.offset = state.epoch + 1, 0
+            perm = _epoch_order(len(train_data), seed, state.epoch)
+        lr = lr_at(state.step, cfg, run.total_steps)
+        extra = _step(run, state, train_data, perm[state.offset:state.offset + run.global_batch], lr, regularizer)
+        tok_s = run.tokens_per_step / (time.perf_counter() - t0)
+        tok_s_smooth = tok_s if tok_s_smooth is None else 0.9 * tok_s_smooth + 0.1 * tok_s
+        record: dict[str, Any] = {"step": state.step, "epoch": state.epoch, "loss": state.train_loss, "lr": lr,
+                                  "tokens": state.step * run.tokens_per_step, "tokens_per_s": round(tok_s, 1),
+                                  "elapsed": round(elapsed(), 3), **extra}
+        last = state.step == run.total_steps
+        if val_data is not None and (state.step % cfg.eval_every == 0 or last):
+            record["val_loss"] = _validate(run, state, val_data, paths.best)
         if metrics_fh is not None:
-            metrics_fh.close()
-        # Also after an error or a KeyboardInterrupt in a notebook: hand back a plain model, without
-        # accelerate's autocast wrapper on forward or the checkpointing this call switched on.
-        raw = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-        if enabled_ckpt:
-            _activation_checkpointing(raw, False)
-        raw.eval()
+            metrics_fh.write(json.dumps(record) + "\n")
+            metrics_fh.flush()  # a killed run leaves whole lines (a torn last one is dropped on resume)
+        if on_step is not None and run.main:
+            with torch.no_grad():
+                on_step(dict(record), run.raw)
+            run.raw.train()
+        post = {"loss": f"{record['loss']:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s_smooth:,.0f}"}
+        if state.evals:
+            post["val"] = f"{state.evals[-1]['val_loss']:.3f}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+        if state.stopped_early or last:
+            break
+        if state.step % cfg.save_every == 0:
+            save(final=False)
+    if not state.finished:
+        save(final=True)  # a rerun of a finished run then only redoes the cheap part of _finish
+
+
+def _step(run: _Run, state: _State, train_data: np.ndarray, rows: np.ndarray, lr: float,
+          regularizer: Any) -> dict[str, Any]:
+    """One optimiser step over the global batch ``rows`` (this process takes its share of every micro-step);
+    advances ``state`` (step, data offset, train loss) and returns the step's optional metrics: ``grad_norm``
+    when clipping, ``reg`` with a regularizer."""
+    cfg, accum, B = run.cfg, run.cfg.grad_accum, run.cfg.batch_size
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    loss_sum = torch.zeros((), device=run.device)
+    for k in range(accum):
+        # Micro-step k of this process: its own B rows of the global batch.
+        first = (k * run.world + run.rank) * B
+        x = torch.from_numpy(np.asarray(train_data[rows[first:first + B]], dtype=np.int64)).to(run.device)
+        # Gradients are all-reduced across processes only on the last micro-step.
+        sync = contextlib.nullcontext() if k == accum - 1 else run.accelerator.no_sync(run.model)
+        with sync:
+            loss = _lm_loss(run.model, run.raw, x, cfg, run.accelerator)
+            # Every micro-batch has the same number of target tokens, so the mean of the
+            # micro-batch means is the global batch's mean.
+            run.accelerator.backward(loss / accum)
+        loss_sum += loss.detach()
+    reg = regularizer.penalty_and_grad(run.raw) if regularizer is not None else None
+    grad_norm = run.accelerator.clip_grad_norm_(run.trainable, cfg.grad_clip) if cfg.grad_clip > 0 else None
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.offset += run.global_batch
+    state.train_loss = run.accelerator.reduce(loss_sum / accum, reduction="mean").item()
+    extra: dict[str, float] = {}
+    if grad_norm is not None:
+        extra["grad_norm"] = float(grad_norm)
+    if reg is not None:
+        extra["reg"] = float(reg)
+    return extra
+
+
+def _validate(run: _Run, state: _State, val_data: np.ndarray, best_dir: Path) -> float:
+    """Validate after this step: record it, keep the best weights, and set ``state.stopped_early`` when
+    early stopping says stop. Returns the validation loss."""
+    cfg = run.cfg
+    val = _evaluate(run.raw, val_data, cfg, run.accelerator, lockstep=run.fsdp)
+    state.evals.append({"step": state.step, "val_loss": val})
+    stop = _update_best(state, val, cfg)
+    if state.best_step == state.step and (run.main or run.fsdp):  # under FSDP all gather the shards
+        _save_best(run.raw, best_dir, state.step, run.main)
+    run.accelerator.wait_for_everyone()
+    if stop:
+        state.stopped_early = True
+        run.say(f"early stop at step {state.step}: no validation improved on the best by more than "
+                f"{cfg.threshold:g} (in loss) for {cfg.patience} validations; best {state.best_val:.4f} at step "
+                f"{state.best_step}")
+    return val
+
+
+def _finish(run: _Run, state: _State, paths: _Paths, resumed_from: int | None, save_model_dir: bool,
+            tokenizer: Any, seconds: float) -> TrainResult:
+    """Load the best validation's weights, write the final Hugging Face directory and ``result.json``."""
+    if state.best_step is not None:
+        _load_best(run.raw, paths.best, state.best_step)
+    saved_dir = paths.model_dir if save_model_dir else None
+    # the whole weights on the main process (FSDP: gathered from every process, a collective; else None)
+    full = _gathered_state_dict(run.accelerator, run.model, run.raw) if run.fsdp and saved_dir is not None else None
+    result = TrainResult(
+        out_dir=paths.out_dir, model_dir=saved_dir, steps=state.step, total_steps=run.total_steps,
+        tokens=state.step * run.tokens_per_step, train_loss=state.train_loss, best_val_loss=state.best_val,
+        best_step=state.best_step, stopped_early=state.stopped_early, resumed_from=resumed_from,
+        evals=tuple(state.evals), trainable_params=run.counts["trainable"], frozen_params=run.counts["frozen"],
+        seconds=round(seconds, 3),
+    )
+    if run.main:
+        if saved_dir is not None:
+            with checkpoint.atomic_directory(saved_dir) as tmp:
+                run.raw.save_pretrained(tmp, state_dict=full)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
+                atomic_write_json(tmp / "famlib_training.json", {**run.run_info, "result": result.to_dict()})
+        atomic_write_json(paths.out_dir / "result.json", result.to_dict())
+    run.accelerator.wait_for_everyone()
+    run.say(f"done: {state.step} steps, train loss {state.train_loss:.4f}"
+            + (f", best val {state.best_val:.4f} at step {state.best_step}" if state.best_val is not None else ""))
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------

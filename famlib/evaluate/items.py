@@ -456,69 +456,80 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
                         f"(its texts: {corpus.texts(lang)}, the probe's: {corpus.texts(probe)})")
     ptid, ltid = texts
     p_pools, l_pools = unit_pools(params, corpus, probe, ptid), unit_pools(params, corpus, lang, ltid)
-    src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
-    kind = ltid.split(":", 1)[0]
-
-    def item(d, k, by) -> dict:
-        s_, t_ = (probe, lang) if d == "en-xx" else (lang, probe)
-        return {"id": f"{lang}:{k}", "key": k, "source": by[s_][k], "query": translation_query(s_, t_, by[s_][k]),
-                "target": by[t_][k]}
-
-    def pairs(p_units, l_units, cap, keep=lambda key, by: True):
-        """(up to ``cap`` items in salted order whose key ``keep`` accepts, keys rejected on the way)."""
-        by = {probe: {u["key"]: u["text"] for u in p_units}, lang: {u["key"]: u["text"] for u in l_units}}
-        keys = [k for k in by[lang] if k in by[probe] and by[lang][k].strip() and by[probe][k].strip()
-                and _short(by[lang][k]) and _short(by[probe][k])]
-        out, rejected = [], 0
-        for k in sorted(keys, key=lambda k: _order_key("translation", kind, k)):
-            if len(out) >= cap:
-                break
-            if not keep(k, by):
-                rejected += 1
-                continue
-            out.append(item(direction, k, by))
-        return out, rejected
-
+    pairs = _Pairs(probe, lang, ltid.split(":", 1)[0], direction)
     e = params.evaluation
     cap = e.translation_items or e.max_items or 10**9
     info = {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": l_pools.fewshot_from,
             "reserved_groups": list(l_pools.reserved_groups)}
     budget = prompt_budget(params) if n_tokens is not None else None
     if budget is None:
-        return ItemSet(pairs(p_pools.test, l_pools.test, cap)[0], pairs(p_pools.fewshot, l_pools.fewshot, FEWSHOT_POOL)[0],
-                       info)
-    # Both directions get the same keys and the same examples: every length is the longer of the two directions.
+        return ItemSet(pairs.take(p_pools.test, l_pools.test, cap)[0],
+                       pairs.take(p_pools.fewshot, l_pools.fewshot, FEWSHOT_POOL)[0], info)
+    test, fewshot = _fitted_pairs(pairs, p_pools, l_pools, cap, budget, n_tokens, e.shots, info)
+    return ItemSet(test, fewshot, info)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Translation items of one language and direction, taken from aligned unit lists in the salted order."""
+
+    probe: str
+    lang: str
+    kind: str  # the texts' source kind (bible, quran, udhr): part of the salted order
+    direction: str
+
+    def item(self, d: str, k: str, by: dict) -> dict:
+        s_, t_ = (self.probe, self.lang) if d == "en-xx" else (self.lang, self.probe)
+        return {"id": f"{self.lang}:{k}", "key": k, "source": by[s_][k],
+                "query": translation_query(s_, t_, by[s_][k]), "target": by[t_][k]}
+
+    def take(self, p_units, l_units, cap: int, keep=lambda key, by: True) -> tuple[list[dict], int]:
+        """Up to ``cap`` items in salted order whose key ``keep`` accepts, and the keys rejected on the way."""
+        probe, lang = self.probe, self.lang
+        by = {probe: {u["key"]: u["text"] for u in p_units}, lang: {u["key"]: u["text"] for u in l_units}}
+        keys = [k for k in by[lang] if k in by[probe] and by[lang][k].strip() and by[probe][k].strip()
+                and _short(by[lang][k]) and _short(by[probe][k])]
+        out, rejected = [], 0
+        for k in sorted(keys, key=lambda k: _order_key("translation", self.kind, k)):
+            if len(out) >= cap:
+                break
+            if not keep(k, by):
+                rejected += 1
+                continue
+            out.append(self.item(self.direction, k, by))
+        return out, rejected
+
+
+def _fitted_pairs(pairs: _Pairs, p_pools, l_pools, cap: int, budget: int, n_tokens, shots: int,
+                  info: dict) -> tuple[list[dict], list[dict]]:
+    """(test, few-shot) items whose prompts fit ``budget`` tokens (see :func:`translation_items`); records
+    what was dropped in ``info``. Both directions get the same keys and the same examples: every length is
+    the longer of the two directions."""
     margin = 2  # tokens per part: a join can merge or split a token at either side
 
     def longest(k, by, text) -> int:
-        return max(n_tokens(text(item(d, k, by))) for d in ("en-xx", "xx-en")) + margin
-
-    def example(x) -> str:
-        return x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER
-
-    def query_len(k, by) -> int:
-        return longest(k, by, lambda x: x["query"])
+        return max(n_tokens(text(pairs.item(d, k, by))) for d in ("en-xx", "xx-en")) + margin
 
     lengths: dict = {}
 
     def measure(k, by) -> bool:  # every candidate is kept; its example's length is noted on the way
-        lengths[k] = longest(k, by, example)
+        lengths[k] = longest(k, by, lambda x: x["query"] + TARGET_DELIMITER + x["target"] + FEWSHOT_DELIMITER)
         return True
 
-    candidates, _ = pairs(p_pools.fewshot, l_pools.fewshot, 10**9, keep=measure)
+    candidates, _ = pairs.take(p_pools.fewshot, l_pools.fewshot, 10**9, keep=measure)
     order = {x["key"]: i for i, x in enumerate(candidates)}
     shortest = sorted(candidates, key=lambda x: (lengths[x["key"]], order[x["key"]]))[:FEWSHOT_POOL]
     fewshot = sorted(shortest, key=lambda x: order[x["key"]])  # back in the salted order
-    worst = sum(sorted((lengths[x["key"]] for x in fewshot), reverse=True)[:e.shots])
+    worst = sum(sorted((lengths[x["key"]] for x in fewshot), reverse=True)[:shots])
     room = budget - worst - 1  # <bos>
     fits: dict = {}
 
     def fit(k, by) -> bool:
-        fits[k] = query_len(k, by) <= room
+        fits[k] = longest(k, by, lambda x: x["query"]) <= room
         return fits[k]
 
-    test, dropped = pairs(p_pools.test, l_pools.test, cap, keep=fit)
-    unfitted, _ = pairs(p_pools.test, l_pools.test, cap)
+    test, dropped = pairs.take(p_pools.test, l_pools.test, cap, keep=fit)
+    unfitted, _ = pairs.take(p_pools.test, l_pools.test, cap)
     overflow = 0
     if len(test) < len(unfitted) / 2:
         # Examples too long for most of the language's items (a UDHR-only language's few reserved articles
@@ -529,4 +540,4 @@ def translation_items(params: Params, corpus, lang: str, direction: str, n_token
     info.update({"prompt_budget": budget, "fewshot_candidates": len(candidates),
                  "fewshot_max_tokens": max(lengths[x["key"]] for x in fewshot) - margin if fewshot else 0,
                  "test_dropped_too_long": dropped, "test_may_overflow": overflow})
-    return ItemSet(test, fewshot, info)
+    return test, fewshot

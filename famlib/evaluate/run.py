@@ -42,15 +42,17 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from famlib.config import Params
-from famlib.errors import ConfigError, FamlibError, near
+from famlib.errors import ConfigError, FamlibError
 from famlib.evaluate import records as rec
 from famlib.evaluate import results as res
 from famlib.evaluate.assign import evaluation_languages, model_identity
 from famlib.evaluate.suite import AXES, Suite, build_suite
 from famlib.io import sha256_json
+from famlib.naming import model_path
+from famlib.tokenizer import load_tokenizer
 
 # The headline metric per axis. Multiple choice is scored by pointwise mutual information: see
 # famlib.evaluate.suite.TASKS (the paper scale's Belebele and Global-PIQA keep lm-eval's acc).
@@ -69,28 +71,6 @@ class EvalReport:
     cached: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # harness task -> its error (not in ``ran`` or ``rows``)
-
-
-def model_path(params: Params, model: str) -> Path:
-    """``runs/<scale>/models/<model>``; raises FamlibError listing the models present when it is missing."""
-    from famlib.naming import model_path as named_path
-
-    path = named_path(params, model)
-    if not (path / "config.json").exists():
-        root = path.parent
-        present = sorted(p.name for p in root.iterdir() if (p / "config.json").exists()) if root.exists() else []
-        raise FamlibError(f"no model directory {path} (with config.json). Models present: "
-                          f"{', '.join(present) or 'none'}. {near(model, present)}".strip())
-    return path
-
-
-def load_tokenizer(model_dir: Path):
-    """The tokenizer of a model directory, or of ``../tokenizer`` (the scale's shared one) when it has none."""
-    from transformers import AutoTokenizer
-
-    model_dir = Path(model_dir)
-    tok_dir = model_dir if (model_dir / "tokenizer_config.json").exists() else model_dir.parent / "tokenizer"
-    return AutoTokenizer.from_pretrained(str(tok_dir))
 
 
 def load_model(model_dir: Path, dtype: str = "float32", device: Optional[str] = None):
@@ -361,19 +341,12 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     Raises:
         FamlibError / ConfigError: a missing model directory, an unknown strategy, family, axis or language.
     """
-    import lm_eval
     import pandas as pd
 
     t_start = time.time()
-    model_dir = Path(model_dir) if model_dir is not None else model_path(params, model)
+    model_dir = Path(model_dir) if model_dir is not None else model_path(params, model, must_exist=True)
     strategy, family = model_identity(params, model, model_dir, strategy, family)
-    langs = evaluation_languages(params, strategy, family)
-    if languages is not None:
-        for lang in languages:
-            if lang not in langs:
-                raise FamlibError(f"language {lang!r} is not one that model {model!r} ({strategy}) answers for; "
-                                  f"its languages: {', '.join(langs)}")
-        langs = [lang for lang in langs if lang in languages]
+    langs = _languages_of(params, model, strategy, family, languages)
     if corpus is None:
         from famlib.data import build_corpus
 
@@ -383,92 +356,25 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     from famlib.evaluate.items import prompt_budget
 
     counts_tokens = params.evaluation.perplexity_max_tokens or prompt_budget(params) is not None
-    tokenizer = load_tokenizer(model_dir) if counts_tokens else None
-    suite = build_suite(params, corpus, tokenizer=tokenizer)
+    suite = build_suite(params, corpus, tokenizer=load_tokenizer(model_dir) if counts_tokens else None)
     selected = suite.select(langs, axes)
     drop_stale_parts(params.scale, suite, collection, log)
-    sha = res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json")
+    job = _Job(params, suite, model, strategy, family, collection, extra or {}, limit, max_length,
+               res.model_sha256(model_dir, res.results_dir(params.scale) / ".model_sha256.json"), log)
     report = EvalReport(rows=None)
     todo: dict[str, list[str]] = {}
-    keys = {}
-
-    def context(task: str) -> dict:
-        """A row's description: who answered, for which language and task, and the reference levels."""
-        entry, lang = suite.tasks[task], suite.tasks[task]["language"]
-        return {"model": model, "strategy": strategy, "expert_family": family or "all", "language": lang,
-                "language_family": params.family_of(lang) or "probe", "split": params.split_of(lang),
-                "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
-                "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
-                "copy_baseline": entry.get("copy_baseline"), "constant_baseline": entry.get("constant_baseline"),
-                "scale": params.scale, "harness_task": task, "task_config_hash": entry["config_hash"], **(extra or {})}
-
     for task in selected:
-        entry = suite.tasks[task]
-        setting = settings(params, max_length, limit, entry["axis"])
-        keys[task] = sha256_json({"model": sha, "task": entry["config_hash"], "settings": setting})
-        part = None if force else res.read_part(params.scale, model, task, collection)
-        if part is not None and part.get("failed"):
-            part = None  # a task that raised measured nothing: try it again
-        if part is not None and rec.read_items(params.scale, model, task, collection) is None:
-            part = None  # a result without its per-item records is re-run: every difference needs them
-        if reuse is not None and not force and (part is None or part.get("key") != keys[task]):
-            other = res.read_part(params.scale, reuse[1], task, reuse[0])
-            other_items = rec.read_items(params.scale, reuse[1], task, reuse[0])
-            if (other is not None and other.get("key") == keys[task] and not other.get("failed")
-                    and other_items is not None):
-                part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
-                rec.write_items(params.scale, model, task, [{**r, "model": model} for r in other_items], collection)
-                res.write_part(params.scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
-        if part is not None and part.get("key") == keys[task]:
-            report.cached.setdefault(entry["axis"], []).append(task)
-            # The measurement stands; its description follows the current params and suite (a renamed
-            # family, a reference level added since) without re-running the model.
-            fresh = [{**r, **context(task)} for r in part["rows"]]
-            if fresh != part["rows"]:
-                res.write_part(params.scale, model, task, part["key"], fresh, part.get("examples"), collection)
+        axis = suite.tasks[task]["axis"]
+        if _cached(job, task, force, reuse):
+            report.cached.setdefault(axis, []).append(task)
         else:
-            todo.setdefault(entry["axis"], []).append(task)
+            todo.setdefault(axis, []).append(task)
     if todo:
         model_obj, tok = load_model(model_dir, eval_dtype(params))
-        bs = batch_size or params.evaluation.batch_size
         logging.getLogger("lm_eval").setLevel(logging.WARNING)  # the harness logs every task at INFO
         for axis in AXES:
-            tasks = todo.get(axis)
-            if not tasks:
-                continue
-            t0 = time.time()
-            labels = ", ".join(task_label(suite.tasks[t], params.probe_language) for t in tasks)
-            log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
-            lm = _lm(model_obj, tok, params, axis, max_length, bs)
-            out, failed = run_isolated(lm, tasks, suite, params, limit, axis_shots(params, axis),
-                                       log=lambda msg: log(f"{model}: {axis}: {msg}"))
-            stamp = res.evaluated_at()
-            for task, error in failed.items():
-                entry = suite.tasks[task]
-                res.write_failed_part(params.scale, model, task, keys[task], {
-                    "model": model, "harness_task": task, "task": entry["axis"], "language": entry["language"],
-                    "direction": entry["direction"], "error": error, "cache_key": keys[task],
-                    "evaluated_at": stamp}, collection)
-            report.failed.update(failed)
-            tasks = [t for t in tasks if t not in failed]
-            for task in tasks:
-                base = {**context(task), "limit": limit, "model_sha256": sha, "cache_key": keys[task],
-                        "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
-                records = rec.records_of(suite.tasks[task], out.get("samples", {}).get(task, []), lm=lm,
-                                         tokenizer=tok, max_gen=params.evaluation.max_gen_tokens,
-                                         base={"model": model, "harness_task": task, "cache_key": keys[task]})
-                rows, examples = _rows_of(task, suite.tasks[task], out, tok, base, records)
-                rec.write_items(params.scale, model, task, records, collection)
-                res.write_part(params.scale, model, task, keys[task], rows, examples, collection)
-                cut = sum(r["truncated"] for r in records)
-                if cut:
-                    log(f"{model}: {task}: {cut} of {len(records)} prompts did not fit the model's context "
-                        f"({lm.max_length} tokens) and lost tokens from the left")
-            report.seconds[axis] = time.time() - t0
-            if tasks:
-                report.ran[axis] = tasks
-            log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s"
-                + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
+            if todo.get(axis):
+                _run_axis(job, model_obj, tok, axis, todo[axis], batch_size or params.evaluation.batch_size, report)
         del model_obj
     res.merge_results(params.scale, collection)
     if report.failed and not report.ran and not report.cached:
@@ -481,3 +387,120 @@ def evaluate_model(params: Params, model: str = "base", *, corpus=None, model_di
     report.rows = pd.DataFrame(rows, columns=res.columns(collection))
     report.seconds["total"] = time.time() - t_start
     return report
+
+
+@dataclass
+class _Job:
+    """One model's evaluation as :func:`evaluate_model` set it up: who answers, where results go, the settings
+    every task's cache key is made of (internal)."""
+
+    params: Params
+    suite: Any
+    model: str
+    strategy: str
+    family: Optional[str]
+    collection: str
+    extra: dict
+    limit: Any
+    max_length: Optional[int]
+    sha: str  # the weights' sha256
+    log: Callable[[str], None]
+    keys: dict = field(default_factory=dict)  # harness task -> cache key
+
+    def key(self, task: str) -> str:
+        if task not in self.keys:
+            entry = self.suite.tasks[task]
+            setting = settings(self.params, self.max_length, self.limit, entry["axis"])
+            self.keys[task] = sha256_json({"model": self.sha, "task": entry["config_hash"], "settings": setting})
+        return self.keys[task]
+
+    def context(self, task: str) -> dict:
+        """A row's description: who answered, for which language and task, and the reference levels."""
+        p, entry = self.params, self.suite.tasks[task]
+        lang = entry["language"]
+        return {"model": self.model, "strategy": self.strategy, "expert_family": self.family or "all",
+                "language": lang, "language_family": p.family_of(lang) or "probe", "split": p.split_of(lang),
+                "task": entry["axis"], "direction": entry["direction"], "task_name": entry["task"],
+                "chance": entry.get("chance"), "empty_baseline": entry.get("empty_baseline"),
+                "copy_baseline": entry.get("copy_baseline"), "constant_baseline": entry.get("constant_baseline"),
+                "scale": p.scale, "harness_task": task, "task_config_hash": entry["config_hash"], **self.extra}
+
+
+def _languages_of(params: Params, model: str, strategy: str, family: Optional[str], languages) -> list[str]:
+    """The languages ``model`` answers for, limited to ``languages`` when given (each must be one of them)."""
+    langs = evaluation_languages(params, strategy, family)
+    if languages is None:
+        return langs
+    for lang in languages:
+        if lang not in langs:
+            raise FamlibError(f"language {lang!r} is not one that model {model!r} ({strategy}) answers for; "
+                              f"its languages: {', '.join(langs)}")
+    return [lang for lang in langs if lang in languages]
+
+
+def _cached(job: _Job, task: str, force: bool, reuse: Optional[tuple[str, str]]) -> bool:
+    """Whether ``task`` has a stored result of the same key, with its per-item records (or one that ``reuse``
+    names, copied over); its rows' description is brought up to date. False: the task must run."""
+    scale, model, collection, key = job.params.scale, job.model, job.collection, job.key(task)
+    part = None if force else res.read_part(scale, model, task, collection)
+    if part is not None and part.get("failed"):
+        part = None  # a task that raised measured nothing: try it again
+    if part is not None and rec.read_items(scale, model, task, collection) is None:
+        part = None  # a result without its per-item records is re-run: every difference needs them
+    if reuse is not None and not force and (part is None or part.get("key") != key):
+        other = res.read_part(scale, reuse[1], task, reuse[0])
+        other_items = rec.read_items(scale, reuse[1], task, reuse[0])
+        if other is not None and other.get("key") == key and not other.get("failed") and other_items is not None:
+            part = {**other, "rows": [{**r, "model": model} for r in other["rows"]]}
+            rec.write_items(scale, model, task, [{**r, "model": model} for r in other_items], collection)
+            res.write_part(scale, model, task, part["key"], part["rows"], part.get("examples"), collection)
+    if part is None or part.get("key") != key:
+        return False
+    # The measurement stands; its description follows the current params and suite (a renamed family, a
+    # reference level added since) without re-running the model.
+    fresh = [{**r, **job.context(task)} for r in part["rows"]]
+    if fresh != part["rows"]:
+        res.write_part(scale, model, task, part["key"], fresh, part.get("examples"), collection)
+    return True
+
+
+def _run_axis(job: _Job, model_obj, tok, axis: str, tasks: list[str], batch_size: int, report: EvalReport) -> None:
+    """Run one axis's tasks through the harness (a failing task does not stop the others) and write each
+    task's rows and per-item records."""
+    import lm_eval
+
+    p, model, suite = job.params, job.model, job.suite
+    t0 = time.time()
+    labels = ", ".join(task_label(suite.tasks[t], p.probe_language) for t in tasks)
+    job.log(f"{model}: {axis}, {len(tasks)} tasks ({labels})")
+    lm = _lm(model_obj, tok, p, axis, job.max_length, batch_size)
+    out, failed = run_isolated(lm, tasks, suite, p, job.limit, axis_shots(p, axis),
+                               log=lambda msg: job.log(f"{model}: {axis}: {msg}"))
+    stamp = res.evaluated_at()
+    for task, error in failed.items():
+        entry = suite.tasks[task]
+        res.write_failed_part(p.scale, model, task, job.key(task), {
+            "model": model, "harness_task": task, "task": entry["axis"], "language": entry["language"],
+            "direction": entry["direction"], "error": error, "cache_key": job.key(task),
+            "evaluated_at": stamp}, job.collection)
+    report.failed.update(failed)
+    tasks = [t for t in tasks if t not in failed]
+    for task in tasks:
+        key = job.key(task)
+        base = {**job.context(task), "limit": job.limit, "model_sha256": job.sha, "cache_key": key,
+                "lm_eval": lm_eval.__version__, "evaluated_at": stamp}
+        records = rec.records_of(suite.tasks[task], out.get("samples", {}).get(task, []), lm=lm, tokenizer=tok,
+                                 max_gen=p.evaluation.max_gen_tokens,
+                                 base={"model": model, "harness_task": task, "cache_key": key})
+        rows, examples = _rows_of(task, suite.tasks[task], out, tok, base, records)
+        rec.write_items(p.scale, model, task, records, job.collection)
+        res.write_part(p.scale, model, task, key, rows, examples, job.collection)
+        cut = sum(r["truncated"] for r in records)
+        if cut:
+            job.log(f"{model}: {task}: {cut} of {len(records)} prompts did not fit the model's context "
+                    f"({lm.max_length} tokens) and lost tokens from the left")
+    report.seconds[axis] = time.time() - t0
+    if tasks:
+        report.ran[axis] = tasks
+    job.log(f"{model}: {axis} done in {report.seconds[axis]:.1f} s"
+            + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))

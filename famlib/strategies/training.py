@@ -33,11 +33,12 @@ from famlib.config import Params, training_key
 from famlib.distributed import DistributedError, fsdp_requested, launched_processes, main_first, main_only
 from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
-from famlib.layers import decoder_layers, group_of, is_trainable
+from famlib.layers import decoder_layers, group_of
 from famlib.naming import model_id, model_path
 from famlib.paths import run_dir
 from famlib.strategies.l2sp import LayerRangeL2SP  # noqa: F401  (historical import path)
 from famlib.strategies.registry import get, names
+from famlib.strategies.rules import is_trainable
 from famlib.strategies.spec import Strategy
 
 STRATEGY_FORMAT = 1
@@ -158,35 +159,14 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     model directory holds it merged. ``out`` and ``train_dir`` put the model and the run elsewhere (the points of
     the dose-response study, :mod:`famlib.dose`).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from famlib.base import base_ready, ensure_base
-    from famlib.data import build_corpus
-    from famlib.data.tokens import build_cpt_set
     from famlib.train import train
 
     family = None if family == "all" else family
     check_job(params, strategy, family)
     entry = get(strategy)
-    # Under `accelerate launch` (famlib train) every process runs this function: the main process builds the
-    # corpus, base and token sets, the others wait and then read them (famlib.distributed); only the training
-    # itself runs on all of them.
-    corpus = corpus or main_first(lambda: build_corpus(params), "building the corpus")
-    if launched_processes() > 1 and params.model.kind == "scratch" and not base_ready(params, corpus):
-        raise DistributedError(f"the {params.scale} base is not built, and a from-scratch base cannot be pretrained "
-                               f"inside a {launched_processes()}-process launch; build it first with one process: "
-                               f"famlib base --scale {params.scale} (or famlib run --step 02_base_model)")
-    base = main_first(lambda: ensure_base(params, corpus, progress=progress), "preparing the base model")
-    base_prov = json.loads((base / "famlib_provenance.json").read_text())
-    tok = AutoTokenizer.from_pretrained(str(base))
-    # the data recipe: the family's training languages, or (data="dense") every family's at once; with
-    # replay, a share of English train-split text in place of as much of it (its own folder: the plain set
-    # stays for the strategies that read it)
-    data_family = family if entry.data == "family" else None
-    share = params.replay.share if entry.replay else 0.0
-    data_dir = run_dir(params.scale) / "data" / ((data_family or "dense") + ("-replay" if share else ""))
-    sets = main_first(lambda: build_cpt_set(params, corpus, tok, data_family, data_dir, replay=share),
-                      "packing the token sets")
+    base, base_prov, tok, sets = _inputs(params, entry, family, corpus, progress)
     mid = model_id(strategy, family)
     out = Path(out) if out is not None else model_path(params, mid)
     key = job_key(params, strategy, family, base_prov.get("famlib_key", ""), sets["train"].meta["key"])
@@ -224,22 +204,60 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
     adapter = ({"adapter": {"name": entry.adapter.name, "merged": True, "unmerged": str(train_dir / "adapter"),
                             "settings": {k: params.to_dict()[k] for k in entry.adapter.sections}}}
                if entry.adapter is not None else {})
-
-    def write_outputs() -> None:
-        if resave:
-            # Trimmed runs write the full-vocabulary model here, adapter runs the merged model; models trained
-            # in another dtype than the base's (fp32 master weights) are stored in the base's (bf16 at paper scale).
-            from famlib.checkpoint import atomic_directory
-
-            with atomic_directory(out) as tmp:
-                model.to(getattr(torch, params.model.dtype)).save_pretrained(str(tmp))
-                tok.save_pretrained(str(tmp))
-        atomic_write_json(prov_path, {"famlib_key": key, "strategy": strategy, "family": family,
-                                      "scale": params.scale, "base": str(base), "parameters": counts,
-                                      "train": result.to_dict(), "l2sp_anchored": getattr(reg, "anchored", 0),
-                                      "trim_vocab": trim, **adapter})
-        shutil.rmtree(train_dir / "checkpoints", ignore_errors=True)
-
+    record = {"famlib_key": key, "strategy": strategy, "family": family, "scale": params.scale, "base": str(base),
+              "parameters": counts, "train": result.to_dict(), "l2sp_anchored": getattr(reg, "anchored", 0),
+              "trim_vocab": trim, **adapter, "params": params.to_dict()}
     # once, by the main process; the others return when it is written (every process holds the same weights)
-    main_only(write_outputs, "saving the model")
+    main_only(lambda: _write_outputs(model if resave else None, tok, out, record, train_dir, params.model.dtype),
+              "saving the model")
     return out
+
+
+def _inputs(params: Params, entry: Strategy, family: Optional[str], corpus, progress: bool):
+    """The base (its directory and provenance), its tokenizer and the job's token sets, built where missing.
+
+    Under `accelerate launch` (famlib train) every process runs this: the main process builds the corpus,
+    base and token sets, the others wait and then read them (famlib.distributed); only the training itself
+    runs on all of them.
+    """
+    from transformers import AutoTokenizer
+
+    from famlib.base import base_ready, ensure_base
+    from famlib.data import build_corpus
+    from famlib.data.tokens import build_cpt_set
+
+    corpus = corpus or main_first(lambda: build_corpus(params), "building the corpus")
+    if launched_processes() > 1 and params.model.kind == "scratch" and not base_ready(params, corpus):
+        raise DistributedError(f"the {params.scale} base is not built, and a from-scratch base cannot be pretrained "
+                               f"inside a {launched_processes()}-process launch; build it first with one process: "
+                               f"famlib base --scale {params.scale} (or famlib run --step 02_base_model)")
+    base = main_first(lambda: ensure_base(params, corpus, progress=progress), "preparing the base model")
+    base_prov = json.loads((base / "famlib_provenance.json").read_text())
+    tok = AutoTokenizer.from_pretrained(str(base))
+    # the data recipe: the family's training languages, or (data="dense") every family's at once; with
+    # replay, a share of English train-split text in place of as much of it (its own folder: the plain set
+    # stays for the strategies that read it)
+    data_family = family if entry.data == "family" else None
+    share = params.replay.share if entry.replay else 0.0
+    data_dir = run_dir(params.scale) / "data" / ((data_family or "dense") + ("-replay" if share else ""))
+    sets = main_first(lambda: build_cpt_set(params, corpus, tok, data_family, data_dir, replay=share),
+                      "packing the token sets")
+    return base, base_prov, tok, sets
+
+
+def _write_outputs(model, tok, out: Path, record: dict, train_dir: Path, dtype: str) -> None:
+    """Write the model (when ``model`` is given) and its provenance, then delete the run's checkpoints.
+
+    Trimmed runs write the full-vocabulary model here, adapter runs the merged model; models trained in another
+    dtype than the base's (fp32 master weights) are stored in the base's (bf16 at paper scale). The provenance
+    comes last: it is what says the job is done.
+    """
+    if model is not None:
+        from famlib.checkpoint import atomic_directory
+
+        with atomic_directory(out) as tmp:
+            model.to(getattr(torch, dtype)).save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
+    atomic_write_json(out / "famlib_provenance.json", record)
+    shutil.rmtree(train_dir / "checkpoints", ignore_errors=True)
+
