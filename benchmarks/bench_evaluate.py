@@ -64,7 +64,7 @@ def main() -> None:
             (Path(tmp) / params.scale).mkdir()
             (Path(tmp) / params.scale / "models").symlink_to(models.resolve())
         from famlib.evaluate import build_suite, evaluate_model
-        from famlib.evaluate.run import load_tokenizer
+        from famlib.tokenizer import load_tokenizer
 
         t0 = time.time()
         tok = load_tokenizer(models / args.model)

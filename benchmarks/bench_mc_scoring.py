@@ -43,13 +43,15 @@ def main() -> None:
     from famlib.config import load_params
     from famlib.data import build_corpus
     from famlib.evaluate.lm import SharedPrefixLM
-    from famlib.evaluate.run import load_model, load_tokenizer, model_path, run_harness
+    from famlib.evaluate.run import load_model, run_harness
+    from famlib.naming import model_path
+    from famlib.tokenizer import load_tokenizer
     from famlib.evaluate.suite import build_suite
 
     torch.set_num_threads(args.threads)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     params = load_params(args.scale, {"evaluation.max_items": args.items} if args.items else None)
-    mdir = model_path(params, "base")
+    mdir = model_path(params, "base", must_exist=True)
     suite = build_suite(params, build_corpus(params), tokenizer=load_tokenizer(mdir))
     tasks = suite.select(args.languages, ["comprehension", "reasoning"])
     model, tok = load_model(mdir, args.dtype, device="cpu")

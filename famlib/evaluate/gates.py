@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 SHORTCUT_MARGIN = 0.10  # shortcut baselines may score at most chance + this
 RANDOM_SE = 2.0  # a random model within this many standard errors of chance
@@ -45,7 +44,7 @@ def build_random_model(params) -> Path:
 
     from famlib.base import base_dir
     from famlib.errors import FamlibError
-    from famlib.evaluate.run import load_tokenizer
+    from famlib.tokenizer import load_tokenizer
     from famlib.io import atomic_write_json, sha256_file
 
     base = base_dir(params)

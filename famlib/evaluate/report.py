@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from famlib.evaluate.results import LOWER_IS_BETTER
 from famlib.evaluate.suite import AXES
-
-LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "word_perplexity", "byte_perplexity"}
 
 
 def against_base(rows, base_rows):

@@ -27,6 +27,9 @@ from typing import Iterable, Optional
 from famlib.io import atomic_path, atomic_write_json, locked, sha256_file  # noqa: F401 (locked: used here and re-exported)
 
 # design.md's schema first, then what helps to read a row on its own.
+# Metrics where a lower value is better (the perplexity axis's); every other metric is an accuracy or chrF.
+LOWER_IS_BETTER = frozenset({"bits_per_byte", "token_perplexity", "word_perplexity", "byte_perplexity"})
+
 COLUMNS = [
     "model", "strategy", "expert_family", "language", "language_family", "split", "task", "direction",
     "metric", "value", "n",
