@@ -41,8 +41,8 @@ def main() -> None:
 
     from famlib.config import load_params
     from famlib.data import build_corpus
-    from famlib.notebook import set_threads
-    from famlib.paths import run_dir
+    from famlib.threads import set_threads
+    from famlib.paths import models_dir
 
     overrides = {}
     if args.max_items is not None:
@@ -51,7 +51,7 @@ def main() -> None:
         overrides["evaluation.perplexity_max_tokens"] = args.ppl_tokens
     params = load_params(args.scale, overrides)
     threads = set_threads(args.threads or params.threads)
-    models = run_dir(params.scale) / "models"
+    models = models_dir(params.scale)
     if not (models / args.model / "config.json").exists():
         raise SystemExit(f"no model {models / args.model}; build it first (e.g. `famlib base --scale {args.scale}`)")
     corpus = build_corpus(params)

@@ -36,7 +36,7 @@ def main() -> None:
 
     from famlib.config import load_params
     from famlib.models import build_scratch_model
-    from famlib.strategies import apply_strategy
+    from famlib.strategies.training import apply_strategy
     from famlib.train import set_threads, train
 
     set_threads(args.threads)

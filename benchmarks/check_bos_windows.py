@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     from famlib.config import load_params
     from famlib.evaluate.run import load_model
     from famlib.naming import model_path
-    from famlib.paths import run_dir
+    from famlib.paths import tasks_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", default="small")
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     params = load_params(args.scale)
     seq = args.window or params.data.seq_len
-    path = (run_dir(args.scale) / "evaluation" / "tasks" / "data" / "heldout_perplexity"
+    path = (tasks_dir(args.scale) / "data" / "heldout_perplexity"
             / f"heldout_perplexity_{args.language}.test.jsonl")
     docs = [json.loads(line) for line in path.read_text().splitlines()]
     for name in args.models:

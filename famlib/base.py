@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Optional
 from famlib.config import Params, training_key
 from famlib.io import sha256_json
 from famlib.naming import models_dir
-from famlib.paths import run_dir
+from famlib.paths import data_dir, train_dir
 
 BASE_FORMAT = 1
 
@@ -114,11 +114,11 @@ def _pretrain_scratch(params: Params, corpus, key: str, progress: bool) -> Path:
     from famlib.train import train
 
     tok = train_tokenizer(params, corpus, tokenizer_dir(params))
-    sets = build_base_set(params, corpus, tok, run_dir(params.scale) / "data" / "base")
+    sets = build_base_set(params, corpus, tok, data_dir(params.scale, "base"))
     model = build_scratch_model(params.model.architecture, len(tok), params.seed,
                                 special_token_ids={"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
                                                    "eos_token_id": tok.eos_token_id})
-    work = run_dir(params.scale) / "train" / "base"
+    work = train_dir(params.scale, "base")
     result = train(model, sets["train"].tokens, sets["validation"].tokens, params.training.base, work,
                    seed=params.seed, log_name=f"{params.scale} base", save_model_dir=False, progress=progress)
     out = base_dir(params)
@@ -172,7 +172,7 @@ def base_summary(params: Params, corpus=None) -> BaseSummary:
     langs = langs.sort_index(key=lambda idx: idx.map(order))
 
     metrics = None
-    run = run_dir(params.scale) / "train" / "base" / "metrics.jsonl"
+    run = train_dir(params.scale, "base") / "metrics.jsonl"
     if params.model.kind == "scratch" and run.exists():
         metrics = pd.read_json(run, lines=True)
     from transformers import AutoConfig

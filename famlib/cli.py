@@ -93,6 +93,10 @@ def cmd_data(args) -> int:
                               aggfunc="sum", fill_value=0)
     print((table / 1e6).round(2).to_string())
     print(f"corpus ready in {time.time() - t:.1f} s ({corpus.cache_dir})")
+    if params.data.source == "offline" and params.evaluation.english_task:  # the English row's archive, too
+        from famlib.evaluate.bigbench import tasks_root
+
+        print(f"BIG-bench task files ready: {tasks_root(corpus.cache_dir)}")
     return 0
 
 
@@ -121,7 +125,7 @@ def cmd_train(args) -> int:
 
     from famlib.distributed import launched_processes, process_state
     from famlib.notebook import setup
-    from famlib.strategies import train_strategy
+    from famlib.strategies.training import train_strategy
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if local > 1:  # the cores shared among this machine's processes

@@ -95,7 +95,11 @@ def _check_bounds(obj: Any, prefix: str, fail: Callable[..., None]) -> None:
         b = f.metadata.get("bound")
         if b is not None and value is not None:
             for k, v in (((f"{key}[{i}]", x) for i, x in enumerate(value)) if b.each else [(key, value)]):
-                if not b.test(v):
+                try:
+                    ok = b.test(v)
+                except TypeError:  # a value of another type than declared (params made in code)
+                    ok = False
+                if not ok:
                     fail(k, v, b.allowed, near(v, b.choices) if b.choices and isinstance(v, str) else "")
         _check_bounds(value, key, fail)
 
@@ -310,15 +314,16 @@ class EvalConfig:
     # Tokens per rolling-perplexity window, <bos> included; None = data.seq_len. lm-eval gives only a
     # document's first window <bos>, so a pretrained model should read each document whole (a window at
     # least as long as the longest document): see famlib.evaluate.run.
-    perplexity_window: Optional[int] = bounded(_at_least(2, "an integer of at least 2 (tokens per window, <bos> "
-                                                        "included) or null (data.seq_len)"), None)
+    perplexity_window: Optional[int] = bounded(Bound(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                                                     "an integer of at least 2 (tokens per window, <bos> included) "
+                                                     "or null (data.seq_len)"), None)
     # Weights' dtype while evaluating; None = model.dtype. bfloat16 halves CPU evaluation time at the tiny
     # scale (measured 1.75x on comprehension); scores move within the items' noise.
     dtype: Optional[str] = bounded(one_of_these(("float32", "bfloat16", "float16"), "one of float32, bfloat16, "
                                                 "float16, or null (the model's dtype)"), None)
     # The probe language's comprehension row: a BIG-bench multiple-choice task (famlib.evaluate.bigbench),
     # e.g. social_iqa; None = no English comprehension row (the offline suites have none of their own).
-    english_task: Optional[str] = bounded(Bound(lambda v: bool(re.fullmatch(r"[a-z0-9_]+", v)),
+    english_task: Optional[str] = bounded(Bound(lambda v: isinstance(v, str) and bool(re.fullmatch(r"[a-z0-9_]+", v)),
                                                 "the name of a BIG-bench multiple-choice task (a folder of "
                                                 "bigbench/benchmark_tasks, e.g. social_iqa) or null (no English "
                                                 "comprehension row)"), None)

@@ -34,10 +34,11 @@ from typing import Callable, Sequence
 
 from famlib.config import Params
 from famlib.dose_rules import AXES, study_kind, study_languages
+from famlib.paths import dose_dir
 
 SPLITS = ("held_in", "probe", "held_out")  # acquisition, then the two kinds of forgetting
 SPLIT_LABEL = {"held_in": "held-in", "probe": "English", "held_out": "held-out"}
-LOWER_IS_BETTER = {"perplexity"}
+LOWER_IS_BETTER_AXES = {"perplexity"}  # by axis (famlib.evaluate.results.LOWER_IS_BETTER is by metric)
 DRIFT_GROUPS = ("first", "middle", "last", "outside", "layers")
 
 
@@ -87,14 +88,8 @@ def point_params(params: Params, point: Point) -> Params:
     return dataclasses.replace(params, training=dataclasses.replace(params.training, family=family))
 
 
-def dose_dir(params: Params) -> Path:
-    from famlib.paths import run_dir
-
-    return run_dir(params.scale) / "dose"
-
-
 def point_dir(params: Params, point: Point) -> Path:
-    return dose_dir(params) / "models" / point.model
+    return dose_dir(params.scale) / "models" / point.model
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -102,13 +97,13 @@ def point_dir(params: Params, point: Point) -> Path:
 def build_point(params: Params, point: Point, corpus=None, progress: bool = False) -> Path:
     """Train (or revert) one point's model; an identical finished one is kept."""
     from famlib.naming import model_path
-    from famlib.strategies import train_strategy
+    from famlib.strategies.training import train_strategy
     from famlib.strategies.registry import get
 
     entry = get(point.strategy)
     out = point_dir(params, point)
     if study_kind(point.strategy) == "trained":
-        train_dir = dose_dir(params) / "train" / point.model
+        train_dir = dose_dir(params.scale) / "train" / point.model
         key = point_key(params, point, _base_key(params))
         stamp = train_dir / "dose_key.txt"
         if train_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
@@ -200,7 +195,7 @@ def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = 
     log(f"base: {', '.join(d.axes)} on {', '.join(langs)}")
     evaluate_model(params, "base", corpus=corpus, axes=list(d.axes), languages=langs, collection="dose",
                    extra={"lr": 0.0, "steps": 0}, reuse=("results", "base"), log=log)
-    drift_path, keys_path = dose_dir(params) / "drift.csv", dose_dir(params) / "keys.json"
+    drift_path, keys_path = dose_dir(params.scale) / "drift.csv", dose_dir(params.scale) / "keys.json"
     drift = _read_drift(drift_path)
     keys = json.loads(keys_path.read_text()) if keys_path.exists() else {}
     base_key = _base_key(params)
@@ -230,7 +225,7 @@ def run_dose(params: Params, corpus=None, force: bool = False, progress: bool = 
             for q in points:
                 if q.dose == point.dose and q.model in keys:
                     shutil.rmtree(point_dir(params, q), ignore_errors=True)
-                    shutil.rmtree(dose_dir(params) / "train" / q.model / "best", ignore_errors=True)
+                    shutil.rmtree(dose_dir(params.scale) / "train" / q.model / "best", ignore_errors=True)
     if failed:
         log("tasks that failed (the points are tried again next run): "
             + "; ".join(f"{m}: {', '.join(t)}" for m, t in failed.items()))
@@ -292,7 +287,7 @@ def verdict(iv, axis: str) -> str:
         return "not measured"
     if iv.low <= 0 <= iv.high:
         return "undecided"
-    worse = iv.low > 0 if axis in LOWER_IS_BETTER else iv.high < 0
+    worse = iv.low > 0 if axis in LOWER_IS_BETTER_AXES else iv.high < 0
     return "forgets" if worse else "gains"
 
 
@@ -302,7 +297,7 @@ def against_expert(iv, axis: str) -> str:
         return "not measured"
     if iv.low <= 0 <= iv.high:
         return "undecided"
-    better = iv.high < 0 if axis in LOWER_IS_BETTER else iv.low > 0
+    better = iv.high < 0 if axis in LOWER_IS_BETTER_AXES else iv.low > 0
     return "less" if better else "more"
 
 
@@ -326,7 +321,7 @@ def points_table(params: Params, evidence=None):
     from famlib.io import atomic_write_csv
 
     results = load_results(params.scale, "dose")
-    drift = group_drift(_read_drift(dose_dir(params) / "drift.csv"))
+    drift = group_drift(_read_drift(dose_dir(params.scale) / "drift.csv"))
     if evidence is None and len(results):
         evidence = Evidence(params, results, "dose", iters=params.evaluation.bootstrap_iters)
     d = params.dose
@@ -366,7 +361,7 @@ def points_table(params: Params, evidence=None):
                 rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
-        atomic_write_csv(dose_dir(params) / "points.csv", table)
+        atomic_write_csv(dose_dir(params.scale) / "points.csv", table)
     return table
 
 
@@ -500,7 +495,7 @@ def forgetting_figure(table, splits: Sequence[str] = ("probe", "held_out")):
                             label=f"{strategy}, {steps} steps" if r == 0 and c == 0 else None)
             ax.axhline(0, color="0.5", lw=0.8)
             _log_x(ax)
-            worse = "up" if axis in LOWER_IS_BETTER else "down"
+            worse = "up" if axis in LOWER_IS_BETTER_AXES else "down"
             ax.set_title(f"{axis}, {SPLIT_LABEL[split]}", fontsize=10)
             ax.set_xlabel("relative drift of the decoder layers")
             unit = {"perplexity": "bits/byte", "translation": "chrF"}.get(axis, "accuracy")

@@ -30,8 +30,9 @@ import numpy as np
 
 from famlib.plots import plt
 from famlib.strategies import registry
-from famlib.tables import (AVG, INTERP_GROUPS, LABELS, answering_rows, base_mean, build_table, interpolation_curves,
-                           metric_rows, present_strategies)
+from famlib.analysis import (AVG, INTERP_GROUPS, answering_rows, base_mean, interpolation_curves, metric_rows,
+                             present_strategies)
+from famlib.tables import LABELS, build_table
 
 GROUP_COLORS = {"first": "#4C72B0", "middle": "#C44E52", "last": "#55A868"}
 
@@ -404,7 +405,8 @@ FIGURE_ORDER = ("figure2", "figure3", "figure4", "figure5", "frontier", "drift")
 def make_figures(params, results=None, interpolation=None, distances=None, evidence=None) -> dict:
     """Every figure of the scale: ``{stem: Figure}`` (missing inputs are loaded from ``runs/<scale>/results``;
     ``evidence``, the results' :class:`famlib.evidence.Evidence`, is built when not given)."""
-    from famlib.tables import load_inputs, table_kwargs
+    from famlib.analysis import load_inputs
+    from famlib.tables import table_kwargs
 
     if results is None or interpolation is None or distances is None:
         r, i, d = load_inputs(params)

@@ -54,12 +54,6 @@ def languages(params: Params) -> list[str]:
     return list(dict.fromkeys(langs))
 
 
-def interpolation_dir(params: Params) -> Path:
-    from famlib.paths import run_dir
-
-    return run_dir(params.scale) / "interpolation"
-
-
 def build_point(params: Params, point: Point) -> Path:
     """The model directory of one point (Dense's own directory for alpha = 1)."""
     from famlib import surgery
@@ -68,7 +62,9 @@ def build_point(params: Params, point: Point) -> Path:
     dense, base = model_path(params, "dense"), model_path(params, "base")
     if point.alpha == 1:
         return dense
-    out = interpolation_dir(params) / point.model
+    from famlib.paths import interpolation_dir
+
+    out = interpolation_dir(params.scale) / point.model
     return surgery.interpolate(base, dense, out, groups=[point.group], alpha=point.alpha,
                                first=params.layers.first, last=params.layers.last,
                                num_layers=params.model.num_layers, extra={"params": params.to_dict()})
@@ -128,32 +124,28 @@ def load_interpolation(params: Params):
     return out.sort_values(["group", "alpha", "task", "language", "direction"], kind="stable").reset_index(drop=True)
 
 
-def curves(df, by_family: bool = False):
-    """Mean primary metric per (group, alpha, task, direction, split[, language_family]): ``split`` is
-    ``held_in`` (the mean over the training languages) or ``base`` (English, the probe)."""
-    rows = df[df["split"].isin(["held_in", "base"]) & df["primary"].astype(bool)].copy()
-    rows["direction"] = rows["direction"].fillna("")
-    keys = ["group", "alpha", "task", "direction", "split"] + (["language_family"] if by_family else [])
-    return rows.groupby(keys, as_index=False)["value"].mean()
-
-
 def group_effects(df):
     """Per group, task, direction and split (held-in mean, or English): the metric at alpha 0 (group at
     the base) and 1 (Dense), the change, and whether the curve is monotonic (every step in the direction
-    of the overall change, or flat). For perplexity (bits per byte) a rise is forgetting."""
+    of the overall change, or flat). For perplexity (bits per byte) a rise is forgetting. The curves are
+    :func:`famlib.analysis.interpolation_curves`', the ones the figures draw."""
     import pandas as pd
 
+    from famlib.analysis import interpolation_curves
+
     rows = []
-    c = curves(df)
-    for (task, split, direction, group), g in c.groupby(["task", "split", "direction", "group"], sort=True):
-        g = g.sort_values("alpha")
-        v = g["value"].to_numpy()
-        change = v[-1] - v[0]
-        steps = v[1:] - v[:-1]
-        monotonic = bool((steps * (1 if change >= 0 else -1) >= -1e-12).all())
-        rows.append({"task": task, "split": split, "direction": direction, "group": group, "at_base": v[0],
-                     "at_dense": v[-1],
-                     "change": change, "abs_change": abs(change), "monotonic": monotonic, "points": len(v)})
+    tasks = sorted(set(df["task"].astype(str))) if len(df) else []
+    for task in tasks:
+        for split in ("base", "held_in"):
+            c = interpolation_curves(df, task, by_direction=True, splits=[split])
+            for (direction, group), g in c.groupby(["direction", "group"], sort=True):
+                v = g.sort_values("alpha")["value"].to_numpy()
+                change = v[-1] - v[0]
+                steps = v[1:] - v[:-1]
+                monotonic = bool((steps * (1 if change >= 0 else -1) >= -1e-12).all())
+                rows.append({"task": task, "split": split, "direction": direction, "group": group, "at_base": v[0],
+                             "at_dense": v[-1], "change": change, "abs_change": abs(change), "monotonic": monotonic,
+                             "points": len(v)})
     return pd.DataFrame(rows)
 
 

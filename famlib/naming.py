@@ -52,9 +52,9 @@ def parse_model_id(mid: str) -> tuple[str, Optional[str]]:
 
 def models_dir(params: Params) -> Path:
     """``runs/<scale>/models`` (``$FAMLIB_RUNS`` moves ``runs``)."""
-    from famlib.paths import run_dir
+    from famlib.paths import models_dir
 
-    return run_dir(params.scale) / "models"
+    return models_dir(params.scale)
 
 
 def model_path(params: Params, mid: str, *, must_exist: bool = False) -> Path:

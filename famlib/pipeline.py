@@ -23,6 +23,7 @@ from famlib.config import REPO_ROOT, Params
 from famlib.errors import ConfigError, FamlibError, near
 from famlib.io import atomic_write_json, sha256_file, sha256_json
 from famlib.naming import all_model_ids, model_id
+from famlib.paths import notebooks_dir
 from famlib.threads import available_cores, env_threads
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -305,7 +306,7 @@ def run(params: Params, jobs: int = 1, only: Optional[list[str]] = None, force: 
     for st in steps:
         check_parameters(st)
     code = _code_hash()
-    nb_dir = runs_dir(params) / "notebooks"
+    nb_dir = notebooks_dir(params.scale)
     keys: dict[str, str] = {}
     status: dict[str, str] = {}
     pending = list(steps)
@@ -446,7 +447,7 @@ def status(params: Params) -> list[dict]:
     steps = plan(params)
     by_id = {st.id: st for st in steps}
     code = _code_hash()
-    nb_dir = runs_dir(params) / "notebooks"
+    nb_dir = notebooks_dir(params.scale)
     keys: dict[str, str] = {}
     rows = []
     for st in steps:  # plan() lists each step after its dependencies

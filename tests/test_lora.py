@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from famlib.config import TrainConfig, load_params
 from famlib.errors import ConfigError
 from famlib.layers import is_adapter, unwrapped_name
-from famlib.strategies import apply_strategy, check_job, get, job_key
+from famlib.strategies import get
+from famlib.strategies.training import apply_strategy, check_job, job_key
 from famlib.strategies.lora import LORA, adapter_parameters, target_modules, trainable_share
 from famlib.strategies.training import adapted
 

@@ -16,7 +16,8 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig  # noqa: E402
 from famlib import memory  # noqa: E402
 from famlib.config import L2SPConfig, REPO_ROOT, load_params  # noqa: E402
 from famlib.models import build_scratch_model  # noqa: E402
-from famlib.strategies import LayerRangeL2SP, apply_strategy  # noqa: E402
+from famlib.strategies import LayerRangeL2SP  # noqa: E402
+from famlib.strategies.training import apply_strategy  # noqa: E402
 from famlib.strategies.l2sp import build as build_l2sp  # noqa: E402
 from famlib.train import _activation_checkpointing  # noqa: E402
 

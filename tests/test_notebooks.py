@@ -241,6 +241,15 @@ def test_whole_pipeline_at_smoke_scale_survives_a_kill(smoke_corpus, tmp_path, m
     for nb in (smoke / "notebooks").glob("*.ipynb"):
         text = nb.read_text()
         assert not [n for n in noise if n in text], nb.name
+    # and ends with what this run found, computed (famlib.summaries), not fixed prose
+    found = {"01_data_prep": "Split check: OK", "02_base_model": "bits per byte", "03_train_expert.dense":
+             "Relative drift from the base per group", "04_posthoc_surgery": "reverted model(s) checked exactly",
+             "06_layer_interpolation": "Change from alpha 0", "07_tables_and_figures": "of the paper's 11 claims",
+             "05_evaluate.dense": "dense"}
+    for step, text in found.items():
+        last = json.loads((smoke / "notebooks" / f"{step}.ipynb").read_text())["cells"][-1]
+        shown = "".join("".join(o.get("text", "")) + json.dumps(o.get("data", {})) for o in last.get("outputs", []))
+        assert text.lower() in shown.lower(), (step, shown[:500])
     assert all(r["longest"] >= r["seconds"] for r in rows)
     for st in steps:  # each stamp records its own step's execution (two ran side by side)
         stamp = json.loads((smoke / "notebooks" / f"{st}.stamp.json").read_text())
@@ -357,7 +366,7 @@ def test_side_by_side_kernels_share_the_thread_budget(monkeypatch):
     assert pipeline._threads(jobs=3, side_by_side=5) == 2
     for bad in ("two", "0", "-1", "1.5"):
         monkeypatch.setenv("FAMLIB_THREADS", bad)
-        with pytest.raises(ValueError, match=f"FAMLIB_THREADS has invalid value '{bad}'; allowed: a positive"):
+        with pytest.raises(ValueError, match=f"^environment: key 'FAMLIB_THREADS' has invalid value '{bad}'; allowed: a positive"):
             pipeline._threads(jobs=2, side_by_side=2)
     monkeypatch.setenv("FAMLIB_THREADS", "")
     assert famlib.threads.env_threads() is None

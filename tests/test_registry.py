@@ -16,7 +16,8 @@ from famlib.io import sha256_json
 from famlib.layers import LayerError, group_of
 from famlib.strategies.rules import rule_for
 from famlib.naming import ModelIdError, all_model_ids, model_id
-from famlib.strategies import Strategy, StrategyError, job_key, registry
+from famlib.strategies import Strategy, StrategyError, registry
+from famlib.strategies.training import job_key
 
 # A new strategy, declared here and nowhere else: Layer Freezing of the first layer group instead of the
 # middle one, and the soup of its family models.
@@ -173,7 +174,7 @@ def test_the_readme_shows_the_registry_as_famlib_strategies_prints_it():
 @pytest.mark.slow
 def test_a_new_strategy_trains_evaluates_and_shows_in_the_tables(freeze_first, smoke_corpus, smoke_base):
     from famlib.evaluate import evaluate_model
-    from famlib.strategies import train_strategy
+    from famlib.strategies.training import train_strategy
     from famlib.tables import build_tables
 
     params = _with_new()

@@ -11,7 +11,8 @@ from famlib.config import L2SPConfig
 from famlib.errors import ConfigError
 from famlib.layers import group_of
 from famlib.models import build_scratch_model
-from famlib.strategies import LayerRangeL2SP, apply_strategy, check_job, train_strategy
+from famlib.strategies import LayerRangeL2SP
+from famlib.strategies.training import apply_strategy, check_job, train_strategy
 
 ARCH = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=6, num_attention_heads=2,
             num_key_value_heads=1, head_dim=16, max_position_embeddings=64, sliding_window=16)
@@ -158,7 +159,7 @@ def test_trimmed_vocabulary_training_saves_a_full_gemma3_and_moves_only_used_row
     import json
 
     from famlib.config import load_params
-    from famlib.strategies import job_key
+    from famlib.strategies.training import job_key
 
     params = load_params("smoke", {"training.family.trim_vocab": True})
     out = train_strategy(params, "l2sp", "slavic", smoke_corpus, progress=False)

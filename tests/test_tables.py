@@ -16,6 +16,7 @@ import pytest
 
 from famlib import claims as C
 from famlib import figures as F
+from famlib import analysis as A
 from famlib import tables as T
 from famlib.config import PER_FAMILY_STRATEGIES, load_params
 from famlib.strategies.registry import paper_names
@@ -419,7 +420,7 @@ def test_shared_dense_point_with_group_all_closes_every_curve(params):
     dense = i[i["alpha"] == 1.0].drop_duplicates(["language", "task", "direction"]).assign(group="all",
                                                                                             model="interp.dense")
     i = pd.concat([i[i["alpha"] < 1], dense], ignore_index=True)
-    curves = T.interpolation_curves(i, "comprehension")  # no results: the "all" rows alone close the curves
+    curves = A.interpolation_curves(i, "comprehension")  # no results: the "all" rows alone close the curves
     assert set(curves.loc[curves["alpha"] == 1.0, "group"]) == {"first", "middle", "last"}
     assert verdicts(params, synth(), i)["C10"].verdict == C.HOLDS
 

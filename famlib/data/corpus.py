@@ -129,7 +129,7 @@ class OfflineCorpus(Corpus):
         return (f"OK: {n_units} units in {sum(len(v) for v in self.files.values())} texts; every group sits in one "
                 f"split; evaluation groups per source: {groups}")
 
-    def example(self, split: str = "train", max_langs: int = 8):
+    def example(self, split: Optional[str] = None, max_langs: int = 8):
         """One verse in every language that has a Bible (the same verse, by its alignment key)."""
         import pandas as pd
 
@@ -137,6 +137,7 @@ class OfflineCorpus(Corpus):
                  if lang in self.files and self.texts(lang)[0].startswith("bible:")]
         if not langs:
             return pd.DataFrame(columns=["language", "key", "text"])
+        split = split or "train"
         first = next(self.units(langs[0], split, self.texts(langs[0])[0]))
         rows = []
         for lang in langs[:max_langs]:

@@ -74,8 +74,9 @@ class Corpus(abc.ABC):
         naming what is wrong."""
 
     @abc.abstractmethod
-    def example(self, split: str = "train", max_langs: int = 8) -> "pd.DataFrame":
-        """A few units to look at, one per language (aligned ones where the corpus is aligned)."""
+    def example(self, split: Optional[str] = None, max_langs: int = 8) -> "pd.DataFrame":
+        """A few units to look at, one per language (aligned ones where the corpus is aligned); ``split``
+        defaults to what the corpus has on disk (offline: train; MADLAD-400: evaluation, not the stream)."""
 
     @property
     def fingerprint(self) -> str:

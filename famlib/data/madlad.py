@@ -23,7 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from famlib.config import Params
 from famlib.data.interface import SPLIT_SALT, Corpus, check_split_name
@@ -151,7 +151,9 @@ class MadladCorpus(Corpus):
     def check_splits(self) -> str:
         """The split is by position, so it is checked on what is on disk: each language's evaluation file holds
         the first ``evaluation_documents`` documents of its stream, once each, in order (training skips exactly
-        those indices). The stream itself is not read whole: at 5B tokens a family, that is the training."""
+        those indices). The stream itself is not read whole: at 5B tokens a family, that is the training. A
+        missing evaluation file is written first (from the stream), so on a fresh cache this checks the file it
+        has just written."""
         n = self.params.data.madlad.evaluation_documents
         for lang in self.params.languages:
             keys = [u["key"] for u in self.units(lang, "evaluation")]
@@ -163,13 +165,13 @@ class MadladCorpus(Corpus):
                 f"language's stream (cached, never trained on); validation = a hashed "
                 f"{self.params.data.madlad.validation_fraction:g} of the rest, train = the remainder")
 
-    def example(self, split: str = "evaluation", max_langs: int = 8):
+    def example(self, split: Optional[str] = None, max_langs: int = 8):
         """The opening of one document per language (MADLAD-400 is not aligned: they are unrelated texts)."""
         import pandas as pd
 
         rows = []
         for lang in self.params.languages[:max_langs]:
-            u = next(self.units(lang, split), None)
+            u = next(self.units(lang, split or "evaluation"), None)
             if u is not None:
                 rows.append({"language": lang, "key": u["key"], "text": u["text"][:200]})
         return pd.DataFrame(rows, columns=["language", "key", "text"])

@@ -25,11 +25,17 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from famlib.io import atomic_path, atomic_write_json, locked, sha256_file  # noqa: F401 (locked: used here and re-exported)
+from famlib.paths import results_dir
 
-# design.md's schema first, then what helps to read a row on its own.
+# The offline suite's headline metric per axis. Multiple choice is scored by pointwise mutual information: see
+# famlib.evaluate.suite.TASKS (the paper scale's Belebele and Global-PIQA, and BIG-bench's English row, keep
+# lm-eval's acc; famlib.evaluate.run.primary_metric decides per task).
+PRIMARY = {"perplexity": "bits_per_byte", "comprehension": "acc_mutual_info", "reasoning": "acc_mutual_info",
+           "translation": "chrf"}
 # Metrics where a lower value is better (the perplexity axis's); every other metric is an accuracy or chrF.
 LOWER_IS_BETTER = frozenset({"bits_per_byte", "token_perplexity", "word_perplexity", "byte_perplexity"})
 
+# design.md's schema first, then what helps to read a row on its own.
 COLUMNS = [
     "model", "strategy", "expert_family", "language", "language_family", "split", "task", "direction",
     "metric", "value", "n",
@@ -65,12 +71,6 @@ def _collection(name: str) -> tuple[str, str, list[str]]:
 def columns(collection: str = "results") -> list[str]:
     """The columns of a collection's merged CSV."""
     return COLUMNS + _collection(collection)[2]
-
-
-def results_dir(scale: str) -> Path:
-    from famlib.paths import run_dir
-
-    return run_dir(scale) / "results"
 
 
 def results_path(scale: str, collection: str = "results") -> Path:

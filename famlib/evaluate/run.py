@@ -54,10 +54,6 @@ from famlib.io import sha256_json
 from famlib.naming import model_path
 from famlib.tokenizer import load_tokenizer
 
-# The headline metric per axis. Multiple choice is scored by pointwise mutual information: see
-# famlib.evaluate.suite.TASKS (the paper scale's Belebele and Global-PIQA keep lm-eval's acc).
-PRIMARY = {"perplexity": "bits_per_byte", "comprehension": "acc_mutual_info", "reasoning": "acc_mutual_info",
-           "translation": "chrf"}
 PAPER_PRIMARY = {"comprehension": "acc", "reasoning": "acc"}
 EXAMPLES_KEPT = 20  # generations kept per translation task in its part file, to read what a model wrote
 
@@ -249,7 +245,7 @@ def primary_metric(entry: dict) -> str:
 
     if entry["task"] in ("belebele", "global_piqa") or entry["task"].startswith(PREFIX):
         return PAPER_PRIMARY[entry["axis"]]
-    return PRIMARY[entry["axis"]]
+    return res.PRIMARY[entry["axis"]]
 
 
 def _rows_of(task: str, entry: dict, out: dict, tokenizer, base: dict,

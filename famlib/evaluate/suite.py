@@ -178,9 +178,9 @@ class Suite:
 
 
 def suite_dir(params: Params) -> Path:
-    from famlib.paths import run_dir
+    from famlib.paths import tasks_dir
 
-    return run_dir(params.scale) / "evaluation" / "tasks"
+    return tasks_dir(params.scale)
 
 
 def suite_key(params: Params, corpus, out: Path, tokenizer=None) -> str:

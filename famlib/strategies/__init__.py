@@ -14,8 +14,8 @@
 * :mod:`~famlib.strategies.training`: :func:`train_strategy` runs one (strategy, family) job end to end,
   :func:`apply_strategy` applies the layer rule and builds the regulariser, :func:`job_key` is its cache key.
 
-Importing this package does not import torch (the training functions are loaded on first use), so config
-validation and ``famlib plan`` stay fast.
+Importing this package does not import torch (import :mod:`famlib.strategies.training` for the training
+functions), so config validation and ``famlib plan`` stay fast.
 """
 
 from __future__ import annotations
@@ -26,18 +26,6 @@ from famlib.strategies.registry import (LABELS, enabled, get, is_known, label, n
 from famlib.strategies.rules import is_trainable, rule_for
 from famlib.strategies.spec import Adapter, Regulariser, Strategy, StrategyError
 
-# The training side imports torch and transformers: loaded when first asked for (PEP 562).
-_TRAINING = ("STRATEGY_FORMAT", "apply_strategy", "check_job", "job_key", "train_strategy")
-
-
-def __getattr__(name: str):
-    if name in _TRAINING:
-        from famlib.strategies import training
-
-        return getattr(training, name)
-    raise AttributeError(f"module 'famlib.strategies' has no attribute {name!r}")
-
-
 __all__ = ["Adapter", "LABELS", "LayerRangeL2SP", "Regulariser", "Strategy", "StrategyError", "enabled", "get", "is_known",
            "is_trainable", "label", "rule_for", "names", "paper_names", "per_family_names", "register", "rows", "strategies", "table_text",
-           "unregister", *_TRAINING]
+           "unregister"]

@@ -35,7 +35,7 @@ from famlib.errors import ConfigError, one_of
 from famlib.io import atomic_write_json, sha256_json
 from famlib.layers import decoder_layers, group_of
 from famlib.naming import model_id, model_path
-from famlib.paths import run_dir
+from famlib import paths
 from famlib.strategies.l2sp import LayerRangeL2SP  # noqa: F401  (historical import path)
 from famlib.strategies.registry import get, names
 from famlib.strategies.rules import is_trainable
@@ -189,7 +189,7 @@ def train_strategy(params: Params, strategy: str, family: Optional[str] = None, 
 
     views = (trimmed_for_training(model, sets["train"].tokens, sets["validation"].tokens, tok) if cfg.trim_vocab
              else contextlib.nullcontext((model, sets["train"].tokens, sets["validation"].tokens)))
-    train_dir = Path(train_dir) if train_dir is not None else run_dir(params.scale) / "train" / mid
+    train_dir = Path(train_dir) if train_dir is not None else paths.train_dir(params.scale, mid)
     with views as (tmodel, tr, va), adapted(params, entry, tmodel) as tmodel:
         reg, counts = apply_strategy(params, strategy, tmodel)
         trim = ({"kept_ids": int(tmodel.get_input_embeddings().weight.shape[0]),
@@ -239,7 +239,7 @@ def _inputs(params: Params, entry: Strategy, family: Optional[str], corpus, prog
     # stays for the strategies that read it)
     data_family = family if entry.data == "family" else None
     share = params.replay.share if entry.replay else 0.0
-    data_dir = run_dir(params.scale) / "data" / ((data_family or "dense") + ("-replay" if share else ""))
+    data_dir = paths.data_dir(params.scale, (data_family or "dense") + ("-replay" if share else ""))
     sets = main_first(lambda: build_cpt_set(params, corpus, tok, data_family, data_dir, replay=share),
                       "packing the token sets")
     return base, base_prov, tok, sets

@@ -101,9 +101,9 @@ def posthoc_distances(params: Params, model_ids: Optional[Sequence[str]] = None)
 
 def distance_csv(params: Params) -> Path:
     """``runs/<scale>/results/layer_distance.csv``: the per-layer drift table that notebook 07 plots."""
-    from famlib.paths import run_dir
+    from famlib.paths import layer_distance_path
 
-    return run_dir(params.scale) / "results" / "layer_distance.csv"
+    return layer_distance_path(params.scale)
 
 
 def write_distances(params: Params, df) -> Path:
