@@ -9,7 +9,8 @@ import os
 import shlex
 import sys
 
-from famlib.config import SCALES, load_params, parse_value
+from famlib.config import SCALES, load_params
+from famlib.convert import parse_value
 from famlib.errors import ConfigError, FamlibError
 
 
@@ -33,7 +34,7 @@ def _params(args):
 def _overrides(args) -> tuple[dict, dict]:
     """``--set KEY=VALUE`` arguments -> ``({key: value}, {key: "--set KEY=VALUE"})``.
 
-    The value is read by the loader of the parameter files (famlib.config.ParamsLoader), so ``2e-3`` is a
+    The value is read by the loader of the parameter files (famlib.convert.ParamsLoader), so ``2e-3`` is a
     number here as there; the second mapping lets every error name the ``--set`` argument it came from.
     """
     overrides, origins = {}, {}

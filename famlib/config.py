@@ -6,7 +6,7 @@ rule. Any problem raises :class:`famlib.errors.ConfigError` naming where the val
 line, or the override that set it), the dotted key, the value and what is allowed, with a near match for
 misspelt keys and names.
 
-Files and ``--set`` values are read by one YAML loader, :class:`ParamsLoader`, which takes numbers the
+Files and ``--set`` values are read by one YAML loader, :class:`famlib.convert.ParamsLoader`, which takes numbers the
 way people write them: ``2e-3``, ``1E-4``, ``.5``, ``-3e-2`` and ``1.0e5`` are numbers, as in YAML 1.2
 (PyYAML's YAML 1.1 rules read ``2e-3`` and ``1.0e5`` as strings).
 """
@@ -17,14 +17,13 @@ import dataclasses
 import hashlib
 import json
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import yaml
 
+from famlib.convert import Origins, Where, build, fields_of, read_yaml, shown
 from famlib.errors import ConfigError, near, one_of
 from famlib.languages import LANGUAGES
 
@@ -89,7 +88,7 @@ def _check_bounds(obj: Any, prefix: str, fail: Callable[..., None]) -> None:
         return
     if not dataclasses.is_dataclass(obj):
         return
-    for f in _fields(type(obj)):
+    for f in fields_of(type(obj)):
         value = getattr(obj, f.name)
         key = f"{prefix}.{f.name}" if prefix else f.name
         b = f.metadata.get("bound")
@@ -504,119 +503,9 @@ def _plain(x: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Generic conversion of plain YAML data into the dataclasses above
-# ----------------------------------------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        values = typing.get_args(tp)
-        return repr(values[0]) if len(values) == 1 else one_of(values)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        null = " or null" if type(None) in typing.get_args(tp) else ""
-        return " or ".join(_type_name(a) for a in args) + null
-    if origin is tuple or origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return f"a mapping of names to {_type_name(typing.get_args(tp)[1])}"
-    if dataclasses.is_dataclass(tp):
-        return f"a mapping with keys {', '.join(f.name for f in _fields(tp))}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
-
-
-def _fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.name != "origin"]
-
-
-# Where a dotted key's value came from, for messages: ``file:line``, or the override that set it.
-Where = Callable[[str], str]
-
-
-def _convert(tp: Any, value: Any, key: str, origin: Where) -> Any:
-    def bad(hint: str = "") -> ConfigError:
-        return ConfigError(origin(key), key, value, _type_name(tp), hint)
-
-    org = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if org in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for alternative in inner[:-1]:  # the first that takes the value: Union[float, Literal["first"]]
-            try:
-                return _convert(alternative, value, key, origin)
-            except ConfigError:
-                pass
-        try:
-            return _convert(inner[-1], value, key, origin)
-        except ConfigError:
-            if len(inner) == 1:
-                raise
-            raise bad() from None
-    if org is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise bad(near(value, allowed) if isinstance(value, str) else "")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise bad()
-        return _build(tp, value, key, origin)
-    if org in (tuple, list):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise bad()
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(_convert(item, v, f"{key}[{i}]", origin) for i, v in enumerate(value))
-    if org is dict:
-        if not isinstance(value, Mapping):
-            raise bad()
-        _, vt = typing.get_args(tp)
-        return {str(k): _convert(vt, v, f"{key}.{k}", origin) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise bad()
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad()
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad()
-        return value
-    raise TypeError(f"unsupported field type {tp!r} at {key}")  # internal: a dataclass field we forgot
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str, origin: Where) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in _fields(cls)}
-    for k in data:
-        if k not in fields:
-            key = f"{prefix}.{k}" if prefix else str(k)
-            raise ConfigError(origin(key), key, data[k], f"known keys at this level: {', '.join(fields)}",
-                              near(str(k), fields) or "This key is not known.")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], key, origin)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(origin(key), key, "<missing>", _type_name(hints[name]), "This key is required.")
-    return cls(**kwargs)
-
-
-# ----------------------------------------------------------------------------------------------------
 # Rules
 # ----------------------------------------------------------------------------------------------------
-_TEXT_KINDS = ("bible", "quran", "udhr", "madlad")
+_TEXT_KINDS = ("bible", "quran", "udhr")  # data.splits keys; MADLAD-400 splits by data.madlad's own settings
 
 
 def _validate(p: Params, origin: Optional[Where] = None) -> None:
@@ -711,7 +600,7 @@ def _validate_data(p: Params, fail: Callable[..., None]) -> None:
                 fail(f"data.texts.{lang}", [], "at least one text id")
             for i, tid in enumerate(ids):
                 kind = tid.split(":", 1)[0]
-                if ":" not in tid or kind not in _TEXT_KINDS[:3]:
+                if ":" not in tid or kind not in _TEXT_KINDS:
                     fail(f"data.texts.{lang}[{i}]", tid, "'bible:<version>', 'quran:<lang>' or 'udhr:<code>'")
                 if kind not in d.splits:
                     fail(f"data.splits.{kind}", None, "split fractions for every source kind in data.texts")
@@ -719,7 +608,9 @@ def _validate_data(p: Params, fail: Callable[..., None]) -> None:
         fail("data.madlad", None, "a madlad section (data.source is 'madlad')")
     for kind, fr in d.splits.items():
         if kind not in _TEXT_KINDS:
-            fail(f"data.splits.{kind}", dataclasses.asdict(fr), f"keys {one_of(_TEXT_KINDS)}", near(kind, _TEXT_KINDS))
+            fail(f"data.splits.{kind}", dataclasses.asdict(fr), f"keys {one_of(_TEXT_KINDS)}",
+                 "MADLAD-400 is split by data.madlad.evaluation_documents and validation_fraction"
+                 if kind == "madlad" else near(kind, _TEXT_KINDS))
         if fr.evaluation + fr.validation > 1:
             fail(f"data.splits.{kind}", dataclasses.asdict(fr), "evaluation + validation at most 1")
 
@@ -754,114 +645,6 @@ def _validate_strategies(p: Params, fail: Callable[..., None]) -> None:
         if source is not None and source not in chosen:
             fail(f"strategies[{i}]", name, "post-hoc strategies whose source is listed too",
                  f"'{name}' is made from the '{source}' models: add '{source}' to strategies, or leave '{name}' out")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Reading YAML as people write it
-# ----------------------------------------------------------------------------------------------------
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-# YAML 1.2's floats (PyYAML's YAML 1.1 regex wants a dot, and a sign in the exponent: there ``2e-3`` and
-# ``1.0e5`` are strings), plus 1.1's sexagesimal, inf and nan forms so that nothing read before changes.
-_FLOAT = re.compile(r"""^(?:
-     [-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?     # 1.0  1.  2.0e-3  1.5E4
-    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+                   # 2e-3  1E-4  1e3
-    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?            # .5  -.5  .5e-3
-    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*        # 190:20:30.15 (YAML 1.1 sexagesimal)
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X)
-
-
-class ParamsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with numbers in any notation (``2e-3``, ``1E-4``, ``.5``, ``-3e-2``, ``1e3``).
-
-    Dates stay strings (no parameter is a date, and an override must survive JSON on its way to the
-    notebook kernels). Used for parameter files and ``--set`` values alike.
-    """
-
-
-ParamsLoader.yaml_implicit_resolvers = {
-    first: [(tag, _FLOAT if tag == _FLOAT_TAG else rx) for tag, rx in resolvers
-            if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _key_lines(node: yaml.Node, prefix: str = "", lines: Optional[dict[str, int]] = None) -> dict[str, int]:
-    """``{dotted key: line}`` (1-based) of every key and list item of a composed YAML document."""
-    lines = {} if lines is None else lines
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            name = f"{prefix}.{k.value}" if prefix else str(k.value)
-            lines.setdefault(name, k.start_mark.line + 1)
-            _key_lines(v, name, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            name = f"{prefix}[{i}]"
-            lines.setdefault(name, item.start_mark.line + 1)
-            _key_lines(item, name, lines)
-    return lines
-
-
-def read_yaml(text: str) -> tuple[Any, dict[str, int]]:
-    """Parse one YAML document with :class:`ParamsLoader`; return the data and the line of each dotted key.
-
-    Raises:
-        yaml.YAMLError: the text is not YAML (the message carries line and column).
-    """
-    loader = ParamsLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        data = loader.construct_document(node)  # merges (<<) are flattened into the nodes here
-        return data, _key_lines(node)
-    finally:
-        loader.dispose()
-
-
-def parse_value(text: str, origin: str = "value", key: str = "<value>") -> Any:
-    """A ``--set`` value as the parameter files would read it: ``2e-3`` -> 0.002, ``[ru, uk]`` -> a list.
-
-    Raises:
-        ConfigError: not YAML; the message names ``origin`` (e.g. ``--set training.family.lr=...``).
-    """
-    try:
-        return read_yaml(text)[0]
-    except yaml.YAMLError as exc:
-        raise ConfigError(origin, key, text, "a YAML value (a number, string, true/false, null, list or mapping)",
-                          " ".join(str(exc).split())) from None
-
-
-def _shown(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-class _Origins:
-    """Where each dotted key's value came from: an override's own label, else ``file:line`` (else the file).
-
-    A key under an override (``layers.first`` below ``--set layers={...}``) is the last such override's; a key with
-    overrides beneath it (a rule on ``layers`` after ``--set layers.first=0``) is the file's, with them.
-    """
-
-    def __init__(self, file: str, lines: Mapping[str, int], overrides: Mapping[str, str]):
-        self.file, self.lines, self.overrides = file, lines, overrides
-
-    def __call__(self, key: str) -> str:
-        for dotted, label in reversed(list(self.overrides.items())):  # the last override applied wins
-            if key == dotted or key.startswith((dotted + ".", dotted + "[")):
-                return label
-        here = self.file
-        k = key
-        while k:
-            if k in self.lines:
-                here = f"{self.file}:{self.lines[k]}"
-                break
-            k = k[:max(k.rfind("."), k.rfind("["), 0)]
-        beneath = [label for dotted, label in self.overrides.items() if dotted.startswith((key + ".", key + "["))]
-        return f"{here} (with {', '.join(beneath)})" if beneath else here
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -920,11 +703,11 @@ def load_params(scale_or_path: str | Path = "tiny", overrides: Mapping[str, Any]
     if not isinstance(raw, dict):
         raise ConfigError(origin, "<file>", type(raw).__name__, "a YAML mapping at the top level")
     overrides = dict(overrides or {})
-    labels = {k: (origins or {}).get(k) or f"{origin} (override {k}={_shown(v)})" for k, v in overrides.items()}
+    labels = {k: (origins or {}).get(k) or f"{origin} (override {k}={shown(v)})" for k, v in overrides.items()}
     for k, v in overrides.items():
         _apply_override(raw, k, v, labels[k])
-    where = _Origins(origin, lines, labels)
-    params = _build(Params, raw, "", where)
+    where = Origins(origin, lines, labels)
+    params = build(Params, raw, "", where)
     params = dataclasses.replace(params, origin=origin)
     _validate(params, where)
     return params
