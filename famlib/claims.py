@@ -30,6 +30,11 @@ estimate.
   every step of the middle curve falling (acc(alpha_i) - acc(alpha_i+1) > 0).
 * C11: interpolation, held-in chrF (directions averaged): |range(last)| above |range(first)| and
   |range(middle)|, range(G) = chrF(alpha 1) - chrF(alpha 0).
+
+A claim that rests on a multiple-choice axis (C3-C6 and C10: comprehension) is decided only where that axis's
+tasks pass their gates (:mod:`famlib.evaluate.gates`: shortcuts and a random model near chance, the base well
+above it). Where one fails, the claim is ``not measured`` and says which gate: a difference on a task the
+base cannot do is not forgetting of a skill, whatever its interval says (the comparisons are still shown).
 """
 
 from __future__ import annotations
@@ -386,8 +391,34 @@ def _drift_note(distances) -> str:
     return f"; Dense relative drift per group: {', '.join(parts)}" if parts else ""
 
 
-def check_claims(params, results, interpolation=None, distances=None, evidence=None) -> list[Claim]:
-    """Decide C1-C11 on this scale's records (see the module docstring for each rule)."""
+# The claims that rest on an axis's multiple-choice task(s), and the gates each such task must pass.
+GATED = {"comprehension": ("C3", "C4", "C5", "C6", "C10")}
+GATES = {"shortcut_gate": "shortcut", "random_gate": "random-model", "base_held_in_gate": "base (held-in)",
+         "base_english_gate": "base (English)"}
+
+
+def failed_gates(table) -> dict[str, str]:
+    """axis -> why it does not measure here: each of its tasks with a failing gate, from a gate table
+    (:func:`famlib.evaluate.gates.load_gate_table`); axes whose tasks pass every gate are absent."""
+    out: dict[str, list[str]] = {}
+    for r in ([] if table is None else table.to_dict("records")):
+        failed = [label for col, label in GATES.items() if r.get(col) == "fails"]
+        if not failed:
+            continue
+        base = r.get("base_held_in")
+        shown = (f"; base held-in {base:.3f} [{r.get('base_held_in_low', float('nan')):.3f}, "
+                 f"{r.get('base_held_in_high', float('nan')):.3f}] against chance {r['chance']:.2f}"
+                 if isinstance(base, float) and base == base else "")
+        out.setdefault(str(r["axis"]), []).append(f"`{r['task']}` fails its {', '.join(failed)} gate{shown}")
+    return {axis: "; ".join(v) for axis, v in out.items()}
+
+
+def check_claims(params, results, interpolation=None, distances=None, evidence=None, gates=None) -> list[Claim]:
+    """Decide C1-C11 on this scale's records (see the module docstring for each rule).
+
+    ``gates``: the scale's gate table (:func:`famlib.evaluate.gates.load_gate_table`); where a task of an axis
+    fails a gate, the claims that rest on that axis are ``not measured``. None: no gate is consulted.
+    """
     import pandas as pd
 
     from famlib.evaluate.results import COLUMNS
@@ -402,9 +433,13 @@ def check_claims(params, results, interpolation=None, distances=None, evidence=N
     # figures and report, but cannot change a verdict about the paper's (Strategy.paper).
     strategies = [s for s in paper_names() if s in present]
     exclude = table_kwargs(params)["exclude"]
-    return [_c1(ev, strategies), _c2(ev, strategies), _c3(ev, strategies), _c4(ev, strategies),
-            _c5(ev, strategies), _c6(ev, strategies), _c7(ev, strategies), _c8(ev, strategies, exclude),
-            _c9(ev, strategies, exclude), _c10(ev_i, interpolation, distances), _c11(ev_i, interpolation)]
+    found = [_c1(ev, strategies), _c2(ev, strategies), _c3(ev, strategies), _c4(ev, strategies),
+             _c5(ev, strategies), _c6(ev, strategies), _c7(ev, strategies), _c8(ev, strategies, exclude),
+             _c9(ev, strategies, exclude), _c10(ev_i, interpolation, distances), _c11(ev_i, interpolation)]
+    failed = failed_gates(gates)
+    gated = {cid: axis for axis, cids in GATED.items() if axis in failed for cid in cids}
+    return [_nm(c.id, f"not decided: {failed[gated[c.id]]}, so a difference on it is not forgetting of a skill "
+                      f"(the comparisons, for reference: {c.evidence})") if c.id in gated else c for c in found]
 
 
 def claims_frame(claims: list[Claim]):

@@ -429,7 +429,10 @@ def write_report(params, figures: Optional[Sequence[Path]] = None, results=None,
 
         figures = write_figures(params, results, interpolation, distances, evidence=evidence)
     tables = build_tables(params, results, evidence)
-    claims = check_claims(params, results, interpolation, distances, evidence=evidence)
+    from famlib.evaluate.gates import load_gate_table
+
+    claims = check_claims(params, results, interpolation, distances, evidence=evidence,
+                          gates=load_gate_table(params.scale))
     path = report_path(params.scale)
     today = datetime.date.today().isoformat()
     parts = [f"# Reproduction report: scale `{params.scale}` ({today})\n",

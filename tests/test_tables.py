@@ -258,6 +258,31 @@ def test_every_claim_holds_on_the_papers_story(params):
     assert "drift" in v["C10"].evidence  # the Dense per-group drift from layer_distance.csv
 
 
+def test_claims_on_an_axis_whose_task_fails_a_gate_are_not_measured(params):
+    """A task earns its place by its gates: where the base cannot do the comprehension task (its gate fails),
+    C3-C6 and C10 say so instead of reading its differences as forgetting; the other claims are untouched, and
+    a gate table whose tasks all pass changes nothing."""
+    res, i, d = synth(), interp(), distances()
+    write_records(res)
+    write_records(i, "interpolation")
+    plain = {c.id: c for c in C.check_claims(params, res, i, d)}
+    row = {"task": "passage_verse_4way", "axis": "comprehension", "chance": 0.25, "shortcut_gate": "passes",
+           "random_gate": "passes", "base_held_in": 0.282, "base_held_in_low": 0.231, "base_held_in_high": 0.338,
+           "base_held_in_gate": "passes", "base_english_gate": "no row in the suite"}
+    passing = pd.DataFrame([row, {**row, "task": "verse_match_2way", "axis": "reasoning", "chance": 0.5}])
+    assert {c.id: c.verdict for c in C.check_claims(params, res, i, d, gates=passing)} == \
+        {k: c.verdict for k, c in plain.items()}
+    failing = passing.assign(base_held_in_gate=["fails", "passes"])
+    gated = {c.id: c for c in C.check_claims(params, res, i, d, gates=failing)}
+    for cid in ("C3", "C4", "C5", "C6", "C10"):
+        assert gated[cid].verdict == C.NOT_MEASURED, cid
+        assert gated[cid].evidence.startswith("not decided: `passage_verse_4way` fails its base (held-in) gate; "
+                                              "base held-in 0.282 [0.231, 0.338] against chance 0.25"), cid
+        assert plain[cid].evidence in gated[cid].evidence  # the comparisons stay readable
+    assert all(gated[c].verdict == plain[c].verdict == C.HOLDS for c in ("C1", "C2", "C7", "C8", "C9", "C11"))
+    assert C.failed_gates(None) == {} and C.failed_gates(passing) == {}
+
+
 def test_table_cells_are_marked_where_the_paired_interval_against_base_resolves(params):
     """Comprehension on 1,000 nested items per language: Dense 10 pp below Base and Freeze 2 pp above are
     resolved (their paired intervals are points); L2-SP set equal to Base is not; token perplexity, a metric
