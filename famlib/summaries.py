@@ -42,10 +42,9 @@ def base_model(params: Params, summary) -> str:
     for role, label in (("base", "English"), ("held_in", "held-in"), ("held_out", "held-out")):
         rows = langs[langs["role"] == role]
         if len(rows):
-            ratio = (rows["bits_per_byte"] / rows["unigram_bpb"]).mean()
             parts.append(f"{label} {_num(rows['bits_per_byte'].mean())} bits per byte "
-                         f"({_num(ratio, 2)}x the unigram model's, {len(rows)} language(s))")
-    worst = (langs["bits_per_byte"] / langs["unigram_bpb"]).idxmax()
+                         f"({_num(rows['bpb_vs_unigram'].mean(), 2)}x the unigram model's, {len(rows)} language(s))")
+    worst = langs["bpb_vs_unigram"].idxmax()  # famlib.base.base_summary's ratio to the unigram baseline
     return (f"**{params.scale}** base: " + "; ".join(parts) + f". Closest to the unigram baseline: {worst} "
             f"({_num(langs.loc[worst, 'bits_per_byte'])} against {_num(langs.loc[worst, 'unigram_bpb'])}).")
 

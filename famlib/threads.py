@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+from famlib.errors import ConfigError
+
 __all__ = ["available_cores", "env_threads", "set_threads"]
 
 
@@ -34,9 +36,7 @@ def env_threads() -> int | None:
         n = int(raw)
     except ValueError:
         n = 0
-    if n < 1:
-        from famlib.errors import ConfigError  # a FamlibError and a ValueError: the command line shows one line
-
+    if n < 1:  # ConfigError is a FamlibError and a ValueError: the command line shows one line
         raise ConfigError("environment", "FAMLIB_THREADS", raw, "a positive integer (the cores famlib may use), or "
                           "unset for all the cores this process may use")
     return n
