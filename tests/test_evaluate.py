@@ -169,6 +169,56 @@ def test_translation_prompts_fit_a_small_models_context(params, smoke_corpus, sm
     assert dropped > 0  # the tight budget did bind
 
 
+def test_multiple_choice_prompts_fit_a_small_models_context(params, smoke_corpus, smoke_tokenizer):
+    """With the models' tokenizer and a context too small for the longest passages, a multiple-choice item
+    is kept only if its query and longest choice fit (after the shots' longest examples); the long ones are
+    passed over on the way to the cap and counted, the rest are the same items in the same order; without a
+    tokenizer, or without a position limit, nothing is filtered."""
+    from famlib.evaluate import items as it
+    from famlib.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER
+
+    def n(text):
+        return len(smoke_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def longest(x):
+        return n(x["query"]) + max(n(TARGET_DELIMITER + c) for c in x["choices"])
+
+    def example(x):
+        return n(x["query"]) + n(TARGET_DELIMITER + x["choices"][x["label"]]) + n(FEWSHOT_DELIMITER)
+
+    assert it.context_positions(params) == 1024
+    dropped = 0
+    for shots in (0, 1):
+        tight = load_params("smoke", {**OVERRIDES, "model.architecture.max_position_embeddings": 400,
+                                      "evaluation.mc_shots": shots, "evaluation.max_items": 6})
+        for lang in ("ru", "ca"):
+            for task in it.MC_BUILDERS:
+                fitted = it.multiple_choice_items(tight, smoke_corpus, task, lang, n)
+                plain = it.multiple_choice_items(tight, smoke_corpus, task, lang)
+                everything = it.multiple_choice_items(load_params("smoke", {**OVERRIDES, "evaluation.max_items": 10**6}),
+                                                      smoke_corpus, task, lang)
+                assert "prompt_budget" not in plain.info
+                if shots:  # the pool is the shortest examples: none longer than any plain candidate left out
+                    assert len(fitted.fewshot) == len(plain.fewshot) and max(map(example, fitted.fewshot)) <= max(
+                        map(example, plain.fewshot))
+                else:
+                    assert fitted.fewshot == plain.fewshot
+                room = 400 - 1 - sum(sorted(map(example, fitted.fewshot), reverse=True)[:shots])
+                assert all(longest(x) <= room for x in fitted.test), (task, lang)
+                # the same items in the same order, the long ones passed over and counted on the way
+                order = [x["id"] for x in everything.test]
+                kept = [x["id"] for x in fitted.test]
+                assert kept == [i for i in order if i in set(kept)] and len(kept) <= 6
+                seen = order[:order.index(kept[-1]) + 1] if len(kept) == 6 else order  # full: it stopped there
+                too_long = [x for x in everything.test if x["id"] in set(seen) and x["id"] not in set(kept)]
+                assert fitted.info["test_dropped_too_long"] == len(too_long) and all(
+                    longest(x) > room - 4 for x in too_long), (task, lang)
+                dropped += fitted.info["test_dropped_too_long"]
+    assert dropped > 0  # the small context did bind
+    wide = it.multiple_choice_items(params, smoke_corpus, "passage_verse_4way", "ca", n)
+    assert wide.test == it.multiple_choice_items(params, smoke_corpus, "passage_verse_4way", "ca").test
+
+
 def test_items_are_deterministic_capped_and_well_formed(params, smoke_corpus):
     from famlib.evaluate import items as it
 

@@ -272,11 +272,16 @@ def _matched(pool: list[str], gold: str, al: Aligned, passage: list[str], rng: r
             + rng.sample(quad[(False, True)], b - t) + rng.sample(quad[(False, False)], n - a - b + t))
 
 
-def _passage_verse(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> list[dict]:
+def _keep_all(item: dict) -> bool:
+    return True
+
+
+def _passage_verse(params: Params, lang: str, al: Aligned, cap: int, tag: str, keep=_keep_all) -> list[dict]:
     """Comprehension: a passage of ``PASSAGE_UNITS`` consecutive verses in ``lang``; choose the English
     rendering of one of them (drawn per item) among four English verses of its chapter, the other three
     outside the passage and matched in overlap with it (:func:`_matched`). None where the candidates would
-    be the passage's own text (the probe without a second translation)."""
+    be the passage's own text (the probe without a second translation). Items ``keep`` rejects (a prompt
+    too long for the model: :func:`multiple_choice_items`) are passed over on the way to ``cap``."""
     if al.same_text:
         return []
     by_hood: dict[str, list[str]] = {}
@@ -297,18 +302,19 @@ def _passage_verse(params: Params, lang: str, al: Aligned, cap: int, tag: str) -
             continue
         label = rng.randrange(CHOICES)
         choices = distractors[:label] + [al.en[gold]] + distractors[label:]
-        items.append({"id": f"{lang}:{anchor['key']}", "key": anchor["key"], "answer_key": gold,
-                      "query": _query(lang, " ".join(al.xx[k] for k in passage)),
-                      "choices": choices, "label": label})
+        item = {"id": f"{lang}:{anchor['key']}", "key": anchor["key"], "answer_key": gold,
+                "query": _query(lang, " ".join(al.xx[k] for k in passage)), "choices": choices, "label": label}
+        if keep(item):
+            items.append(item)
     return items
 
 
-def _verse_match(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> list[dict]:
+def _verse_match(params: Params, lang: str, al: Aligned, cap: int, tag: str, keep=_keep_all) -> list[dict]:
     """Reasoning: one verse in ``lang``; of two English verses of its passage, choose the one that says what
     it says (the other is a verse near it, chosen as :func:`_matched` chooses). None for the probe: between
     two English translations the right rendering out-overlaps its neighbours almost always, so overlap-matched
     pairs are all but impossible to draw (1 item from tiny's 2 translations), and with one translation the
-    right verse would be the prompt's own text."""
+    right verse would be the prompt's own text. ``keep`` as in :func:`_passage_verse`."""
     if lang == params.probe_language:
         return []
     by_hood: dict[str, list[str]] = {}
@@ -329,8 +335,10 @@ def _verse_match(params: Params, lang: str, al: Aligned, cap: int, tag: str) -> 
             continue
         label = rng.randrange(2)
         choices = [al.en[picked[0]], al.en[key]] if label else [al.en[key], al.en[picked[0]]]
-        items.append({"id": f"{lang}:{key}", "key": key, "query": _query(lang, al.xx[key], MATCH_PROMPT),
-                      "choices": choices, "label": label})
+        item = {"id": f"{lang}:{key}", "key": key, "query": _query(lang, al.xx[key], MATCH_PROMPT),
+                "choices": choices, "label": label}
+        if keep(item):
+            items.append(item)
     return items
 
 
@@ -360,8 +368,15 @@ def mc_shots(params: Params) -> int:
     return e.shots if e.mc_shots is None else e.mc_shots
 
 
-def multiple_choice_items(params: Params, corpus, task: str, lang: str) -> ItemSet:
+def multiple_choice_items(params: Params, corpus, task: str, lang: str, n_tokens=None) -> ItemSet:
     """Items of ``passage_verse_4way`` or ``verse_match_2way`` for one language.
+
+    ``n_tokens`` (text -> token count, the evaluated models' tokenizer) makes every prompt fit the model:
+    with :func:`context_positions` set (a from-scratch base), a test item is kept only if its query, its
+    longest choice and the ``mc_shots`` longest few-shot examples fit the positions (a margin of two tokens
+    per part covers merges across the joins); with shots, the few-shot pool is then the ``FEWSHOT_POOL``
+    candidates shortest in tokens, as translation's. ``info["test_dropped_too_long"]`` counts the items passed
+    over on the way to the cap. Without ``n_tokens`` (or without a position limit) nothing is filtered.
 
     Raises:
         DataError: an unknown task, or the language has no text aligned with the probe's.
@@ -376,29 +391,72 @@ def multiple_choice_items(params: Params, corpus, task: str, lang: str) -> ItemS
     kind = ltid.split(":", 1)[0]
     cap = params.evaluation.max_items or 10**9
     build = MC_BUILDERS[task]
-    test = build(params, lang, _aligned(l_pools.test, p_pools.test, kind, same), cap, "test")
-    fewshot = build(params, lang, _aligned(l_pools.fewshot, p_pools.fewshot, kind, same), FEWSHOT_POOL, "fewshot")
+    test_al = _aligned(l_pools.test, p_pools.test, kind, same)
+    fitting = n_tokens is not None and context_positions(params) is not None and mc_shots(params) > 0
+    fewshot = build(params, lang, _aligned(l_pools.fewshot, p_pools.fewshot, kind, same),
+                    10**9 if fitting else FEWSHOT_POOL, "fewshot")
     fewshot_from = l_pools.fewshot_from
-    if test and len(fewshot) < max(1, mc_shots(params)):
-        # The UDHR's reserved articles are a handful of paragraphs: too few to make a passage, its next
-        # paragraph and three others. Another language's examples (the first in the run's order whose own
-        # pool makes enough: the probe's, for the comprehension task) then show the format; they share no
-        # unit with any test item of this language (other texts, or validation verses).
-        for other in params.languages:
-            if other == lang:
-                continue
-            o_ptid, o_ltid = _mc_texts(params, corpus, other)
-            o_l = unit_pools(params, corpus, other, o_ltid)
-            o_p = o_l if o_ptid == o_ltid else unit_pools(params, corpus, probe, o_ptid)
-            if o_l.fewshot_from != "validation":
-                continue
-            shots = build(params, other, _aligned(o_l.fewshot, o_p.fewshot, o_ltid.split(":", 1)[0],
-                                                  o_ptid == o_ltid), FEWSHOT_POOL, "fewshot")
-            if len(shots) >= max(1, mc_shots(params)):
-                fewshot, fewshot_from = shots, f"{other}'s examples: {l_pools.fewshot_from} make too few"
-                break
-    return ItemSet(test, fewshot, {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": fewshot_from,
-                                   "reserved_groups": list(l_pools.reserved_groups)})
+    if len(fewshot) < max(1, mc_shots(params)) and build(params, lang, test_al, 1, "test"):
+        fewshot, fewshot_from = _borrowed_shots(params, corpus, lang, build, fewshot, l_pools.fewshot_from)
+    if fitting:  # as translation's: the pool is the shortest candidates, back in their salted order
+        shortest = sorted(range(len(fewshot)), key=lambda i: (_example_tokens(n_tokens, fewshot[i]), i))
+        fewshot = [fewshot[i] for i in sorted(shortest[:FEWSHOT_POOL])]
+    info = {"text_id": ltid, "probe_text_id": ptid, "fewshot_from": fewshot_from,
+            "reserved_groups": list(l_pools.reserved_groups)}
+    keep = _mc_fit(params, n_tokens, fewshot, info)
+    test = build(params, lang, test_al, cap, "test", keep)
+    return ItemSet(test, fewshot, info)
+
+
+def _borrowed_shots(params: Params, corpus, lang: str, build, fewshot: list[dict], own_from: str):
+    """(examples, where from) for a language whose own few-shot pool makes too few.
+
+    The UDHR's reserved articles are a handful of paragraphs: too few to make a passage, its verse and three
+    others. Another language's examples (the first in the run's order whose own pool makes enough: the
+    probe's, for the comprehension task) then show the format; they share no unit with any test item of this
+    language (other texts, or validation verses)."""
+    probe = params.probe_language
+    for other in params.languages:
+        if other == lang:
+            continue
+        o_ptid, o_ltid = _mc_texts(params, corpus, other)
+        o_l = unit_pools(params, corpus, other, o_ltid)
+        o_p = o_l if o_ptid == o_ltid else unit_pools(params, corpus, probe, o_ptid)
+        if o_l.fewshot_from != "validation":
+            continue
+        shots = build(params, other, _aligned(o_l.fewshot, o_p.fewshot, o_ltid.split(":", 1)[0],
+                                              o_ptid == o_ltid), FEWSHOT_POOL, "fewshot")
+        if len(shots) >= max(1, mc_shots(params)):
+            return shots, f"{other}'s examples: {own_from} make too few"
+    return fewshot, own_from
+
+
+_MARGIN = 2  # tokens per part of a prompt: a join can merge or split a token at either side
+
+
+def _example_tokens(n_tokens, x: dict) -> int:
+    """Tokens a multiple-choice few-shot example takes in a prompt: its query, its answer and the delimiter."""
+    return (n_tokens(x["query"]) + n_tokens(TARGET_DELIMITER + x["choices"][x["label"]])
+            + n_tokens(FEWSHOT_DELIMITER) + 3 * _MARGIN)
+
+
+def _mc_fit(params: Params, n_tokens, fewshot: list[dict], info: dict):
+    """The test-item filter of :func:`multiple_choice_items`; notes the budget and the drops in ``info``."""
+    positions = context_positions(params) if n_tokens is not None else None
+    if positions is None:
+        return _keep_all
+    examples = sorted((_example_tokens(n_tokens, x) for x in fewshot), reverse=True)
+    room = positions - sum(examples[:mc_shots(params)]) - 1  # <bos>
+    info.update({"prompt_budget": positions, "test_dropped_too_long": 0})
+
+    def keep(item: dict) -> bool:
+        n = (n_tokens(item["query"]) + max(n_tokens(TARGET_DELIMITER + c) for c in item["choices"]) + 2 * _MARGIN)
+        if n <= room:
+            return True
+        info["test_dropped_too_long"] += 1
+        return False
+
+    return keep
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -416,13 +474,20 @@ def translation_texts(params: Params, corpus, lang: str) -> Optional[tuple[str, 
     return None
 
 
-def prompt_budget(params: Params) -> Optional[int]:
-    """Tokens a translation prompt may take: the model's positions minus ``evaluation.max_gen_tokens``, for a
-    from-scratch base (tiny: 512 - 48); None for a pretrained Gemma 3, whose 32k positions hold any prompt here."""
+def context_positions(params: Params) -> Optional[int]:
+    """The positions a prompt and its answer must fit: a from-scratch base's ``max_position_embeddings``
+    (tiny: 512); None for a pretrained Gemma 3, whose 32k positions hold any prompt here."""
     if params.model.kind != "scratch":
         return None
     positions = params.model.architecture.get("max_position_embeddings")
-    return int(positions) - int(params.evaluation.max_gen_tokens) if positions else None
+    return int(positions) if positions else None
+
+
+def prompt_budget(params: Params) -> Optional[int]:
+    """Tokens a translation prompt may take: :func:`context_positions` minus ``evaluation.max_gen_tokens``
+    (tiny: 512 - 48); None where the positions are not limited."""
+    positions = context_positions(params)
+    return positions - int(params.evaluation.max_gen_tokens) if positions else None
 
 
 def translation_items(params: Params, corpus, lang: str, direction: str, n_tokens=None) -> ItemSet:

@@ -311,7 +311,7 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
         for task in it.MC_BUILDERS:
             harness = f"famlib_{task}_{lang}"
             try:
-                s = it.multiple_choice_items(params, corpus, task, lang)
+                s = it.multiple_choice_items(params, corpus, task, lang, _token_counter(tokenizer))
             except DataError as exc:
                 w.skipped[harness] = str(exc)
                 continue
@@ -330,14 +330,20 @@ def _generate(params: Params, corpus, tmp: Path, final: Path, tokenizer) -> dict
             "mc_shots": it.mc_shots(params), "include_defaults": paper, "tasks": w.tasks, "skipped": w.skipped}
 
 
+def _token_counter(tokenizer):
+    """text -> its token count under the evaluated models' tokenizer (no special tokens); None without one."""
+    if tokenizer is None:
+        return None
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def _emit_translation(w: _Writer, corpus, lang: str, direction: str, tokenizer) -> None:
     """One translation direction of one language, with its reference levels (empty, copy, constant)."""
     probe = w.params.probe_language
     src, tgt = (probe, lang) if direction == "en-xx" else (lang, probe)
     harness = f"famlib_translation_{src}-{tgt}"
-    n_tokens = None if tokenizer is None else (lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
     try:
-        s = it.translation_items(w.params, corpus, lang, direction, n_tokens)
+        s = it.translation_items(w.params, corpus, lang, direction, _token_counter(tokenizer))
     except DataError as exc:
         w.skipped[harness] = str(exc)
         return
