@@ -292,6 +292,9 @@ class LoRAConfig:
     targets: tuple[str, ...] = bounded(one_of_these(LORA_TARGETS, each=True), LORA_TARGETS)
 
 
+FLORES_PLUS = "openlanguagedata/flores_plus"  # the hub's FLORES+ (gated: accept its terms first)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     shots: int = bounded(_at_least(0, "a non-negative integer"), 2)  # the paper evaluates 2-shot throughout
@@ -327,6 +330,10 @@ class EvalConfig:
                                                 "bigbench/benchmark_tasks, e.g. social_iqa) or null (no English "
                                                 "comprehension row)"), None)
     english_items: Optional[int] = bounded(_ALL_ITEMS, None)  # that task's test items; None = max_items
+    # FLORES+ for the paper scale's translation axis (famlib.evaluate.paper): a hub id, or a local directory
+    # holding a copy of the dataset in the same layout (one configuration per language, dev and devtest).
+    flores_path: str = bounded(Bound(lambda v: isinstance(v, str) and bool(v.strip()),
+                                     "a hub dataset id or a local directory holding FLORES+"), FLORES_PLUS)
 
 
 @dataclass(frozen=True)
@@ -451,8 +458,12 @@ class Params:
         out = dataclasses.asdict(self)
         out.pop("origin")
         for key, default in _LATER_PARAMS.items():  # at their default, as if the key did not exist
-            if out.get(key) == default:
-                out.pop(key)
+            *parents, leaf = key.split(".")
+            holder = out
+            for part in parents:
+                holder = holder.get(part) or {}
+            if leaf in holder and holder[leaf] == default:
+                holder.pop(leaf)
         return _plain(out)
 
     def fingerprint(self, *sections: str) -> str:
@@ -482,10 +493,11 @@ class Params:
         return lang
 
 
-# Top-level keys added after runs existed: left out of to_dict (and so of every fingerprint and stamp) while
-# at their default, so that adding one does not make every finished step of every scale stale.
+# Keys added after runs existed (dotted: inside a section): left out of to_dict (and so of every fingerprint and
+# stamp) while at their default, so that adding one does not make every finished step of every scale stale.
 _LATER_PARAMS: dict[str, Any] = {"strategies": None, "lora": None, "replay": dataclasses.asdict(ReplayConfig()),
-                                  "wise_ft": dataclasses.asdict(WiseFTConfig()), "dose": None}
+                                  "wise_ft": dataclasses.asdict(WiseFTConfig()), "dose": None,
+                                  "evaluation.flores_path": FLORES_PLUS}
 
 
 def _dig(d: Mapping[str, Any], dotted: str) -> Any:

@@ -217,14 +217,13 @@ def _pyproject_requirements() -> list[str]:
 
 def _hub_repos(params: Params) -> list[tuple[str, str, str, bool]]:
     """``(what, repo id or directory, repo type, local)`` of what the run reads from the hub or a local copy."""
-    from famlib.evaluate.paper import FLORES_PATH
-
     out = []
     if params.model.kind == "hub":
         out.append(("model", params.model.id, "model", _local_dir(params.model.id)))
     if params.data.source == "madlad":
         out.append(("MADLAD-400", params.data.madlad.path, "dataset", _local_dir(params.data.madlad.path)))
-        out.append(("FLORES+", FLORES_PATH, "dataset", _local_dir(FLORES_PATH)))
+        flores = params.evaluation.flores_path
+        out.append(("FLORES+", flores, "dataset", _local_dir(flores)))
     return out
 
 
@@ -256,7 +255,7 @@ def check_hub(params: Params) -> list[Check]:
                                  "are packed", f"{fix}; or point data.madlad.path at a local mirror of its data/ folder"))
             else:
                 out.append(Check(name, MISSING, f"{detail}; {repo} is read from the hub when the models are evaluated",
-                                 f"{fix}; or point famlib.evaluate.paper.FLORES_PATH at a local copy"))
+                                 f"{fix}; or set evaluation.flores_path to a local copy of FLORES+"))
         return out
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 

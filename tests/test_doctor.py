@@ -68,6 +68,10 @@ def test_local_copies_need_no_hub(seams, tmp_path):
     assert checks["hub: model"].status == checks["hub: MADLAD-400"].status == "ok"
     assert "local directory" in checks["hub: model"].detail
     assert checks["hub: FLORES+"].status == "missing"  # still read from the hub
+    assert "evaluation.flores_path" in checks["hub: FLORES+"].fix  # the fix names the key that follows it
+    p = load_params("paper", {"model.id": str(tmp_path), "data.madlad.path": str(tmp_path),
+                              "evaluation.flores_path": str(tmp_path)})
+    assert {c.status for c in doctor.check_hub(p)} == {"ok"}
 
 
 def test_gated_model_gives_the_licence_fix(seams, monkeypatch):

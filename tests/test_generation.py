@@ -231,6 +231,15 @@ def test_scoring_yaml_leaves_the_cut_to_the_filter(tmp_path):
     assert flores["generation_kwargs"] == {**gen, "max_gen_toks": p.evaluation.max_gen_tokens}
     truncation = flores["filter_list"][0]["filter"][0]["function"]
     assert truncation().apply([["\n\nKot śpi.\nEnglish:"]], [{}]) == [["Kot śpi."]]
+    assert flores["metadata"]["flores_path"] == "openlanguagedata/flores_plus"
+    # evaluation.flores_path is where every task's loader reads FLORES+ (a local copy, say), and at its
+    # default it is left out of the params' fingerprint (finished steps stay finished)
+    local = load_params("paper", {"evaluation.flores_path": str(tmp_path / "flores")})
+    paper.write_flores_tasks(local, tmp_path / "local")
+    (tmp_path / "local" / "famlib_harness.py").write_text(HARNESS_MODULE)
+    assert load_yaml(tmp_path / "local" / f"{paper.flores_task('en', 'pl')}.yaml")["metadata"]["flores_path"] == str(
+        tmp_path / "flores")
+    assert "flores_path" not in p.to_dict()["evaluation"] and local.fingerprint() != p.fingerprint()
 
 
 @pytest.fixture(scope="module")

