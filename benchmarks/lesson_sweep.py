@@ -55,7 +55,6 @@ def main() -> None:
         trained_s = json.loads(runs[-1].read_text())["seconds"] if runs else float("nan")
         table["train_s"], table["call_s"], table["measure_s"] = round(trained_s, 1), round(t_train, 1), round(t_measure, 1)
         rows.append(table)
-        les.models.clear()
         del model
         print(table.to_string(index=False), flush=True)
     out = pd.concat(rows, ignore_index=True)

@@ -210,7 +210,6 @@ class Lesson:
     train_tokens: np.ndarray = field(repr=False)
     base_measurement: Optional[Measurement] = None
     _base_model: Any = field(default=None, repr=False)
-    models: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------------------------------- opening
     @classmethod
@@ -400,8 +399,7 @@ class Lesson:
         if live_plot is not None:
             live_plot.show(curve, final=True)
         self._save_curve(name, curve)
-        self.models[name] = model.eval()
-        return self.models[name]
+        return model.eval()
 
     def _read_back(self, name: str, model, done: Path, curve_path: Path, plot: bool):
         """A finished run of :meth:`train`: its trained weights into ``model``, its probe curve re-drawn."""
@@ -409,12 +407,11 @@ class Lesson:
 
         model.load_state_dict(load_file(str(done)), strict=False)
         model.tie_weights()
-        self.models[name] = model.eval()
         curve = _read_jsonl(curve_path)
         if plot:
             LivePlot(name, self.languages).show(curve, final=True)
         self._save_curve(name, curve)
-        return self.models[name]
+        return model.eval()
 
     def _save_trained(self, model, done: Path, freeze: Sequence[str]) -> None:
         """The tensors a run changed (those outside the frozen groups) to ``done``, atomically; a tied head is
@@ -466,29 +463,44 @@ class Lesson:
         return np.asarray(sets["train"].tokens)
 
     # ---------------------------------------------------------------------------------------- surgery
-    def revert(self, tuned, groups: Sequence[str] = ("middle",), name: Optional[str] = None):
+    def revert(self, tuned, groups: Sequence[str] = ("middle",)):
         """The tuned model with ``groups`` put back to the base's weights (Train-then-Revert); no training."""
         from famlib.surgery.driver import apply_state_dicts
 
         state = apply_state_dicts("revert", [tuned.state_dict(), self.base_state()], config=tuned.config.to_dict(),
                                   first=self.params.layers.first, last=self.params.layers.last, groups=list(groups))
-        return self._from_state(state, name or f"reverted {'+'.join(groups)}")
+        return self._from_state(state)
 
-    def interpolate(self, tuned, group: str, alpha: float, name: Optional[str] = None):
+    def interpolate(self, tuned, group: str, alpha: float):
         """The tuned model with one group moved to ``(1 - alpha) * base + alpha * tuned`` (alpha 0: base)."""
         from famlib.surgery.driver import apply_state_dicts
 
         state = apply_state_dicts("interpolate", [self.base_state(), tuned.state_dict()], config=tuned.config.to_dict(),
                                   first=self.params.layers.first, last=self.params.layers.last, groups=[group],
                                   alpha=float(alpha))
-        return self._from_state(state, name or f"{group} at alpha {alpha:g}")
+        return self._from_state(state)
 
-    def _from_state(self, state: Mapping[str, Any], name: str):
-        model = self.load_base()
-        model.load_state_dict(dict(state), strict=False)
+    def _from_state(self, state: Mapping[str, Any]):
+        """A model whose weights are ``state``'s tensors themselves, not copies: the tensors a surgery left
+        unchanged stay shared with the models they came from (a reverted model costs its reverted group's
+        memory, not a whole model's, on a student's laptop). Such a model is only read - measured, asked to
+        translate - never trained (:meth:`train` starts from a fresh copy of the base), so nothing writes into
+        the shared tensors."""
+        import copy
+
+        import torch
+
+        base = self.base_model()
+        # the base's structure and buffers, with storage-less (meta) stand-ins for its weights: no copy of them
+        memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+                for p in base.parameters()}
+        model = copy.deepcopy(base, memo)
+        model.load_state_dict(dict(state), strict=False, assign=True)
         model.tie_weights()
-        self.models[name] = model.eval()
-        return model
+        missing = [n for n, p in model.named_parameters() if p.is_meta]
+        if missing:
+            raise ValueError(f"the surgery's state has no tensor for {missing[:3]} ({len(missing)} in all)")
+        return model.eval()
 
     def slider(self, tuned, group: str = "middle", alphas: Sequence[float] = (0.0, 0.5, 1.0),
                measured: Optional[Mapping[float, Measurement]] = None) -> "pd.DataFrame":
@@ -505,7 +517,6 @@ class Lesson:
             m = (measured or {}).get(a)
             if m is None:
                 m = self.measure(self.interpolate(tuned, group, a), f"{group} {a:g}", langs)
-                self.models.pop(f"{group} at alpha {a:g}", None)
             rows.append({"group": group, "alpha": float(a), **{lang: m.bits_per_byte(lang) for lang in langs}})
         return pd.DataFrame(rows)
 
@@ -813,9 +824,7 @@ def revert_each(les: Lesson, tuned, base_name: str = "CPT") -> list[Measurement]
     """Exercise 1: the CPT model with each layer group reverted in turn, measured (which group matters most?)."""
     out = []
     for g in LAYER_GROUPS:
-        model = les.revert(tuned, [g], f"{base_name}, {g} reverted")
-        out.append(les.measure(model, f"{base_name}, {g} reverted"))
-        les.models.pop(f"{base_name}, {g} reverted", None)
+        out.append(les.measure(les.revert(tuned, [g]), f"{base_name}, {g} reverted"))
     return out
 
 
@@ -830,7 +839,7 @@ def lr_sweep(les: Lesson, lrs: Optional[Sequence[float]] = None) -> list[Measure
     for lr in lrs or sweep_lrs(les.settings):
         model = les.train(f"sweep-lr{lr:g}", lr=lr, plot=False, probe=False)
         out.append(les.measure(model, f"lr {lr:g}"))
-        les.models.pop(f"sweep-lr{lr:g}", None)
+        del model  # one sweep model in memory at a time
     return out
 
 
@@ -840,9 +849,7 @@ REPLAY_SHARE = 0.25  # Ibrahim et al. 2024 found 5-25% replay enough to keep mos
 def replay(les: Lesson, share: float = REPLAY_SHARE) -> Measurement:
     """Exercise 3: CPT with ``share`` of every batch English training text (cached like the sweep)."""
     model = les.train(f"replay-{share:g}", replay=share, plot=False, probe=False)
-    m = les.measure(model, f"replay {100 * share:.0f}% English")
-    les.models.pop(f"replay-{share:g}", None)
-    return m
+    return les.measure(model, f"replay {100 * share:.0f}% English")
 
 
 def prepare(s: LessonSettings | None = None, exercises: bool = True, log=print) -> Lesson:

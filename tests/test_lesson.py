@@ -92,6 +92,9 @@ def test_lesson_trains_freezes_reverts_and_replays_at_smoke_scale(smoke_base, sm
     rev = les.revert(cpt, ["middle"]).state_dict()
     assert all(torch.equal(rev[k], base[k]) for k in middle)
     assert all(torch.equal(rev[k], cs[k]) for k in base if k not in middle)
+    # the reverted model is made of the two models' own tensors (a laptop holds no third copy)
+    assert all(rev[k].data_ptr() == base[k].data_ptr() for k in middle)
+    assert all(rev[k].data_ptr() == cs[k].data_ptr() for k in base if k not in middle)
     half = les.interpolate(cpt, "middle", 0.5).state_dict()
     k = middle[0]
     assert torch.allclose(half[k], 0.5 * base[k] + 0.5 * cs[k], atol=1e-7)
