@@ -77,8 +77,10 @@ def main() -> None:
             r = evaluate_model(params, args.model, corpus=corpus, axes=axes, batch_size=bs, force=True,
                                languages=args.languages.split(",") if args.languages else None, log=lambda *_: None)
             print(f"\nbatch size {bs}: total {r.seconds['total']:.1f} s")
+            for task, error in r.failed.items():  # a failed task is not timed: say so, never drop it silently
+                print(f"FAILED {task}: {error[:500]}")
             print(f"{'axis':<14}{'tasks':>6}{'items':>8}{'seconds':>10}{'items/s':>10}")
-            run = {"batch_size": bs, "total_seconds": r.seconds["total"], "axes": {}}
+            run = {"batch_size": bs, "total_seconds": r.seconds["total"], "axes": {}, "failed": dict(r.failed)}
             for axis, tasks in r.ran.items():
                 n = sum(suite.tasks[t]["n"] for t in tasks)
                 s = r.seconds[axis]

@@ -60,8 +60,15 @@ def main() -> None:
         sb = b.get("axes", {}).get(axis, {}).get("seconds")
         sa = a.get("axes", {}).get(axis, {}).get("seconds")
         ratio = f"{sa / sb:.2f}x" if sb and sa else "-"
-        print(f"  {axis:14s} {sb if sb is not None else '-':>8} {sa if sa is not None else '-':>8}  {ratio}")
-    print(f"  {'total':14s} {b.get('total_seconds')} {a.get('total_seconds')}")
+        print(f"  {axis:14s} {_secs(sb):>8} {_secs(sa):>8}  {ratio}")
+    print(f"  {'total':14s} {_secs(b.get('total_seconds')):>8} {_secs(a.get('total_seconds')):>8}")
+    for name, run in (("previous", b), ("current", a)):
+        for task, error in (run.get("failed") or {}).items():
+            print(f"  {name}: {task} FAILED (not timed): {error[:300]}")
+
+
+def _secs(s) -> str:
+    return "-" if s is None else f"{s:.1f}"
 
 
 if __name__ == "__main__":

