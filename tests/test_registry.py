@@ -142,6 +142,57 @@ def test_a_new_strategy_flows_into_the_plan_and_the_posthoc_jobs(freeze_first):
     assert [i for i in steps if i in set(old)] == old
 
 
+MODULE = '''"""Layer Freezing of the last layer group: one module, nothing else written."""
+from famlib.strategies.spec import Strategy
+
+STRATEGY = Strategy(name="freeze_last_group", label="Freeze last", title="Layer Freezing of the last group",
+                    per_family=True, training="family", data="family", frozen=("last",),
+                    outside="trainable (only the last group is frozen)")
+'''
+SOUP_MODULE = '''from famlib.strategies.spec import Strategy
+
+STRATEGIES = (Strategy(name="freeze_last_group_soup", label="FL soup", title="soup of the freeze_last_group experts",
+                       per_family=False, surgery="soup", source="freeze_last_group",
+                       surgery_groups=("first", "middle", "last", "outside"), outside="averaged with everything else"),)
+'''
+
+
+def test_a_strategy_module_is_all_a_new_strategy_needs(tmp_path, monkeypatch):
+    """A module holding a ``STRATEGY`` in a strategies package is registered by :func:`registry.discover` (what
+    famlib.strategies does with its own folder at import), the post-hoc one made from it after it whatever the
+    module order, and it flows into the plan; the package's own modules are all registered already."""
+    import importlib
+    from pathlib import Path
+
+    import famlib.strategies as package
+    from famlib.pipeline import plan
+
+    assert registry.discover(Path(package.__file__).parent, "famlib.strategies") == []  # all found at import
+    own = sorted({m.stem for m in Path(package.__file__).parent.glob("*.py")} - registry.MACHINERY - {"__init__"})
+    for name in own:  # every other module of the package is a strategy module
+        module = importlib.import_module(f"famlib.strategies.{name}")
+        assert getattr(module, "STRATEGY", None) or getattr(module, "STRATEGIES", None), name
+    pkg = tmp_path / "my_strategies"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a_soup.py").write_text(SOUP_MODULE)  # sorts before its source's module
+    (pkg / "freeze_last_group.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        found = registry.discover(pkg, "my_strategies")
+        assert [s.name for s in found] == ["freeze_last_group", "freeze_last_group_soup"]
+        assert registry.discover(pkg, "my_strategies") == []  # once only
+        params = load_params("smoke", {"strategies": [*DEFAULTS, "freeze_last_group", "freeze_last_group_soup"]})
+        steps = {st.id for st in plan(params)}
+        assert {f"03_train_expert.freeze_last_group.{f}" for f in params.families} <= steps
+        assert "05_evaluate.freeze_last_group_soup" in steps
+        assert registry.get("freeze_last_group").frozen == ("last",)
+    finally:
+        for name in ("freeze_last_group_soup", "freeze_last_group"):
+            if registry.is_known(name):
+                registry.unregister(name)
+
+
 def test_famlib_strategies_prints_the_registry(capsys, freeze_first):
     from famlib.cli import main
 

@@ -1,5 +1,8 @@
-"""Strategies by name. Add a strategy: write its module (a :class:`~famlib.strategies.spec.Strategy`) and list
-it in ``BUILTIN`` below; code outside famlib (a test, a notebook) can :func:`register` one at run time.
+"""Strategies by name. Add a strategy: write its module in this package, holding a
+:class:`~famlib.strategies.spec.Strategy` as ``STRATEGY`` (or several as ``STRATEGIES``); :func:`discover` registers
+it when famlib is imported, after the paper's strategies and the baselines listed in ``BUILTIN`` (which fix their
+order). Code outside famlib (a test, a notebook) can :func:`register` one at run time, or :func:`discover` a
+package of its own.
 
 Everything that lists strategies asks this module: config validation, model ids, the notebook graph, the
 post-hoc jobs, which model answers for which language, the tables, figures, claims and report. Order is
@@ -170,6 +173,37 @@ def table_text(entries: Optional[list[dict[str, str]]] = None) -> str:
     return "\n".join(lines)
 
 
+# Modules of this package that hold no strategy: the machinery every strategy module uses.
+MACHINERY = frozenset({"registry", "rules", "spec", "training"})
+
+
+def discover(path, package: str) -> list[Strategy]:
+    """Register the strategies of every module of the package at ``path`` (import name ``package``) that are not
+    registered yet: each module's ``STRATEGY`` or ``STRATEGIES``, in module-name order, trained and reference
+    strategies before post-hoc ones (a post-hoc strategy may be made from one found here). Modules named in
+    :data:`MACHINERY` or starting with ``_`` are skipped. Returns what it registered, in that order.
+
+    Raises:
+        StrategyError: as :func:`register`, for a module's entry.
+    """
+    import importlib
+    import pkgutil
+
+    found: list[Strategy] = []
+    for info in sorted(pkgutil.iter_modules([str(path)]), key=lambda m: m.name):
+        if info.name in MACHINERY or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        entries = getattr(module, "STRATEGIES", None) or (
+            (module.STRATEGY,) if getattr(module, "STRATEGY", None) is not None else ())
+        found += [e for e in entries if e.name not in _REGISTRY and e not in found]
+    ordered = sorted(found, key=lambda e: e.kind == "posthoc")  # stable: module order within each kind
+    for entry in ordered:
+        register(entry)
+    return ordered
+
+
 for _s in BUILTIN:
     register(_s)
 del _s
+discover(__import__("pathlib").Path(__file__).parent, __package__)
