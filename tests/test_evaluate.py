@@ -370,6 +370,31 @@ def test_random_model_accuracies_sit_near_chance(smoke_corpus, base_dir, tmp_pat
 
 
 @pytest.mark.slow
+def test_the_harness_task_index_is_built_once_per_suite(suite, monkeypatch):
+    """lm-eval's TaskManager (about 20 s of indexing at the paper scale) is built once per suite and process, not
+    per axis or per task of a rerun; a rebuilt suite (another key) gets a fresh one."""
+    import dataclasses
+
+    import lm_eval.tasks
+
+    from famlib.evaluate import run as run_mod
+
+    built = []
+
+    class Counting(lm_eval.tasks.TaskManager):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs.get("include_path"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Counting)
+    monkeypatch.setattr(run_mod, "_TASK_MANAGERS", {})
+    first = run_mod.task_manager(suite)
+    assert run_mod.task_manager(suite) is first and built == [str(suite.path)]
+    rebuilt = dataclasses.replace(suite, manifest={**suite.manifest, "key": "another"})
+    assert run_mod.task_manager(rebuilt) is not first and len(built) == 2
+    assert "famlib_heldout_perplexity_en" in first.all_tasks
+
+
 def test_a_failing_task_is_recorded_by_name_and_does_not_take_its_axis_down(params, suite, smoke_corpus, base_dir,
                                                                               tmp_path, monkeypatch):
     from famlib.evaluate import load_failures, load_results

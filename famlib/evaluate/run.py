@@ -177,14 +177,29 @@ def axis_shots(params: Params, axis: str) -> int:
     return mc_shots(params) if axis in ("comprehension", "reasoning") else params.evaluation.shots
 
 
+_TASK_MANAGERS: dict = {}
+
+
+def task_manager(suite: Suite):
+    """lm-eval's ``TaskManager`` over the suite's folder (and, at the paper scale, the installed tasks), built once
+    per suite and process: indexing lm-eval's 14,000 task configs takes about 20 s, which every axis of every
+    model, and every task of a per-task rerun after a failure (:func:`run_isolated`), would otherwise pay again."""
+    from lm_eval.tasks import TaskManager
+
+    include_defaults = bool(suite.manifest.get("include_defaults"))
+    key = (str(suite.path), suite.manifest.get("key"), include_defaults)
+    if key not in _TASK_MANAGERS:
+        _TASK_MANAGERS.clear()  # one suite at a time: a rebuilt suite (new key) is indexed again
+        _TASK_MANAGERS[key] = TaskManager(include_path=str(suite.path), include_defaults=include_defaults)
+    return _TASK_MANAGERS[key]
+
+
 def run_harness(lm, tasks: list[str], suite: Suite, params: Params, limit=None, shots: Optional[int] = None) -> dict:
     """``simple_evaluate`` on ``tasks`` of ``suite`` with the run's seeds and ``shots`` (default
     ``evaluation.shots``); returns its result dict."""
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    include_defaults = bool(suite.manifest.get("include_defaults"))
-    tm = TaskManager(include_path=str(suite.path), include_defaults=include_defaults)
+    tm = task_manager(suite)
     seed = params.seed
     shots = params.evaluation.shots if shots is None else shots
     with ExpectedNotices(shots):
