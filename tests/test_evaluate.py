@@ -188,6 +188,9 @@ def test_multiple_choice_prompts_fit_a_small_models_context(params, smoke_corpus
 
     assert it.context_positions(params) == 1024
     dropped = 0
+    wide = load_params("smoke", {**OVERRIDES, "evaluation.max_items": 10**6})
+    everything = {(lang, task): it.multiple_choice_items(wide, smoke_corpus, task, lang)  # every item, unfiltered
+                  for lang in ("ru", "ca") for task in it.MC_BUILDERS}
     for shots in (0, 1):
         tight = load_params("smoke", {**OVERRIDES, "model.architecture.max_position_embeddings": 400,
                                       "evaluation.mc_shots": shots, "evaluation.max_items": 6})
@@ -195,8 +198,6 @@ def test_multiple_choice_prompts_fit_a_small_models_context(params, smoke_corpus
             for task in it.MC_BUILDERS:
                 fitted = it.multiple_choice_items(tight, smoke_corpus, task, lang, n)
                 plain = it.multiple_choice_items(tight, smoke_corpus, task, lang)
-                everything = it.multiple_choice_items(load_params("smoke", {**OVERRIDES, "evaluation.max_items": 10**6}),
-                                                      smoke_corpus, task, lang)
                 assert "prompt_budget" not in plain.info
                 if shots:  # the pool is the shortest examples: none longer than any plain candidate left out
                     assert len(fitted.fewshot) == len(plain.fewshot) and max(map(example, fitted.fewshot)) <= max(
@@ -206,11 +207,12 @@ def test_multiple_choice_prompts_fit_a_small_models_context(params, smoke_corpus
                 room = 400 - 1 - sum(sorted(map(example, fitted.fewshot), reverse=True)[:shots])
                 assert all(longest(x) <= room for x in fitted.test), (task, lang)
                 # the same items in the same order, the long ones passed over and counted on the way
-                order = [x["id"] for x in everything.test]
+                every = everything[(lang, task)].test
+                order = [x["id"] for x in every]
                 kept = [x["id"] for x in fitted.test]
                 assert kept == [i for i in order if i in set(kept)] and len(kept) <= 6
                 seen = order[:order.index(kept[-1]) + 1] if len(kept) == 6 else order  # full: it stopped there
-                too_long = [x for x in everything.test if x["id"] in set(seen) and x["id"] not in set(kept)]
+                too_long = [x for x in every if x["id"] in set(seen) and x["id"] not in set(kept)]
                 assert fitted.info["test_dropped_too_long"] == len(too_long) and all(
                     longest(x) > room - 4 for x in too_long), (task, lang)
                 dropped += fitted.info["test_dropped_too_long"]
