@@ -371,7 +371,6 @@ def test_random_model_accuracies_sit_near_chance(smoke_corpus, base_dir, tmp_pat
         assert abs(acc - chance) <= 2 * se, (task, acc, se, chance)
 
 
-@pytest.mark.slow
 def test_the_harness_task_index_is_built_once_per_suite(suite, monkeypatch):
     """lm-eval's TaskManager (about 20 s of indexing at the paper scale) is built once per suite and process, not
     per axis or per task of a rerun; a rebuilt suite (another key) gets a fresh one."""
@@ -397,6 +396,7 @@ def test_the_harness_task_index_is_built_once_per_suite(suite, monkeypatch):
     assert "famlib_heldout_perplexity_en" in first.all_tasks
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_recorded_by_name_and_does_not_take_its_axis_down(params, suite, smoke_corpus, base_dir,
                                                                               tmp_path, monkeypatch):
     from famlib.evaluate import load_failures, load_results
